@@ -1,0 +1,1 @@
+"""Quota-aware rotation of Claude subscription credentials."""

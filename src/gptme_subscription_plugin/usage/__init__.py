@@ -1,0 +1,1 @@
+"""Quota data: one normalized snapshot, several sources, one shared cache."""
