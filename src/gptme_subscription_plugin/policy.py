@@ -1,10 +1,40 @@
-"""Pure rotation policy (placeholder until written)."""
+"""The rotation policy: pure, deterministic, clock injected.
+
+`DefaultPolicy.decide(view, now)` looks only at its arguments, so the same view and clock give
+the same Decision in production, in tests and in the simulator. The rules, in order:
+
+1. The live slot is broken, rate-limited or exhausted: switch now to the best candidate, or
+   defer until the soonest reset when there is none (urgent, ignores holds and dwell).
+2. A person switched by hand: hold that choice until the manual hold runs out.
+3. Right after a switch, dwell: no optional switch for `min_dwell` seconds (no flapping).
+4. Keep 5-hour headroom: leave a live slot whose 5-hour window is nearly spent for one with room.
+5. Forward-route: spend the quota that expires soonest first (a candidate whose weekly window
+   resets well before the live one's, with quota left, takes over).
+6. Rebalance: the live slot is ahead of its weekly pace while a slot expiring about as soon is
+   behind its pace: move the load.
+7. Otherwise stay.
+
+Candidates are slots with a usable credential, not rate-limited, not exhausted, not left on
+exhaustion within the probe cooldown (unless newer data shows them recovered); they are ranked
+by 5-hour headroom first, then soonest weekly reset, then lower pressure, then preference order.
+"""
+
 from __future__ import annotations
-from dataclasses import dataclass
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from .usage.snapshot import UsageSnapshot, UsageWindow
+
+Action = Literal["stay", "switch", "hold", "defer"]
 
 
 @dataclass(frozen=True)
 class Thresholds:
+    """Every tunable number of the policy, in one place (filled from Config)."""
+
     weekly_exhausted: float = 0.95
     five_hour_exhausted: float = 0.90
     model_weekly_exhausted: float = 0.95
@@ -17,3 +47,399 @@ class Thresholds:
     probe_cooldown: float = 1800.0
     warn_pressure: float = 0.80
     usage_max_age: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """What the policy may know about one slot: credential health and observed usage."""
+
+    name: str
+    usable: bool = True  # credential valid or refreshable
+    health: str = "valid"
+    usage: UsageSnapshot | None = None
+    limited_until: float | None = None  # a 429 / StopFailure said: nothing until then
+    left_exhausted_at: float | None = None  # when we last left it because it ran out
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The whole input of a decision, apart from the clock."""
+
+    live: str | None
+    slots: tuple[SlotView, ...]
+    model: str | None = None  # the model about to be used, when known
+    last_switch_at: float | None = None
+    manual_hold_slot: str | None = None
+    manual_hold_until: float | None = None
+    preference: tuple[str, ...] = ()  # tie-break order (fallback_order)
+
+    def slot(self, name: str | None) -> SlotView | None:
+        return next((s for s in self.slots if s.name == name), None)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do now, why (one human line), and the numbers behind it."""
+
+    action: Action
+    live: str | None
+    target: str | None
+    mode: str
+    reason: str
+    urgent: bool = False
+    retry_at: float | None = None  # for defer: when it is worth looking again
+    pressure: Mapping[str, float | None] = field(default_factory=dict)
+
+    @property
+    def wants_switch(self) -> bool:
+        return self.action == "switch" and self.target is not None and self.target != self.live
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "live": self.live,
+            "target": self.target,
+            "mode": self.mode,
+            "reason": self.reason,
+            "urgent": self.urgent,
+            "retry_at": self.retry_at,
+            "pressure": dict(self.pressure),
+        }
+
+
+class Policy(Protocol):
+    """Anything the manager and the simulator can run: a name and a pure decide()."""
+
+    name: str
+
+    def decide(self, view: PolicyView, now: float) -> Decision: ...
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def format_duration(seconds: float | None) -> str:
+    """Compact human duration: 45s, 12m, 3h05m, 2d04h."""
+    if seconds is None or math.isnan(seconds):
+        return "?"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def window_pressure(utilization: float, exhausted_at: float) -> float:
+    """Utilization scaled so that the exhaustion threshold reads 1.0 (monotonic, capped)."""
+    if exhausted_at <= 0:
+        return 1.0
+    return min(1.0, max(0.0, utilization) / exhausted_at)
+
+
+def _current(window: UsageWindow | None, now: float) -> float | None:
+    return None if window is None else window.effective_utilization(now)
+
+
+def _model_windows(usage: UsageSnapshot, model: str | None) -> list[tuple[str, UsageWindow]]:
+    """Per-model windows that bind: the requested model's, or every model's when unknown."""
+    if model:
+        entry = usage.model_entry(model)
+        return [entry] if entry is not None else []
+    return sorted(usage.models.items())
+
+
+def slot_pressure(
+    usage: UsageSnapshot | None, thresholds: Thresholds, now: float, model: str | None = None
+) -> float | None:
+    """0-1 pressure of a slot: the tightest window relative to its exhaustion threshold."""
+    if usage is None:
+        return None
+    parts: list[float] = []
+    five = _current(usage.five_hour, now)
+    if five is not None:
+        parts.append(window_pressure(five, thresholds.five_hour_exhausted))
+    week = _current(usage.seven_day, now)
+    if week is not None:
+        parts.append(window_pressure(week, thresholds.weekly_exhausted))
+    for _, window in _model_windows(usage, model):
+        parts.append(
+            window_pressure(window.effective_utilization(now), thresholds.model_weekly_exhausted)
+        )
+    return max(parts) if parts else None
+
+
+def exhaustion(
+    usage: UsageSnapshot | None, thresholds: Thresholds, now: float, model: str | None = None
+) -> tuple[str, float | None] | None:
+    """The first spent window as (label, reset time), or None while the slot can serve."""
+    if usage is None:
+        return None
+    checks: list[tuple[str, UsageWindow | None, float]] = [
+        ("weekly", usage.seven_day, thresholds.weekly_exhausted),
+        ("5-hour", usage.five_hour, thresholds.five_hour_exhausted),
+    ]
+    checks += [
+        (f"{name} weekly", window, thresholds.model_weekly_exhausted)
+        for name, window in _model_windows(usage, model)
+    ]
+    for label, window, limit in checks:
+        if window is not None and window.effective_utilization(now) >= limit:
+            return label, window.resets_at
+    return None
+
+
+def pace_gap(window: UsageWindow | None, now: float) -> float | None:
+    """Utilization minus the fraction of the window elapsed: > 0 means ahead of pace."""
+    if window is None:
+        return None
+    elapsed = window.elapsed_fraction(now)
+    if elapsed is None:
+        return None
+    return window.effective_utilization(now) - elapsed
+
+
+def has_five_hour_headroom(usage: UsageSnapshot | None, thresholds: Thresholds, now: float) -> bool:
+    five = _current(usage.five_hour, now) if usage else None
+    return five is None or five < thresholds.five_hour_headroom
+
+
+def weekly_reset(usage: UsageSnapshot | None, now: float) -> float:
+    """Weekly reset time for ranking; unknown sorts last."""
+    if usage is None or usage.seven_day is None or usage.seven_day.resets_at is None:
+        return math.inf
+    return usage.seven_day.resets_at if usage.seven_day.is_current(now) else math.inf
+
+
+def weekly_remaining(usage: UsageSnapshot | None, now: float) -> float | None:
+    week = _current(usage.seven_day, now) if usage else None
+    return None if week is None else 1.0 - week
+
+
+def is_limited(slot: SlotView, now: float) -> bool:
+    return slot.limited_until is not None and slot.limited_until > now
+
+
+def can_serve(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> bool:
+    """Usable credential, not rate-limited, no spent window."""
+    return (
+        slot.usable
+        and not is_limited(slot, now)
+        and exhaustion(slot.usage, thresholds, now, model) is None
+    )
+
+
+def in_probe_cooldown(slot: SlotView, thresholds: Thresholds, now: float) -> bool:
+    """Recently left because it ran out, and no newer observation says it recovered."""
+    left = slot.left_exhausted_at
+    if left is None or now - left >= thresholds.probe_cooldown:
+        return False
+    return slot.usage is None or slot.usage.observed_at <= left
+
+
+def rank_candidates(
+    view: PolicyView, thresholds: Thresholds, now: float, exclude: str | None = None
+) -> list[SlotView]:
+    """Slots that could take over, best first (see module docstring for the order)."""
+    order = {name: i for i, name in enumerate(view.preference)}
+    eligible = [
+        s
+        for s in view.slots
+        if s.name != exclude
+        and can_serve(s, thresholds, now, view.model)
+        and not in_probe_cooldown(s, thresholds, now)
+    ]
+
+    def key(s: SlotView) -> tuple[int, float, float, int, str]:
+        pressure = slot_pressure(s.usage, thresholds, now, view.model)
+        return (
+            0 if has_five_hour_headroom(s.usage, thresholds, now) else 1,
+            weekly_reset(s.usage, now),
+            0.5 if pressure is None else pressure,
+            order.get(s.name, len(order)),
+            s.name,
+        )
+
+    return sorted(eligible, key=key)
+
+
+def soonest_recovery(view: PolicyView, thresholds: Thresholds, now: float) -> float | None:
+    """Earliest moment some usable slot is expected to serve again."""
+    times: list[float] = []
+    for s in view.slots:
+        if not s.usable:
+            continue
+        blocked = exhaustion(s.usage, thresholds, now, view.model)
+        t = blocked[1] if blocked else now
+        if is_limited(s, now) and s.limited_until is not None:
+            t = max(t or now, s.limited_until)
+        if t is not None:
+            times.append(t)
+    return min(times) if times else None
+
+
+def describe_usage(usage: UsageSnapshot | None, now: float) -> str:
+    """'5h 40% (resets 2h10m), 7d 55% (resets 3d04h)' for one-line reasons."""
+    if usage is None:
+        return "no usage data"
+    parts = []
+    for label, window in (("5h", usage.five_hour), ("7d", usage.seven_day)):
+        if window is None:
+            continue
+        pct = round(window.effective_utilization(now) * 100)
+        if not window.is_current(now):
+            parts.append(f"{label} {pct}% (window reset)")
+        elif window.resets_at is None:
+            parts.append(f"{label} {pct}%")
+        else:
+            parts.append(f"{label} {pct}% (resets {format_duration(window.resets_in(now))})")
+    for name, window in sorted(usage.models.items()):
+        pct = round(window.effective_utilization(now) * 100)
+        if pct:
+            parts.append(f"{name} {pct}%")
+    text = ", ".join(parts) or "no windows"
+    return text + (" [stale]" if usage.stale else "")
+
+
+# ---------------------------------------------------------------- the policy
+
+
+class DefaultPolicy:
+    """The shipped policy. Stateless: all memory comes in through the PolicyView."""
+
+    name = "default"
+
+    def __init__(self, thresholds: Thresholds | None = None):
+        self.thresholds = thresholds or Thresholds()
+
+    def decide(self, view: PolicyView, now: float) -> Decision:
+        t = self.thresholds
+        pressures = {s.name: slot_pressure(s.usage, t, now, view.model) for s in view.slots}
+        live = view.slot(view.live)
+
+        def make(action: Action, mode: str, reason: str, **kw: Any) -> Decision:
+            return Decision(
+                action, view.live, kw.pop("target", None), mode, reason, pressure=pressures, **kw
+            )
+
+        urgent = self._urgent_problem(live, view, now)
+        if urgent is not None:
+            candidates = rank_candidates(view, t, now, exclude=view.live)
+            if candidates:
+                best = candidates[0]
+                return make(
+                    "switch",
+                    "exhausted",
+                    f"{urgent}; switching to {best.name} ({describe_usage(best.usage, now)})",
+                    target=best.name,
+                    urgent=True,
+                )
+            retry = soonest_recovery(view, t, now)
+            wait = f"; soonest recovery in {format_duration(retry - now)}" if retry else ""
+            return make(
+                "defer",
+                "all-exhausted",
+                f"{urgent}; no other slot can serve{wait}",
+                urgent=True,
+                retry_at=retry,
+            )
+        assert live is not None  # _urgent_problem covers a missing live slot
+
+        if (
+            view.manual_hold_slot == live.name
+            and view.manual_hold_until is not None
+            and view.manual_hold_until > now
+        ):
+            left = format_duration(view.manual_hold_until - now)
+            return make("hold", "manual-hold", f"{live.name} chosen by hand; holding for {left}")
+
+        if live.usage is None:
+            return make("stay", "no-data", f"no usage data for {live.name}; staying")
+
+        candidates = rank_candidates(view, t, now, exclude=live.name)
+        optional = self._optional_switch(live, candidates, now)
+        if optional is not None:
+            mode, target, reason = optional
+            if view.last_switch_at is not None and now - view.last_switch_at < t.min_dwell:
+                wait = format_duration(t.min_dwell - (now - view.last_switch_at))
+                return make(
+                    "hold",
+                    "dwell",
+                    f"would {mode} to {target.name} ({reason}), but last switch was "
+                    f"recent; dwell {wait} more",
+                    target=target.name,
+                )
+            return make("switch", mode, f"{reason}; switching to {target.name}", target=target.name)
+        return make("stay", "healthy", f"{live.name} healthy: {describe_usage(live.usage, now)}")
+
+    def _urgent_problem(self, live: SlotView | None, view: PolicyView, now: float) -> str | None:
+        """Why the live slot cannot go on at all, or None."""
+        if view.live is None:
+            return "no live slot"
+        if live is None:
+            return f"live slot {view.live} is not a configured slot"
+        if not live.usable:
+            return f"{live.name} credential is {live.health}"
+        if is_limited(live, now):
+            return (
+                f"{live.name} rate-limited for {format_duration((live.limited_until or now) - now)}"
+            )
+        spent = exhaustion(live.usage, self.thresholds, now, view.model)
+        if spent is not None:
+            label, reset = spent
+            when = f", resets in {format_duration(reset - now)}" if reset is not None else ""
+            return f"{live.name} {label} quota exhausted{when}"
+        return None
+
+    def _optional_switch(
+        self, live: SlotView, candidates: Sequence[SlotView], now: float
+    ) -> tuple[str, SlotView, str] | None:
+        """A worthwhile (not urgent) move as (mode, target, reason), or None."""
+        t = self.thresholds
+        if not candidates:
+            return None
+        usage = live.usage
+        assert usage is not None
+        best = candidates[0]
+        live_reset = weekly_reset(usage, now)
+
+        if not has_five_hour_headroom(usage, t, now) and has_five_hour_headroom(best.usage, t, now):
+            pct = round((_current(usage.five_hour, now) or 0) * 100)
+            return "five-hour-headroom", best, f"{live.name} 5-hour window at {pct}%"
+
+        best_reset = weekly_reset(best.usage, now)
+        remaining = weekly_remaining(best.usage, now)
+        if (
+            has_five_hour_headroom(best.usage, t, now)
+            and live_reset != math.inf
+            and best_reset + t.forward_route_margin < live_reset
+            and remaining is not None
+            and remaining >= t.forward_route_min_remaining
+        ):
+            return (
+                "forward-route",
+                best,
+                f"{best.name} has {round(remaining * 100)}% weekly left expiring in "
+                f"{format_duration(best_reset - now)}, before {live.name}'s",
+            )
+
+        live_gap = pace_gap(usage.seven_day, now)
+        if live_gap is not None and live_gap >= t.rebalance_ahead:
+            for cand in candidates:
+                gap = pace_gap(cand.usage.seven_day if cand.usage else None, now)
+                cand_reset = weekly_reset(cand.usage, now)
+                if (
+                    gap is not None
+                    and gap < 0
+                    and has_five_hour_headroom(cand.usage, t, now)
+                    and abs(cand_reset - live_reset) <= t.forward_route_margin
+                ):
+                    return (
+                        "rebalance",
+                        cand,
+                        f"{live.name} {round(live_gap * 100)} points ahead of weekly pace, "
+                        f"{cand.name} {round(-gap * 100)} behind",
+                    )
+        return None

@@ -72,7 +72,9 @@ class UsageWindow:
         window = data.get("window_seconds")
         if not isinstance(util, (int, float)) or isinstance(util, bool):
             return None
-        if resets is not None and (not isinstance(resets, (int, float)) or isinstance(resets, bool)):
+        if resets is not None and (
+            not isinstance(resets, (int, float)) or isinstance(resets, bool)
+        ):
             return None
         if not isinstance(window, int) or window <= 0:
             return None
@@ -91,17 +93,22 @@ class UsageSnapshot:
     models: dict[str, UsageWindow] = field(default_factory=dict)  # per-model weekly windows
     stale: bool = False
 
-    def model_window(self, model: str | None) -> UsageWindow | None:
+    def model_entry(self, model: str | None) -> tuple[str, UsageWindow] | None:
+        """The per-model window that applies to `model`, with its key ("sonnet")."""
         if not model:
             return None
         key = normalize_model_key(model)
         if key in self.models:
-            return self.models[key]
+            return key, self.models[key]
         # "claude-sonnet-4-5" style ids carry the family name inside
-        for name, window in self.models.items():
+        for name, window in sorted(self.models.items()):
             if name and name in key:
-                return window
+                return name, window
         return None
+
+    def model_window(self, model: str | None) -> UsageWindow | None:
+        entry = self.model_entry(model)
+        return entry[1] if entry else None
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.observed_at)

@@ -1,0 +1,403 @@
+"""The `gptme-subscription` command line for people (and scripts, with --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, load_config
+
+EXIT_CODES = """\
+exit codes:
+  0   success (capacity: green)
+  1   refused or a problem found (switch refused, unhealthy credential, drift, failed probe)
+  2   bad usage or configuration (one line on stderr names the key)
+  3   Claude Code's credential lock or our state lock stayed busy
+  10  capacity: yellow (pool is thin)
+  20  capacity: red (no slot can serve)
+  identity check: 0 clean, 1 drift, 2 no baseline
+"""
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gptme-subscription",
+        description="Quota-aware rotation of Claude subscription credentials (slots).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = parser.add_argument_group("configuration (overrides env and config.toml)")
+    g.add_argument("--claude-dir", type=Path, help="Claude config dir (default $CLAUDE_CONFIG_DIR or ~/.claude)")
+    g.add_argument("--state-dir", type=Path, help="state dir (default $XDG_STATE_HOME/gptme-subscription)")
+    g.add_argument("--slots", help="comma-separated slot names (default: every slot file)")
+    g.add_argument("--fallback-order", help="comma-separated tie-break preference")
+    g.add_argument("--usage-script", type=Path, help="usage script (`<script> --json`) instead of the endpoint")
+    g.add_argument("--api-base", help="usage endpoint base URL (default https://api.anthropic.com)")
+    g.add_argument("--poll-interval", type=float, help="minimum seconds between polls per slot")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("status", "slots, live marker, usage bars, pending switch, sessions mid-turn")
+    p.add_argument("--refresh", action="store_true", help="poll usage (within the poll budget)")
+    p = add("check-auth", "credential health of every slot (offline; --probe asks the endpoint)")
+    p.add_argument("--probe", action="store_true", help="also ask the usage endpoint (no inference)")
+    p = add("switch", "make SLOT live (pending while another session is mid-turn)")
+    p.add_argument("slot")
+    p.add_argument("--force", action="store_true", help="flip now even if sessions are mid-turn")
+    p = add("evaluate", "decide whether to switch (and with --execute, do it)")
+    p.add_argument("--execute", action="store_true", help="apply the decision")
+    p.add_argument("--no-refresh", action="store_true", help="use cached usage only")
+    p.add_argument("--model", help="model about to be used (per-model weekly limits)")
+    add("heal", "repair drift: copy the live credential into its owner slot and relink")
+    add("reauth", "step-by-step re-login for one slot, never touching another", json_flag=False) \
+        .add_argument("slot")
+    p = add("identity", "record or check which account each slot belongs to")
+    p.add_argument("action", choices=["baseline", "check"])
+    p.add_argument("slot", nargs="?", help="slot to baseline (default: every slot)")
+    p = add("capacity", "pool verdict green/yellow/red (exit 0/10/20) for launchers")
+    p.add_argument("--model", help="model about to be used")
+    p = add("slot", "add, remove or list slots")
+    slot_sub = p.add_subparsers(dest="slot_command", metavar="ACTION", required=True)
+    sa = slot_sub.add_parser("add", help="capture the live credential (or --from FILE) as NAME")
+    sa.add_argument("name")
+    sa.add_argument("--from", dest="source", type=Path, help="import this credential file instead")
+    sa.add_argument("--force", action="store_true", help="replace an existing slot (kept in backups)")
+    sa.add_argument("--json", action="store_true")
+    sr = slot_sub.add_parser("remove", help="delete a slot (its content stays in the backup ring)")
+    sr.add_argument("name")
+    sr.add_argument("--json", action="store_true")
+    sl = slot_sub.add_parser("list", help="list slots with credential health")
+    sl.add_argument("--json", action="store_true")
+    p = add("demo", "run the core in a throwaway sandbox through a scripted day")
+    p.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    def split(value: str | None) -> list[str] | None:
+        return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+    return load_config({
+        "claude_dir": args.claude_dir,
+        "state_dir": args.state_dir,
+        "slots": split(args.slots),
+        "fallback_order": split(args.fallback_order),
+        "usage_script": args.usage_script,
+        "api_base": args.api_base,
+        "poll_interval": args.poll_interval,
+    })
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(keep=args.keep, as_json=args.json)
+    if args.command == "reauth":
+        return cmd_reauth(args)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from .claude_locks import ClaudeLockBusy
+    from .manager import SubscriptionManager
+    from .slots import SlotError
+    from .state import StateBusy
+
+    manager = SubscriptionManager(config)
+    handler: Callable[[SubscriptionManager, argparse.Namespace], int] = COMMANDS[args.command]
+    try:
+        return handler(manager, args)
+    except (ClaudeLockBusy, StateBusy) as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except SlotError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except OSError as exc:
+        print(f"gptme-subscription: {exc.strerror or exc} ({exc.filename or ''})", file=sys.stderr)
+        return EXIT_PROBLEM
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_status(m: Any, args: argparse.Namespace) -> int:
+    from .render import decision_line, status_table
+
+    now = m.clock()
+    reports = m.report(refresh=args.refresh)
+    pending = m.pending()
+    busy = m.busy_sessions()
+    decision = m.policy.decide(m.view({r.name: r.usage for r in reports}), now)
+    drift = m.slots.detect_drift()
+    if args.json:
+        _print_json({
+            "live": m.get_active_subscription(),
+            "slots": [r.to_dict() for r in reports],
+            "pending": pending,
+            "sessions_mid_turn": busy,
+            "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
+            "decision": decision.to_dict(),
+            "now": now,
+        })
+        return EXIT_OK
+    if not reports:
+        print(f"no slots in {m.config.claude_dir}; add one with `gptme-subscription slot add NAME`")
+        return EXIT_PROBLEM
+    print(status_table(reports, now, pending, busy))
+    if drift is not None:
+        print(f"drift: {drift.detail} (run `gptme-subscription heal`)")
+    print(f"policy: {decision_line(decision)}")
+    return EXIT_OK
+
+
+def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
+    rows = []
+    ok = True
+    for name in m.slot_names():
+        info = m.slots.check(name)
+        row: dict[str, Any] = {"slot": name, **info.to_dict()}
+        ok = ok and info.health.usable
+        if args.probe and info.health.usable:
+            probe = _probe(m, name)
+            row["probe"] = probe
+            ok = ok and probe["ok"]
+        rows.append(row)
+    if args.json:
+        _print_json({"ok": ok, "slots": rows})
+    else:
+        for row in rows:
+            probe = row.get("probe")
+            extra = f"; probe: {probe['detail']}" if probe else ""
+            hint = f" -> gptme-subscription reauth {row['slot']}" if row["needs_reauth"] else ""
+            print(f"{row['slot']:<12} {row['health']:<17} {row['detail']}{extra}{hint}")
+        if not rows:
+            print("no slots found")
+    return EXIT_OK if ok and rows else EXIT_PROBLEM
+
+
+def _probe(m: Any, name: str) -> dict[str, Any]:
+    """Ask the usage endpoint with the slot's token (free: no inference), within the budget."""
+    now = m.clock()
+    fetch = m._fetcher(name)
+    if fetch is None:
+        return {"ok": True, "detail": "access token expired; Claude Code refreshes it on use "
+                                      "(not probed: this tool never refreshes tokens)"}
+    result = m.usage.poll(name, fetch, now, force=True)
+    if result.polled and result.snapshot is not None and not result.snapshot.stale:
+        return {"ok": True, "detail": "endpoint accepted the token"}
+    auth_failed = "auth" in result.reason or "401" in result.reason or "403" in result.reason
+    return {"ok": not auth_failed and result.snapshot is not None, "detail": result.reason}
+
+
+def cmd_switch(m: Any, args: argparse.Namespace) -> int:
+    outcome = m.switch_to(args.slot, reason="switched by hand", mode="manual", force=args.force)
+    if args.json:
+        _print_json(outcome.to_dict())
+    else:
+        print(outcome.detail)
+        if outcome.heal is not None and outcome.heal.healed:
+            print(f"healed first: {outcome.heal.detail}")
+        if outcome.status == "pending":
+            print("it will be applied at the next turn boundary with every session idle "
+                  "(use --force to flip now)")
+    return EXIT_PROBLEM if outcome.status == "refused" else EXIT_OK
+
+
+def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
+    from .render import decision_line
+
+    decision = m.evaluate(refresh=not args.no_refresh, model=args.model)
+    outcome = m.apply(decision) if args.execute else None
+    if args.json:
+        _print_json({"decision": decision.to_dict(),
+                     "outcome": outcome.to_dict() if outcome else None})
+    else:
+        print(decision_line(decision))
+        if outcome is not None:
+            print(outcome.detail)
+        elif decision.wants_switch and not args.execute:
+            print("(dry run: add --execute to apply)")
+    return EXIT_PROBLEM if outcome is not None and outcome.status == "refused" else EXIT_OK
+
+
+def cmd_heal(m: Any, args: argparse.Namespace) -> int:
+    result = m.heal()
+    drift = m.slots.detect_drift()
+    if args.json:
+        _print_json({"healed": result.healed, "detail": result.detail, "owner": result.owner,
+                     "method": result.method, "remaining_drift": drift.kind if drift else None})
+    else:
+        print(result.detail)
+    return EXIT_OK if drift is None else EXIT_PROBLEM
+
+
+def cmd_reauth(args: argparse.Namespace) -> int:
+    from .config import validate_slot_name
+
+    try:
+        name = validate_slot_name(args.slot)
+    except ValueError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(reauth_instructions(name))
+    return EXIT_OK
+
+
+def reauth_instructions(name: str) -> str:
+    """Log in in an isolated config dir, then import: the live link and other slots stay put."""
+    tmp = f"/tmp/gptme-subscription-reauth-{name}"
+    return "\n".join([
+        f"Re-login for slot {name} (nothing else is touched until step 3):",
+        f"  1. mkdir -m 700 {tmp}",
+        f"  2. CLAUDE_CONFIG_DIR={tmp} claude auth login",
+        f"     sign in as the account that belongs to {name}.",
+        "     Do not run /logout in any other session: it can revoke that account's token.",
+        f"  3. gptme-subscription slot add {name} --from {tmp}/.credentials.json --force",
+        "     (the old slot content is kept in the backup ring)",
+        f"  4. rm -rf {tmp}",
+        f"  5. gptme-subscription identity baseline {name}",
+    ])
+
+
+def cmd_identity(m: Any, args: argparse.Namespace) -> int:
+    from .credentials import CredentialError, load_credential
+
+    meta = m.slots.metadata().get("slots", {})
+    live = m.get_active_subscription()
+    live_ident = m.slots.live_identity()
+    names = [args.slot] if args.slot else m.slot_names()
+    if args.action == "baseline":
+        done = []
+        for name in names:
+            cred = load_credential(m.slots.slot_path(name))
+            m.slots._remember(name, cred, live_ident if name == live else None)
+            done.append({"slot": name, "refresh_fingerprint": cred.refresh_fingerprint,
+                         "identity": live_ident.to_dict() if name == live and live_ident else None})
+        m.events.append("identity-baseline", m.clock(), slots=[d["slot"] for d in done])
+        if args.json:
+            _print_json({"baseline": done})
+        else:
+            for d in done:
+                who = (d["identity"] or {}).get("email") or "identity unknown (not live)"
+                print(f"{d['slot']:<12} refresh {d['refresh_fingerprint']}  {who}")
+        return EXIT_OK
+    rows, worst = [], EXIT_OK
+    for name in names:
+        entry = meta.get(name)
+        try:
+            fp = load_credential(m.slots.slot_path(name)).refresh_fingerprint
+        except CredentialError as exc:
+            rows.append({"slot": name, "status": "unreadable", "detail": str(exc)})
+            worst = max(worst, EXIT_PROBLEM)
+            continue
+        if not entry or not entry.get("lineage"):
+            rows.append({"slot": name, "status": "no-baseline",
+                         "detail": f"run `gptme-subscription identity baseline {name}`"})
+            worst = max(worst, EXIT_USAGE) if worst != EXIT_PROBLEM else worst
+            continue
+        status, detail = "ok", "refresh token is from this slot's lineage"
+        if fp not in entry["lineage"]:
+            status, detail = ("refreshed", "refreshed in place while live") if name == live \
+                else ("changed", "slot content changed outside this tool")
+        if name == live and live_ident is not None:
+            from .credentials import AccountIdentity
+
+            recorded = AccountIdentity.from_dict(entry.get("identity"))
+            if recorded is not None and not recorded.matches(live_ident):
+                status, detail = "changed", "live account differs from the slot's recorded account"
+        if status == "changed":
+            worst = EXIT_PROBLEM
+        rows.append({"slot": name, "status": status, "detail": detail})
+    if args.json:
+        _print_json({"slots": rows, "exit_code": worst})
+    else:
+        for r in rows:
+            print(f"{r['slot']:<12} {r['status']:<12} {r['detail']}")
+    return worst
+
+
+def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
+    from .policy import format_duration
+    from .render import capacity
+
+    now = m.clock()
+    verdict = capacity(m.view(m.check_usage(refresh=True), args.model), m.config.thresholds, now)
+    if args.json:
+        _print_json(verdict.to_dict(now))
+    else:
+        reset = "" if verdict.soonest_reset is None else \
+            f"; soonest reset in {format_duration(verdict.soonest_reset - now)}"
+        print(f"{verdict.verdict}: {verdict.reason}; weekly headroom "
+              f"{round(verdict.headroom * 100)}%{reset}")
+    return verdict.exit_code
+
+
+def cmd_slot(m: Any, args: argparse.Namespace) -> int:
+    if args.slot_command == "add":
+        info = m.slots.add(args.name, source=args.source, force=args.force)
+        m.events.append("slot-add", m.clock(), slot=args.name,
+                        refresh_fingerprint=info.refresh_fingerprint)
+        out = {"slot": args.name, **info.to_dict(), "live": m.get_active_subscription()}
+        if args.json:
+            _print_json(out)
+        else:
+            print(f"added slot {args.name} ({info.health.value}, refresh {info.refresh_fingerprint})")
+        return EXIT_OK
+    if args.slot_command == "remove":
+        backup = m.slots.remove(args.name)
+        m.events.append("slot-remove", m.clock(), slot=args.name)
+        if args.json:
+            _print_json({"removed": args.name, "backup": str(backup) if backup else None})
+        else:
+            print(f"removed slot {args.name}" + (f" (last content kept in {backup})" if backup else ""))
+        return EXIT_OK
+    live = m.get_active_subscription()
+    rows = [{"slot": n, "live": n == live, **m.slots.check(n).to_dict()} for n in m.slot_names()]
+    if args.json:
+        _print_json({"slots": rows})
+    else:
+        for r in rows:
+            print(f"{'*' if r['live'] else ' '} {r['slot']:<12} {r['health']:<17} "
+                  f"refresh {r['refresh_fingerprint'] or '-'}")
+        if not rows:
+            print(f"no slots in {m.config.claude_dir}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "status": cmd_status,
+    "check-auth": cmd_check_auth,
+    "switch": cmd_switch,
+    "evaluate": cmd_evaluate,
+    "heal": cmd_heal,
+    "identity": cmd_identity,
+    "capacity": cmd_capacity,
+    "slot": cmd_slot,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

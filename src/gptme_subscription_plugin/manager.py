@@ -1,0 +1,421 @@
+"""SubscriptionManager: observe -> decide -> apply at a safe boundary.
+
+This is the one place that orders a flip. Surfaces (CLI, Claude Code hooks, the gptme tool)
+ask it to evaluate, switch or apply a pending switch; it checks the turn registry so a flip
+never lands while another session is mid-turn (unless a person forces it), heals drift first,
+and writes every decision, switch, pending switch, heal and refusal to the events log.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .config import Config
+from .credentials import CredentialError, CredentialInfo, load_credential
+from .policy import DefaultPolicy, Decision, Policy, PolicyView, SlotView, slot_pressure
+from .slots import HealResult, SlotError, SlotStore, global_config_for
+from .state import EventLog, StateStore
+from .turns import TurnRegistry
+from .usage.cache import UsageCache
+from .usage.oauth import UsageFetchError, fetch_oauth_usage
+from .usage.script import run_usage_script
+from .usage.snapshot import UsageSnapshot
+
+ROTATION_DOC = "rotation"
+SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
+
+
+@dataclass(frozen=True)
+class SwitchOutcome:
+    status: SwitchStatus
+    slot: str | None
+    detail: str
+    previous: str | None = None
+    blockers: tuple[str, ...] = ()
+    heal: HealResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "slot": self.slot,
+            "previous": self.previous,
+            "detail": self.detail,
+            "blockers": list(self.blockers),
+            "heal": self.heal.detail if self.heal else None,
+        }
+
+
+@dataclass
+class SlotReport:
+    """Everything `status` shows for one slot (no secrets)."""
+
+    name: str
+    live: bool
+    credential: CredentialInfo
+    usage: UsageSnapshot | None
+    pressure: float | None
+    limited_until: float | None
+    poll: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "live": self.live,
+            "credential": self.credential.to_dict(),
+            "usage": self.usage.to_dict() if self.usage else None,
+            "pressure": self.pressure,
+            "limited_until": self.limited_until,
+            "poll": self.poll,
+        }
+
+
+class SubscriptionManager:
+    """The rotation core behind every surface."""
+
+    def __init__(
+        self,
+        config: Config,
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.config = config
+        self.clock = clock
+        self.policy: Policy = policy or DefaultPolicy(config.thresholds)
+        self.state = StateStore(config.state_dir)
+        self.events = EventLog(config.state_dir)
+        self.turns = TurnRegistry(config.state_dir)
+        self.usage = UsageCache(config.state_dir, config.poll_interval)
+        self.slots = SlotStore(
+            config.claude_dir,
+            self.state,
+            global_config_for(config.claude_dir, config.home),
+            backup_keep=config.backup_keep,
+            lock_wait=config.lock_wait,
+            clock=clock,
+        )
+
+    # ------------------------------------------------------------ observing
+
+    def slot_names(self) -> list[str]:
+        """Configured slots, else every slot file found."""
+        return list(self.config.slots) or self.slots.list_slots()
+
+    def get_active_subscription(self) -> str | None:
+        return self.slots.active_slot()
+
+    def rotation_state(self) -> dict[str, Any]:
+        return self.state.read(ROTATION_DOC)
+
+    def pending(self) -> dict[str, Any] | None:
+        pending = self.rotation_state().get("pending")
+        return pending if isinstance(pending, dict) else None
+
+    def busy_sessions(self, exclude: str | None = None) -> list[str]:
+        """Who is mid-turn right now (other sessions, plus alive agent lock files)."""
+        now = self.clock()
+        busy = [
+            t.session_id
+            for t in self.turns.busy_sessions(now, self.config.session_ttl, exclude=exclude)
+        ]
+        return busy + _alive_lock_holders(self.config.lock_glob)
+
+    def _fetcher(self, name: str) -> Callable[[], UsageSnapshot] | None:
+        """How to poll one slot now, or None when its credential cannot be used to ask."""
+        path = self.slots.slot_path(name)
+        now = self.clock()
+        if self.config.usage_script is not None:
+            script = self.config.usage_script
+            return lambda: run_usage_script(script, name, path, self.config.poll_timeout * 4, now)
+        try:
+            cred = load_credential(path)
+        except CredentialError:
+            return None
+        if cred.expired(now):
+            return None  # never refresh a token to look at usage: Claude Code owns refreshing
+        token = cred.access_token
+        return lambda: fetch_oauth_usage(
+            self.config.api_base, token, name, self.config.poll_timeout, now
+        )
+
+    def check_usage(
+        self, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
+    ) -> dict[str, UsageSnapshot | None]:
+        """Usage per slot: cached, refreshed within the shared poll budget when asked."""
+        now = self.clock()
+        result: dict[str, UsageSnapshot | None] = {}
+        for name in names or self.slot_names():
+            fetch = self._fetcher(name) if refresh else None
+            if fetch is None:
+                result[name] = self.usage.get(name, now)
+                continue
+            poll = self.usage.poll(name, fetch, now, force=force)
+            if poll.polled and poll.snapshot is None:
+                self.events.append("usage-error", now, slot=name, reason=poll.reason)
+            result[name] = poll.snapshot if poll.snapshot is not None else self.usage.get(name, now)
+        return result
+
+    def view(
+        self, usage: dict[str, UsageSnapshot | None] | None = None, model: str | None = None
+    ) -> PolicyView:
+        """The policy's whole input, built from files and state (no network)."""
+        now = self.clock()
+        rot = self.rotation_state()
+        limited = rot.get("limited", {})
+        left = rot.get("left_exhausted", {})
+        hold = rot.get("manual_hold") or {}
+        usage = usage if usage is not None else self.check_usage(refresh=False)
+        views = []
+        for name in self.slot_names():
+            info = self.slots.check(name)
+            views.append(
+                SlotView(
+                    name=name,
+                    usable=info.health.usable,
+                    health=info.health.value,
+                    usage=usage.get(name),
+                    limited_until=_float(limited.get(name)),
+                    left_exhausted_at=_float(left.get(name)),
+                )
+            )
+        return PolicyView(
+            live=self.get_active_subscription(),
+            slots=tuple(views),
+            model=model,
+            last_switch_at=_float(rot.get("last_switch_at")),
+            manual_hold_slot=hold.get("slot") if isinstance(hold.get("slot"), str) else None,
+            manual_hold_until=_float(hold.get("until")),
+            preference=tuple(self.config.fallback_order),
+        )
+
+    def evaluate(
+        self, refresh: bool = True, model: str | None = None, log: bool = True
+    ) -> Decision:
+        """Decide what to do now (pure policy over fresh-enough data); never flips."""
+        usage = self.check_usage(refresh=refresh)
+        decision = self.policy.decide(self.view(usage, model), self.clock())
+        if log:
+            self.events.append(
+                "decision", self.clock(), policy=self.policy.name, **_decision_fields(decision)
+            )
+        return decision
+
+    def report(self, refresh: bool = False) -> list[SlotReport]:
+        now = self.clock()
+        usage = self.check_usage(refresh=refresh)
+        rot = self.rotation_state()
+        live = self.get_active_subscription()
+        return [
+            SlotReport(
+                name=name,
+                live=name == live,
+                credential=self.slots.check(name),
+                usage=usage.get(name),
+                pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
+                limited_until=_float(rot.get("limited", {}).get(name)),
+                poll=self.usage.status(name, now),
+            )
+            for name in self.slot_names()
+        ]
+
+    # ------------------------------------------------------------ acting
+
+    def switch_to(
+        self,
+        slot: str,
+        reason: str = "requested",
+        mode: str = "manual",
+        force: bool = False,
+        session_id: str | None = None,
+    ) -> SwitchOutcome:
+        """Flip to `slot` now if no other session is mid-turn (or `force`), else record pending."""
+        now = self.clock()
+        try:
+            info = self.slots.check(slot)
+        except SlotError as exc:
+            return self._refuse(slot, str(exc))
+        if slot not in self.slot_names():
+            return self._refuse(slot, f"no slot named {slot}")
+        if not info.health.usable:
+            return self._refuse(
+                slot,
+                f"slot {slot} is {info.health.value} ({info.detail}); "
+                f"see `gptme-subscription reauth {slot}`",
+            )
+        live = self.get_active_subscription()
+        if live == slot and self.slots.detect_drift() is None:
+            self._clear_pending(slot)
+            return SwitchOutcome("unchanged", slot, f"{slot} is already live", previous=live)
+        blockers = tuple(self.busy_sessions(exclude=session_id))
+        if blockers and not force:
+            self._set_pending(slot, reason, mode, now)
+            self.events.append(
+                "pending", now, slot=slot, mode=mode, reason=reason, blockers=list(blockers)
+            )
+            return SwitchOutcome(
+                "pending",
+                slot,
+                f"switch to {slot} pending: {len(blockers)} other session(s) mid-turn",
+                previous=live,
+                blockers=blockers,
+            )
+        try:
+            flip = self.slots.flip(slot)
+        except Exception as exc:  # lock busy, refused slot, disk error: report, change nothing
+            return self._refuse(slot, _one_line(exc))
+        self._after_flip(
+            flip.slot, flip.previous, mode, reason, now, forced=force and bool(blockers)
+        )
+        if flip.heal is not None and flip.heal.healed:
+            self.events.append(
+                "heal", now, detail=flip.heal.detail, owner=flip.heal.owner, method=flip.heal.method
+            )
+        return SwitchOutcome(
+            "switched",
+            slot,
+            f"switched to {slot}: {reason}",
+            previous=flip.previous,
+            blockers=blockers,
+            heal=flip.heal,
+        )
+
+    def apply(self, decision: Decision, session_id: str | None = None) -> SwitchOutcome | None:
+        """Carry out a decision: flip or leave it pending; None when nothing is to be done."""
+        if decision.wants_switch and decision.target is not None:
+            return self.switch_to(
+                decision.target, decision.reason, decision.mode, session_id=session_id
+            )
+        return None
+
+    def apply_pending(self, session_id: str | None = None) -> SwitchOutcome | None:
+        """At a turn boundary: carry out a pending switch if everyone else is idle."""
+        pending = self.pending()
+        if pending is None:
+            return None
+        target = pending.get("slot")
+        if not isinstance(target, str):
+            self._clear_pending(None)
+            return None
+        if self.busy_sessions(exclude=session_id):
+            return None
+        return self.switch_to(
+            target,
+            str(pending.get("reason", "pending switch")),
+            str(pending.get("mode", "pending")),
+            session_id=session_id,
+        )
+
+    def heal(self) -> HealResult:
+        now = self.clock()
+        try:
+            result = self.slots.heal()
+        except Exception as exc:
+            self.events.append("refusal", now, action="heal", reason=_one_line(exc))
+            raise
+        if result.healed:
+            self.events.append(
+                "heal", now, detail=result.detail, owner=result.owner, method=result.method
+            )
+        return result
+
+    def record_rate_limit(self, slot: str, until: float) -> None:
+        """A 429 / StopFailure(rate_limit): the slot serves nothing before `until`."""
+        now = self.clock()
+
+        def update(doc: dict[str, Any]) -> None:
+            doc.setdefault("limited", {})[slot] = until
+
+        self.state.update(ROTATION_DOC, update)
+        self.events.append("rate-limited", now, slot=slot, until=until)
+
+    def record_usage(self, snapshot: UsageSnapshot) -> None:
+        """Feed a free observation (statusline, response headers) into the shared cache."""
+        self.usage.record(snapshot)
+
+    # ------------------------------------------------------------ internals
+
+    def _refuse(self, slot: str | None, detail: str) -> SwitchOutcome:
+        self.events.append("refusal", self.clock(), action="switch", slot=slot, reason=detail)
+        return SwitchOutcome("refused", slot, detail)
+
+    def _set_pending(self, slot: str, reason: str, mode: str, now: float) -> None:
+        def update(doc: dict[str, Any]) -> None:
+            doc["pending"] = {"slot": slot, "reason": reason, "mode": mode, "since": now}
+
+        self.state.update(ROTATION_DOC, update)
+
+    def _clear_pending(self, slot: str | None) -> None:
+        def update(doc: dict[str, Any]) -> None:
+            pending = doc.get("pending")
+            if pending is not None and (slot is None or pending.get("slot") == slot):
+                doc.pop("pending", None)
+
+        if self.pending() is not None:
+            self.state.update(ROTATION_DOC, update)
+
+    def _after_flip(
+        self, slot: str, previous: str | None, mode: str, reason: str, now: float, forced: bool
+    ) -> None:
+        hold_for = self.config.manual_hold
+
+        def update(doc: dict[str, Any]) -> None:
+            doc["last_switch_at"] = now
+            doc["last_switch"] = {"slot": slot, "previous": previous, "mode": mode, "at": now}
+            doc.pop("pending", None)
+            if mode == "exhausted" and previous:
+                doc.setdefault("left_exhausted", {})[previous] = now
+            if mode == "manual":
+                doc["manual_hold"] = {"slot": slot, "until": now + hold_for}
+            else:
+                doc.pop("manual_hold", None)
+            limited = doc.get("limited", {})
+            for name in [n for n, until in limited.items() if (_float(until) or 0) <= now]:
+                limited.pop(name)
+
+        self.state.update(ROTATION_DOC, update)
+        self.events.append(
+            "switch", now, slot=slot, previous=previous, mode=mode, reason=reason, forced=forced
+        )
+
+
+def _decision_fields(decision: Decision) -> dict[str, Any]:
+    fields = decision.to_dict()
+    fields["decision"] = fields.pop("action")
+    return fields
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def _alive_lock_holders(pattern: str) -> list[str]:
+    """Agent lock files (upstream lock_glob): a live PID inside means that agent is busy."""
+    if not pattern:
+        return []
+    holders = []
+    for path in sorted(glob.glob(os.path.expanduser(pattern))):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                pid = int(fh.read(32).split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        holders.append(f"lock:{os.path.basename(path)}")
+    return holders
+
+
+__all__ = ["SubscriptionManager", "SwitchOutcome", "SlotReport", "UsageFetchError"]

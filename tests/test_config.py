@@ -1,0 +1,96 @@
+"""Config precedence (flags > env > file > defaults) and one-line errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.config import ConfigError, load_config, validate_slot_name
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), **extra}
+
+
+def write_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "cfg" / "gptme-subscription" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_defaults(tmp_path):
+    cfg = load_config(env=env_for(tmp_path))
+    assert cfg.claude_dir == tmp_path / "home" / ".claude"
+    assert cfg.state_dir == tmp_path / "home" / ".local/state/gptme-subscription"
+    assert cfg.poll_interval == 180 and cfg.api_base == "https://api.anthropic.com"
+    assert cfg.live_path.name == ".credentials.json"
+    assert cfg.thresholds.weekly_exhausted == cfg.weekly_exhausted
+
+
+def test_claude_config_dir_and_xdg_state(tmp_path):
+    cfg = load_config(env=env_for(tmp_path, CLAUDE_CONFIG_DIR=str(tmp_path / "cc"),
+                                  XDG_STATE_HOME=str(tmp_path / "st")))
+    assert cfg.claude_dir == tmp_path / "cc"
+    assert cfg.state_dir == tmp_path / "st" / "gptme-subscription"
+
+
+def test_precedence_flag_over_env_over_file(tmp_path):
+    write_file(tmp_path, 'poll_interval = 60\nslots = ["a", "b"]\nweekly_exhausted = 0.9\n')
+    env = env_for(tmp_path, GPTME_SUBSCRIPTION_POLL_INTERVAL="90")
+    cfg = load_config(env=env)
+    assert (cfg.poll_interval, cfg.slots, cfg.weekly_exhausted) == (90, ["a", "b"], 0.9)
+    cfg = load_config({"poll_interval": 30, "slots": None}, env=env)
+    assert cfg.poll_interval == 30 and cfg.slots == ["a", "b"]
+
+
+def test_env_lists_and_aliases(tmp_path):
+    cfg = load_config(env=env_for(tmp_path, GPTME_SUBSCRIPTION_SLOTS="a, b,c",
+                                  GPTME_SUBSCRIPTION_FALLBACK_ORDER="c,a",
+                                  GPTME_SUBSCRIPTION_CREDS_DIR=str(tmp_path / "x"),
+                                  GPTME_SUBSCRIPTION_API_BASE="http://127.0.0.1:9/"))
+    assert cfg.slots == ["a", "b", "c"] and cfg.fallback_order == ["c", "a"]
+    assert cfg.claude_dir == tmp_path / "x" and cfg.api_base == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"GPTME_SUBSCRIPTION_POLL_INTERVAL": "soon"}, "GPTME_SUBSCRIPTION_POLL_INTERVAL"),
+        ({"GPTME_SUBSCRIPTION_WEEKLY_EXHAUSTED": "1.5"}, "GPTME_SUBSCRIPTION_WEEKLY_EXHAUSTED"),
+        ({"GPTME_SUBSCRIPTION_SLOTS": "ok,../etc"}, "GPTME_SUBSCRIPTION_SLOTS"),
+        ({"GPTME_SUBSCRIPTION_API_BASE": "ftp://x"}, "GPTME_SUBSCRIPTION_API_BASE"),
+    ],
+)
+def test_bad_env_value_is_one_line_naming_the_key(tmp_path, env, needle):
+    with pytest.raises(ConfigError) as exc:
+        load_config(env=env_for(tmp_path, **env))
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_bad_file(tmp_path):
+    write_file(tmp_path, "poll_interval = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(env=env_for(tmp_path))
+    write_file(tmp_path, "pol_interval = 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'pol_interval'"):
+        load_config(env=env_for(tmp_path))
+    write_file(tmp_path, "backup_keep = 0\n")
+    with pytest.raises(ConfigError, match=r"config.toml: backup_keep"):
+        load_config(env=env_for(tmp_path))
+
+
+def test_bad_flag_names_the_flag(tmp_path):
+    with pytest.raises(ConfigError, match="--poll-interval"):
+        load_config({"poll_interval": -1}, env=env_for(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", "a.b", "../x", "a\x00b", "x" * 65, "é", " a"])
+def test_slot_names_refused(name):
+    with pytest.raises(ValueError):
+        validate_slot_name(name)
+
+
+@pytest.mark.parametrize("name", ["alice", "Bob_2", "max-20x", "a"])
+def test_slot_names_accepted(name):
+    assert validate_slot_name(name) == name
