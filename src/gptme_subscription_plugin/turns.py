@@ -1,0 +1,196 @@
+"""Cross-session registry of turns in progress, so a flip waits until no session is mid-turn.
+
+This runs inside Claude Code's PreToolUse hook, on every tool call: it imports only the stdlib
+and fsutil and takes no cross-process lock. Each session owns one small file,
+`<state_dir>/sessions/<key>.json`, that only its own hooks write (atomic renames), so there is
+nothing to lock. An entry that stops being refreshed expires after `ttl`: a session that died
+mid-turn never blocks flips for good. The clock is always an argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .fsutil import atomic_write_text, ensure_private_dir, sweep_temp_files
+
+BUSY = "busy"
+IDLE = "idle"
+SESSIONS_DIR = "sessions"
+REFRESH_MIN_S = 2.0
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HASH_PREFIX = "h-"
+_HASH_CHARS = 32
+
+
+@dataclass(frozen=True)
+class SessionTurn:
+    """One session's entry: `since` is when it entered `state`, `last_seen` its last hook."""
+
+    session_id: str
+    state: str
+    since: float
+    last_seen: float
+    pid: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.state == BUSY
+
+    def live(self, now: float, ttl: float) -> bool:
+        return now - self.last_seen <= ttl
+
+
+def session_key(session_id: str) -> str:
+    """A safe file stem: the id itself when it is plain, else a sha256 prefix of it."""
+    if _SAFE_ID.fullmatch(session_id):
+        return session_id
+    digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return _HASH_PREFIX + digest[:_HASH_CHARS]
+
+
+class TurnRegistry:
+    """Per-session files under `<state_dir>/sessions/`; see the module docstring."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir) / SESSIONS_DIR
+
+    def path_for(self, session_id: str) -> Path:
+        return self.dir / f"{session_key(session_id)}.json"
+
+    def get(self, session_id: str) -> SessionTurn | None:
+        return _load(self.path_for(session_id))
+
+    def mark_busy(self, session_id: str, now: float, pid: int | None = None) -> SessionTurn:
+        """Turn in progress; cheap when repeated (no rewrite within REFRESH_MIN_S)."""
+        old = self.get(session_id)
+        if old is not None and old.busy:
+            fresh = 0 <= now - old.last_seen < REFRESH_MIN_S
+            if fresh and (pid is None or pid == old.pid):
+                return old
+            entry = SessionTurn(session_id, BUSY, old.since, now, _pick_pid(pid, old))
+        else:
+            entry = SessionTurn(session_id, BUSY, now, now, _pick_pid(pid, old))
+        self._write(entry)
+        return entry
+
+    def mark_idle(self, session_id: str, now: float) -> SessionTurn:
+        """Turn over (Stop / StopFailure); the session stays registered until it goes silent."""
+        old = self.get(session_id)
+        since = old.since if old is not None and not old.busy else now
+        entry = SessionTurn(session_id, IDLE, since, now, _pid_of(old))
+        self._write(entry)
+        return entry
+
+    def unregister(self, session_id: str) -> None:
+        """SessionEnd: forget the session."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path_for(session_id).unlink()
+
+    def sessions(self, now: float, ttl: float) -> list[SessionTurn]:
+        """All entries seen within `ttl`, busy or idle; unreadable files are ignored."""
+        entries = (_load(path) for path in self._files())
+        live = [e for e in entries if e is not None and e.live(now, ttl)]
+        return sorted(live, key=lambda e: (e.since, e.session_id))
+
+    def busy_sessions(
+        self, now: float, ttl: float, exclude: str | None = None
+    ) -> list[SessionTurn]:
+        """Sessions mid-turn (busy and seen within `ttl`), other than `exclude`."""
+        skip = session_key(exclude) if exclude is not None else None
+        return [
+            entry
+            for entry in self.sessions(now, ttl)
+            if entry.busy and session_key(entry.session_id) != skip
+        ]
+
+    def sweep(self, now: float, ttl: float) -> int:
+        """Remove entries silent for longer than `ttl` (idle ones too); returns how many."""
+        removed = 0
+        for path in self._files():
+            entry = _load(path)
+            if entry is None:
+                if _remove_if_old(path, now, ttl):
+                    removed += 1
+            elif not entry.live(now, ttl) and _remove_if_unchanged(path, entry):
+                removed += 1
+        sweep_temp_files(self.dir, "", ttl, now)
+        return removed
+
+    def _write(self, entry: SessionTurn) -> None:
+        ensure_private_dir(self.dir)
+        text = json.dumps(asdict(entry), sort_keys=True)
+        atomic_write_text(self.path_for(entry.session_id), text + "\n")
+
+    def _files(self) -> list[Path]:
+        """Entry files only: temp files and anything else in the directory are skipped."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return []
+        return [self.dir / name for name in names if name.endswith(".json")]
+
+
+def _pid_of(entry: SessionTurn | None) -> int | None:
+    return entry.pid if entry is not None else None
+
+
+def _pick_pid(pid: int | None, old: SessionTurn | None) -> int | None:
+    return pid if pid is not None else _pid_of(old)
+
+
+def _load(path: Path) -> SessionTurn | None:
+    """The entry in `path`, or None when missing, unreadable or not shaped like an entry."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return _parse(data)
+
+
+def _parse(data: dict[str, object]) -> SessionTurn | None:
+    sid, state, pid = data.get("session_id"), data.get("state"), data.get("pid")
+    since, last_seen = _number(data.get("since")), _number(data.get("last_seen"))
+    if not isinstance(sid, str) or state not in (BUSY, IDLE):
+        return None
+    if since is None or last_seen is None:
+        return None
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+        return None
+    return SessionTurn(sid, str(state), since, last_seen, pid)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _remove_if_unchanged(path: Path, entry: SessionTurn) -> bool:
+    """Unlink an expired entry unless its session rewrote it since we read it."""
+    current = _load(path)
+    if current is None or current.last_seen != entry.last_seen:
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _remove_if_old(path: Path, now: float, ttl: float) -> bool:
+    """A corrupt entry goes once its file is older than `ttl` (its session may still fix it)."""
+    try:
+        if now - path.stat().st_mtime <= ttl:
+            return False
+        path.unlink()
+    except OSError:
+        return False
+    return True
