@@ -1,0 +1,462 @@
+"""The OAuth usage endpoint: `GET {api_base}/api/oauth/usage`, parsed into a UsageSnapshot.
+
+The endpoint is undocumented and rate-limited (about 30 requests per hour per account), so this
+module only knows how to ask once and how to read the answer; the poll budget lives in cache.py.
+Scales here: `utilization`/`percent` 0-100 (clamped), `resets_at` ISO-8601 with offset or null.
+Errors carry a `kind` the cache can act on; no message ever contains the bearer token.
+The HTTP stack is imported on first fetch, so parsing stays cheap for the statusline path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import urllib.error
+    import urllib.request
+    from http.client import HTTPResponse
+
+from .snapshot import (
+    FIVE_HOUR,
+    FIVE_HOUR_S,
+    SEVEN_DAY,
+    SEVEN_DAY_S,
+    UsageSnapshot,
+    UsageWindow,
+    clamp_fraction,
+    normalize_model_key,
+)
+
+USAGE_PATH = "/api/oauth/usage"
+OAUTH_BETA = "oauth-2025-04-20"
+MAX_BODY_BYTES = 1024 * 1024
+SOURCE = "oauth"
+
+# Named per-model weekly windows of the endpoint, and the model key each one fills.
+NAMED_MODEL_WINDOWS = {"seven_day_opus": "opus", "seven_day_sonnet": "sonnet"}
+# limits[] kinds that stand in for a null named window.
+LIMIT_KIND_FALLBACK = {"session": FIVE_HOUR, "weekly_all": SEVEN_DAY}
+
+FETCH_ERROR_KINDS = frozenset(
+    {"rate_limited", "auth", "server", "timeout", "network", "garbage", "script"}
+)
+
+
+class UsageParseError(ValueError):
+    """A usage document we cannot make sense of (short message, never any secret)."""
+
+
+class UsageFetchError(Exception):
+    """Asking a usage source failed; `kind` tells the cache how to back off."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        if kind not in FETCH_ERROR_KINDS:
+            raise ValueError(f"unknown usage fetch error kind {kind!r}")
+        one_line = " ".join(message.split())
+        super().__init__(one_line)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+        self.message = one_line
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only fields would otherwise be lost crossing a process boundary
+        return (_rebuild_fetch_error, (self.kind, self.message, self.status, self.retry_after))
+
+
+def _rebuild_fetch_error(
+    kind: str, message: str, status: int | None, retry_after: float | None
+) -> UsageFetchError:
+    return UsageFetchError(kind, message, status=status, retry_after=retry_after)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+_ISO_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$"
+)
+
+
+def parse_iso8601(text: str) -> float:
+    """ISO-8601 to epoch seconds; strict enough to reject junk, lenient about fraction digits.
+
+    Written by hand because `datetime.fromisoformat` on 3.10 rejects `Z` and odd fraction widths.
+    A time without an offset is taken as UTC.
+    """
+    match = _ISO_RE.match(text.strip())
+    if not match:
+        raise UsageParseError(f"unparsable date {text[:40]!r}")
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    tz = timezone.utc
+    if sign:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        if offset >= timedelta(hours=24):
+            raise UsageParseError(f"unparsable date {text[:40]!r}")
+        tz = timezone(offset if sign == "+" else -offset)
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz
+        )
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        raise UsageParseError(f"unparsable date {text[:40]!r}") from None
+
+
+def json_number(value: object, what: str) -> float:
+    """A finite JSON number (bools are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageParseError(f"{what} is not a number")
+    try:
+        result = float(value)
+    except OverflowError:
+        raise UsageParseError(f"{what} is out of range") from None
+    if not math.isfinite(result):
+        raise UsageParseError(f"{what} is not finite")
+    return result
+
+
+def _reset_time(value: object, what: str) -> float | None:
+    """`resets_at`: ISO string, null, or (leniently) epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_iso8601(value)
+    return json_number(value, f"{what}.resets_at")
+
+
+def _percent_window(raw: object, what: str, value_key: str, window_seconds: int) -> UsageWindow:
+    """One 0-100 window object -> UsageWindow; UsageParseError when it is not usable."""
+    if not isinstance(raw, dict):
+        raise UsageParseError(f"{what} is not an object")
+    percent = json_number(raw.get(value_key), f"{what}.{value_key}")
+    resets_at = _reset_time(raw.get("resets_at"), what)
+    return UsageWindow(clamp_fraction(percent / 100.0), resets_at, window_seconds)
+
+
+class _WindowSet:
+    """Collects windows from a document, skipping bad ones but remembering the first problem."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, UsageWindow] = {}
+        self.models: dict[str, UsageWindow] = {}
+        self.problem: str | None = None
+
+    def attempt(self, raw: object, what: str, value_key: str, seconds: int) -> UsageWindow | None:
+        if raw is None:
+            return None
+        try:
+            return _percent_window(raw, what, value_key, seconds)
+        except UsageParseError as exc:
+            self.problem = self.problem or str(exc)
+            return None
+
+    def note(self, problem: str) -> None:
+        self.problem = self.problem or problem
+
+    def empty(self) -> bool:
+        return not self.named and not self.models
+
+
+def _limit_model_key(entry: Mapping[str, Any]) -> str | None:
+    """`scope.model.display_name` (or its id), normalized; None when the entry names no model."""
+    scope = entry.get("scope")
+    model = scope.get("model") if isinstance(scope, dict) else None
+    if not isinstance(model, dict):
+        return None
+    for field in ("display_name", "id"):
+        name = model.get(field)
+        if isinstance(name, str) and name.strip():
+            return normalize_model_key(name)
+    return None
+
+
+def _collect_limits(
+    limits: object, found: _WindowSet
+) -> tuple[dict[str, UsageWindow], dict[str, UsageWindow]]:
+    """limits[]: session/weekly_all as fallbacks for the named windows, weekly_scoped per model."""
+    fallbacks: dict[str, UsageWindow] = {}
+    scoped: dict[str, UsageWindow] = {}
+    if limits is None:
+        return fallbacks, scoped
+    if not isinstance(limits, list):
+        found.note("limits is not a list")
+        return fallbacks, scoped
+    for index, entry in enumerate(limits):
+        if not isinstance(entry, dict):
+            found.note(f"limits[{index}] is not an object")
+            continue
+        kind = entry.get("kind")
+        what = f"limits[{index}]"
+        if kind in LIMIT_KIND_FALLBACK:
+            seconds = FIVE_HOUR_S if LIMIT_KIND_FALLBACK[kind] == FIVE_HOUR else SEVEN_DAY_S
+            window = found.attempt(entry, what, "percent", seconds)
+            if window is not None:
+                fallbacks.setdefault(LIMIT_KIND_FALLBACK[kind], window)
+        elif kind == "weekly_scoped":
+            key = _limit_model_key(entry)
+            if key is None:
+                found.note(f"{what} names no model")
+                continue
+            window = found.attempt(entry, what, "percent", SEVEN_DAY_S)
+            if window is not None:
+                scoped.setdefault(key, window)
+    return fallbacks, scoped
+
+
+def parse_oauth_usage(doc: object, slot: str, observed_at: float) -> UsageSnapshot:
+    """The endpoint's JSON -> UsageSnapshot (source "oauth").
+
+    Named windows win over their limits[] stand-ins; bad windows are skipped as long as at
+    least one usable window remains, so one odd field never hides the rest of the answer.
+    """
+    if not isinstance(doc, dict):
+        raise UsageParseError("usage document is not a JSON object")
+    found = _WindowSet()
+    for name, seconds in ((FIVE_HOUR, FIVE_HOUR_S), (SEVEN_DAY, SEVEN_DAY_S)):
+        window = found.attempt(doc.get(name), name, "utilization", seconds)
+        if window is not None:
+            found.named[name] = window
+    for name, key in NAMED_MODEL_WINDOWS.items():
+        window = found.attempt(doc.get(name), name, "utilization", SEVEN_DAY_S)
+        if window is not None:
+            found.models[key] = window
+    fallbacks, scoped = _collect_limits(doc.get("limits"), found)
+    for name, window in fallbacks.items():
+        found.named.setdefault(name, window)
+    for key, window in scoped.items():
+        found.models.setdefault(key, window)
+    if found.empty():
+        detail = f" ({found.problem})" if found.problem else ""
+        raise UsageParseError(f"usage document has no usable window{detail}")
+    return UsageSnapshot(
+        slot=slot,
+        source=SOURCE,
+        observed_at=observed_at,
+        five_hour=found.named.get(FIVE_HOUR),
+        seven_day=found.named.get(SEVEN_DAY),
+        models=dict(found.models),
+    )
+
+
+# ---------------------------------------------------------------- fetching
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds from `now`: delta-seconds or an HTTP-date; None when absent/bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    import email.utils
+
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return max(0.0, moment.timestamp() - now)
+    except (OverflowError, ValueError):
+        return None
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 and localhost: traffic that must never go through a proxy."""
+    if not host:
+        return False
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def user_agent() -> str:
+    """A custom User-Agent: the endpoint has answered 403 to empty or library defaults."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"gptme-subscription-plugin/{version('gptme-subscription-plugin')}"
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # pragma: no cover - stdlib always has it on 3.10+
+        pass
+    return "gptme-subscription-plugin/0"
+
+
+def build_opener(host: str | None) -> urllib.request.OpenerDirector:
+    """Loopback bypasses HTTP(S)_PROXY (the fake server, local tunnels); other hosts honour it.
+
+    Redirects are refused: urllib would carry the bearer token to the new URL.
+    """
+    import urllib.request
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    if is_loopback_host(host):
+        proxies = urllib.request.ProxyHandler({})
+    else:
+        proxies = urllib.request.ProxyHandler()  # reads *_proxy / no_proxy from the environment
+    return urllib.request.build_opener(proxies, _NoRedirect())
+
+
+def usage_request(api_base: str, access_token: str) -> urllib.request.Request:
+    """The GET request with the headers the endpoint requires for OAuth tokens."""
+    import urllib.request
+
+    if not access_token or any(c in access_token for c in "\r\n\0 "):
+        raise UsageFetchError("auth", "no usable access token for the usage endpoint")
+    url = api_base.rstrip("/") + USAGE_PATH
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise UsageFetchError("network", "api_base must be an http(s) URL")
+    headers = {
+        "Authorization": f"Bearer {access_token}",
+        "anthropic-beta": OAUTH_BETA,
+        "User-Agent": user_agent(),
+        "Accept": "application/json",
+    }
+    return urllib.request.Request(url, headers=headers, method="GET")
+
+
+def _http_error(exc: urllib.error.HTTPError, now: float) -> UsageFetchError:
+    status = exc.code
+    retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None, now)
+    exc.close()
+    if status == 429:
+        shown = "" if retry_after is None else f", retry after {retry_after:.0f}s"
+        return UsageFetchError(
+            "rate_limited",
+            f"usage endpoint rate limited (HTTP 429{shown})",
+            status=status,
+            retry_after=retry_after,
+        )
+    if status in (401, 403):
+        return UsageFetchError(
+            "auth",
+            f"usage endpoint refused the token (HTTP {status}: expired, revoked or "
+            "missing the user:profile scope)",
+            status=status,
+        )
+    return UsageFetchError(
+        "server", f"usage endpoint answered HTTP {status}", status=status, retry_after=retry_after
+    )
+
+
+def _read_body(resp: HTTPResponse, deadline: float) -> bytes:
+    """Read at most MAX_BODY_BYTES before `deadline`; a short body means the transfer broke."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise UsageFetchError("timeout", "usage endpoint response too slow")
+        chunk = resp.read(min(64 * 1024, MAX_BODY_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > MAX_BODY_BYTES:
+            raise UsageFetchError("garbage", "usage endpoint response larger than 1 MiB")
+    declared = resp.headers.get("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > total:
+        raise UsageFetchError("network", "usage endpoint response truncated")
+    return b"".join(chunks)
+
+
+def _decode(body: bytes, slot: str, now: float) -> UsageSnapshot:
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise UsageFetchError("garbage", "usage endpoint answered non-JSON") from None
+    try:
+        return parse_oauth_usage(doc, slot, now)
+    except UsageParseError as exc:
+        raise UsageFetchError("garbage", f"usage endpoint answer unusable: {exc}") from None
+
+
+def _is_timeout(reason: object) -> bool:
+    return isinstance(reason, TimeoutError)
+
+
+def fetch_oauth_usage(
+    api_base: str, access_token: str, slot: str, timeout: float, now: float
+) -> UsageSnapshot:
+    """Ask the usage endpoint once for `slot`; UsageFetchError (with a kind) on any failure.
+
+    Every socket operation is bounded by `timeout`, and the body must be complete within
+    `timeout` of the start. Redirects are refused so the token never leaves `api_base`.
+    """
+    import urllib.error
+    from http.client import HTTPException
+
+    try:
+        request = usage_request(api_base, access_token)
+        host = urlsplit(request.full_url).hostname
+    except ValueError:
+        raise UsageFetchError("network", "usage endpoint URL is not usable") from None
+    opener = build_opener(host)
+    deadline = time.monotonic() + timeout
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            body = _read_body(resp, deadline)
+    except UsageFetchError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise _http_error(exc, now) from None
+    except urllib.error.URLError as exc:
+        if _is_timeout(exc.reason):
+            raise UsageFetchError("timeout", f"usage endpoint {host} timed out") from None
+        detail = getattr(exc.reason, "strerror", None) or type(exc.reason).__name__
+        raise UsageFetchError("network", f"cannot reach usage endpoint {host}: {detail}") from None
+    except TimeoutError:
+        raise UsageFetchError("timeout", f"usage endpoint {host} timed out") from None
+    except OSError as exc:
+        detail = exc.strerror or type(exc).__name__
+        raise UsageFetchError(
+            "network", f"usage endpoint {host} connection failed: {detail}"
+        ) from None
+    except HTTPException as exc:
+        raise UsageFetchError(
+            "garbage", f"usage endpoint {host} sent a broken HTTP answer ({type(exc).__name__})"
+        ) from None
+    except ValueError:  # a URL urllib cannot use (bad port, bad IPv6 literal)
+        raise UsageFetchError("network", "usage endpoint URL is not usable") from None
+    return _decode(body, slot, now)
