@@ -40,8 +40,10 @@ def write_slot(claude_dir: Path, name: str, data: bytes) -> Path:
 
 
 def write_oauth_account(home: Path, name: str) -> None:
-    doc = {"hasCompletedOnboarding": True,
-           "oauthAccount": {"accountUuid": f"uuid-{name}", "emailAddress": f"{name}@example.com"}}
+    doc = {
+        "hasCompletedOnboarding": True,
+        "oauthAccount": {"accountUuid": f"uuid-{name}", "emailAddress": f"{name}@example.com"},
+    }
     fsutil.atomic_write_text(home / ".claude.json", json.dumps(doc))
 
 

@@ -29,8 +29,11 @@ def test_defaults(tmp_path):
 
 
 def test_claude_config_dir_and_xdg_state(tmp_path):
-    cfg = load_config(env=env_for(tmp_path, CLAUDE_CONFIG_DIR=str(tmp_path / "cc"),
-                                  XDG_STATE_HOME=str(tmp_path / "st")))
+    cfg = load_config(
+        env=env_for(
+            tmp_path, CLAUDE_CONFIG_DIR=str(tmp_path / "cc"), XDG_STATE_HOME=str(tmp_path / "st")
+        )
+    )
     assert cfg.claude_dir == tmp_path / "cc"
     assert cfg.state_dir == tmp_path / "st" / "gptme-subscription"
 
@@ -45,10 +48,15 @@ def test_precedence_flag_over_env_over_file(tmp_path):
 
 
 def test_env_lists_and_aliases(tmp_path):
-    cfg = load_config(env=env_for(tmp_path, GPTME_SUBSCRIPTION_SLOTS="a, b,c",
-                                  GPTME_SUBSCRIPTION_FALLBACK_ORDER="c,a",
-                                  GPTME_SUBSCRIPTION_CREDS_DIR=str(tmp_path / "x"),
-                                  GPTME_SUBSCRIPTION_API_BASE="http://127.0.0.1:9/"))
+    cfg = load_config(
+        env=env_for(
+            tmp_path,
+            GPTME_SUBSCRIPTION_SLOTS="a, b,c",
+            GPTME_SUBSCRIPTION_FALLBACK_ORDER="c,a",
+            GPTME_SUBSCRIPTION_CREDS_DIR=str(tmp_path / "x"),
+            GPTME_SUBSCRIPTION_API_BASE="http://127.0.0.1:9/",
+        )
+    )
     assert cfg.slots == ["a", "b", "c"] and cfg.fallback_order == ["c", "a"]
     assert cfg.claude_dir == tmp_path / "x" and cfg.api_base == "http://127.0.0.1:9"
 

@@ -94,12 +94,21 @@ def test_identity_from_claude_json(tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300) | st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(
-        st.sampled_from(["claudeAiOauth", "accessToken", "refreshToken", "expiresAt", "x"]),
-        c, max_size=4),
-    max_leaves=12).map(lambda d: json.dumps(d).encode()))
+@given(
+    st.binary(max_size=300)
+    | st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda c: (
+            st.lists(c, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["claudeAiOauth", "accessToken", "refreshToken", "expiresAt", "x"]),
+                c,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    ).map(lambda d: json.dumps(d).encode())
+)
 def test_parser_only_raises_credential_error(data):
     try:
         cred = parse_credential(data)

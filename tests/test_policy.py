@@ -47,7 +47,9 @@ def usage(
         observed_at=observed_at,
         five_hour=None if five is None else UsageWindow(five, NOW + five_reset_in, FIVE_HOUR_S),
         seven_day=None if week is None else UsageWindow(week, NOW + week_reset_in, SEVEN_DAY_S),
-        models={k: UsageWindow(v, NOW + week_reset_in, SEVEN_DAY_S) for k, v in (models or {}).items()},
+        models={
+            k: UsageWindow(v, NOW + week_reset_in, SEVEN_DAY_S) for k, v in (models or {}).items()
+        },
     )
 
 
@@ -56,8 +58,14 @@ def slot(name: str, **kw) -> SlotView:
     health = kw.pop("health", "valid" if usable else "malformed")
     limited_until = kw.pop("limited_until", None)
     left = kw.pop("left_exhausted_at", None)
-    return SlotView(name, usable=usable, health=health, usage=usage(name, **kw),
-                    limited_until=limited_until, left_exhausted_at=left)
+    return SlotView(
+        name,
+        usable=usable,
+        health=health,
+        usage=usage(name, **kw),
+        limited_until=limited_until,
+        left_exhausted_at=left,
+    )
 
 
 def decide(live: str | None, *slots: SlotView, **kw) -> object:
@@ -71,27 +79,38 @@ def test_healthy_live_slot_stays():
 
 
 def test_exhausted_weekly_switches_to_best_candidate():
-    d = decide("a", slot("a", week=0.96), slot("b", week=0.5, week_reset_in=5 * 24 * H),
-               slot("c", week=0.2, week_reset_in=2 * 24 * H))
+    d = decide(
+        "a",
+        slot("a", week=0.96),
+        slot("b", week=0.5, week_reset_in=5 * 24 * H),
+        slot("c", week=0.2, week_reset_in=2 * 24 * H),
+    )
     assert (d.action, d.target, d.mode, d.urgent) == ("switch", "c", "exhausted", True)
     assert "weekly quota exhausted" in d.reason
 
 
 def test_soonest_expiring_candidate_first_but_five_hour_headroom_wins():
-    d = decide("a", slot("a", week=0.99), slot("b", five=0.85, week_reset_in=1 * 24 * H),
-               slot("c", five=0.2, week_reset_in=5 * 24 * H))
+    d = decide(
+        "a",
+        slot("a", week=0.99),
+        slot("b", five=0.85, week_reset_in=1 * 24 * H),
+        slot("c", five=0.2, week_reset_in=5 * 24 * H),
+    )
     assert d.target == "c"  # b expires sooner but has no 5-hour headroom
 
 
 def test_all_exhausted_defers_until_soonest_recovery():
-    d = decide("a", slot("a", week=0.99, week_reset_in=5 * H), slot("b", five=0.95, five_reset_in=H))
+    d = decide(
+        "a", slot("a", week=0.99, week_reset_in=5 * H), slot("b", five=0.95, five_reset_in=H)
+    )
     assert d.action == "defer" and d.mode == "all-exhausted" and d.target is None
     assert d.retry_at == NOW + H
 
 
 def test_broken_live_credential_switches_even_during_manual_hold():
-    d = decide("a", slot("a", usable=False), slot("b"), manual_hold_slot="a",
-               manual_hold_until=NOW + 5 * H)
+    d = decide(
+        "a", slot("a", usable=False), slot("b"), manual_hold_slot="a", manual_hold_until=NOW + 5 * H
+    )
     assert (d.action, d.target, d.urgent) == ("switch", "b", True)
 
 
@@ -102,48 +121,72 @@ def test_rate_limited_live_slot_switches():
 
 
 def test_never_switches_to_broken_limited_or_exhausted_slots():
-    d = decide("a", slot("a", week=0.99), slot("b", usable=False),
-               slot("c", limited_until=NOW + 60), slot("d", week=0.97))
+    d = decide(
+        "a",
+        slot("a", week=0.99),
+        slot("b", usable=False),
+        slot("c", limited_until=NOW + 60),
+        slot("d", week=0.97),
+    )
     assert d.action == "defer" and d.target is None
 
 
 def test_manual_hold_is_honoured():
-    d = decide("a", slot("a", five=0.85, week_reset_in=6 * 24 * H), slot("b", week_reset_in=24 * H),
-               manual_hold_slot="a", manual_hold_until=NOW + H)
+    d = decide(
+        "a",
+        slot("a", five=0.85, week_reset_in=6 * 24 * H),
+        slot("b", week_reset_in=24 * H),
+        manual_hold_slot="a",
+        manual_hold_until=NOW + H,
+    )
     assert (d.action, d.mode) == ("hold", "manual-hold")
 
 
 def test_forward_route_to_quota_that_expires_sooner():
-    d = decide("a", slot("a", week=0.3, week_reset_in=6 * 24 * H),
-               slot("b", week=0.4, week_reset_in=20 * H))
+    d = decide(
+        "a",
+        slot("a", week=0.3, week_reset_in=6 * 24 * H),
+        slot("b", week=0.4, week_reset_in=20 * H),
+    )
     assert (d.action, d.target, d.mode) == ("switch", "b", "forward-route")
 
 
 def test_forward_route_needs_a_margin_and_remaining_quota():
     close = decide("a", slot("a", week_reset_in=30 * H), slot("b", week_reset_in=25 * H))
     assert close.action == "stay"
-    nearly_spent = decide("a", slot("a", week_reset_in=6 * 24 * H),
-                          slot("b", week=0.93, week_reset_in=20 * H))
+    nearly_spent = decide(
+        "a", slot("a", week_reset_in=6 * 24 * H), slot("b", week=0.93, week_reset_in=20 * H)
+    )
     assert nearly_spent.action == "stay"
 
 
 def test_five_hour_headroom_moves_off_a_nearly_spent_window():
-    d = decide("a", slot("a", five=0.85, week_reset_in=20 * H),
-               slot("b", five=0.1, week_reset_in=5 * 24 * H))
+    d = decide(
+        "a",
+        slot("a", five=0.85, week_reset_in=20 * H),
+        slot("b", five=0.1, week_reset_in=5 * 24 * H),
+    )
     assert (d.action, d.target, d.mode) == ("switch", "b", "five-hour-headroom")
 
 
 def test_rebalance_when_ahead_of_pace():
     # a: 3.5 days left of 7 -> elapsed 0.5, used 0.75 -> 25 points ahead; b similar reset, behind
-    d = decide("a", slot("a", week=0.75, week_reset_in=3.5 * 24 * H),
-               slot("b", week=0.2, week_reset_in=3.4 * 24 * H))
+    d = decide(
+        "a",
+        slot("a", week=0.75, week_reset_in=3.5 * 24 * H),
+        slot("b", week=0.2, week_reset_in=3.4 * 24 * H),
+    )
     assert (d.action, d.target, d.mode) == ("switch", "b", "rebalance")
     assert "ahead of weekly pace" in d.reason
 
 
 def test_dwell_holds_optional_switches_but_not_urgent_ones():
-    optional = decide("a", slot("a", week_reset_in=6 * 24 * H), slot("b", week_reset_in=20 * H),
-                      last_switch_at=NOW - 60)
+    optional = decide(
+        "a",
+        slot("a", week_reset_in=6 * 24 * H),
+        slot("b", week_reset_in=20 * H),
+        last_switch_at=NOW - 60,
+    )
     assert (optional.action, optional.mode, optional.target) == ("hold", "dwell", "b")
     urgent = decide("a", slot("a", week=0.99), slot("b"), last_switch_at=NOW - 60)
     assert urgent.action == "switch"
@@ -177,8 +220,7 @@ def test_unknown_usage_stays_without_guessing():
 
 
 def test_window_past_reset_counts_as_empty():
-    snap = UsageSnapshot("a", "t", NOW - 6 * H,
-                         five_hour=UsageWindow(0.99, NOW - H, FIVE_HOUR_S))
+    snap = UsageSnapshot("a", "t", NOW - 6 * H, five_hour=UsageWindow(0.99, NOW - H, FIVE_HOUR_S))
     assert exhaustion(snap, T, NOW) is None
     assert slot_pressure(snap, T, NOW) == 0.0
 
@@ -202,16 +244,39 @@ def slot_views(draw, name: str) -> SlotView:
     snap = None
     if has_usage:
         snap = UsageSnapshot(
-            slot=name, source="prop", observed_at=NOW - draw(st.floats(0, 10 * H)),
-            five_hour=draw(st.none() | st.builds(
-                UsageWindow, fractions.map(lambda f: min(f, 1.0)),
-                st.floats(NOW - H, NOW + 5 * H), st.just(FIVE_HOUR_S))),
-            seven_day=draw(st.none() | st.builds(
-                UsageWindow, fractions.map(lambda f: min(f, 1.0)),
-                st.floats(NOW - H, NOW + 7 * 24 * H), st.just(SEVEN_DAY_S))),
-            models=draw(st.dictionaries(st.sampled_from(["sonnet", "opus"]), st.builds(
-                UsageWindow, fractions.map(lambda f: min(f, 1.0)),
-                st.floats(NOW, NOW + 7 * 24 * H), st.just(SEVEN_DAY_S)), max_size=2)),
+            slot=name,
+            source="prop",
+            observed_at=NOW - draw(st.floats(0, 10 * H)),
+            five_hour=draw(
+                st.none()
+                | st.builds(
+                    UsageWindow,
+                    fractions.map(lambda f: min(f, 1.0)),
+                    st.floats(NOW - H, NOW + 5 * H),
+                    st.just(FIVE_HOUR_S),
+                )
+            ),
+            seven_day=draw(
+                st.none()
+                | st.builds(
+                    UsageWindow,
+                    fractions.map(lambda f: min(f, 1.0)),
+                    st.floats(NOW - H, NOW + 7 * 24 * H),
+                    st.just(SEVEN_DAY_S),
+                )
+            ),
+            models=draw(
+                st.dictionaries(
+                    st.sampled_from(["sonnet", "opus"]),
+                    st.builds(
+                        UsageWindow,
+                        fractions.map(lambda f: min(f, 1.0)),
+                        st.floats(NOW, NOW + 7 * 24 * H),
+                        st.just(SEVEN_DAY_S),
+                    ),
+                    max_size=2,
+                )
+            ),
         )
     return SlotView(
         name=name,
@@ -265,13 +330,20 @@ def test_switch_targets_are_the_top_ranked_candidate_when_urgent(view):
 @given(fractions, fractions, fractions, st.floats(0, 0.5))
 def test_pressure_is_monotonic_in_utilization(five, week, sonnet, bump):
     def snap(f: float, w: float, s: float) -> UsageSnapshot:
-        return UsageSnapshot("a", "p", NOW,
-                             five_hour=UsageWindow(f, NOW + H, FIVE_HOUR_S),
-                             seven_day=UsageWindow(w, NOW + 24 * H, SEVEN_DAY_S),
-                             models={"sonnet": UsageWindow(s, NOW + 24 * H, SEVEN_DAY_S)})
+        return UsageSnapshot(
+            "a",
+            "p",
+            NOW,
+            five_hour=UsageWindow(f, NOW + H, FIVE_HOUR_S),
+            seven_day=UsageWindow(w, NOW + 24 * H, SEVEN_DAY_S),
+            models={"sonnet": UsageWindow(s, NOW + 24 * H, SEVEN_DAY_S)},
+        )
 
     base = slot_pressure(snap(five, week, sonnet), T, NOW)
     assert base is not None and 0.0 <= base <= 1.0
-    for bumped in (snap(five + bump, week, sonnet), snap(five, week + bump, sonnet),
-                   snap(five, week, sonnet + bump)):
+    for bumped in (
+        snap(five + bump, week, sonnet),
+        snap(five, week + bump, sonnet),
+        snap(five, week, sonnet + bump),
+    ):
         assert slot_pressure(bumped, T, NOW) >= base

@@ -27,8 +27,13 @@ from .helpers import (
 def make_store(tmp_path: Path, keep: int = 5, lock_wait: float = 2.0) -> SlotStore:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    return SlotStore(home / ".claude", StateStore(tmp_path / "state"), home / ".claude.json",
-                     backup_keep=keep, lock_wait=lock_wait)
+    return SlotStore(
+        home / ".claude",
+        StateStore(tmp_path / "state"),
+        home / ".claude.json",
+        backup_keep=keep,
+        lock_wait=lock_wait,
+    )
 
 
 def all_refresh_tokens(store: SlotStore) -> set[str]:
@@ -221,8 +226,10 @@ def test_concurrent_flips_leave_a_valid_link_and_intact_slots(tmp_path):
         write_slot(store.claude_dir, name, contents[name])
     link_live(store.claude_dir, "a")
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_flipper, args=(str(tmp_path), order, 15))
-             for order in (["a", "b", "c"], ["c", "b", "a"], ["b", "a", "c"])]
+    procs = [
+        ctx.Process(target=_flipper, args=(str(tmp_path), order, 15))
+        for order in (["a", "b", "c"], ["c", "b", "a"], ["b", "a", "c"])
+    ]
     for p in procs:
         p.start()
     for p in procs:

@@ -37,11 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = parser.add_argument_group("configuration (overrides env and config.toml)")
-    g.add_argument("--claude-dir", type=Path, help="Claude config dir (default $CLAUDE_CONFIG_DIR or ~/.claude)")
-    g.add_argument("--state-dir", type=Path, help="state dir (default $XDG_STATE_HOME/gptme-subscription)")
+    g.add_argument(
+        "--claude-dir",
+        type=Path,
+        help="Claude config dir (default $CLAUDE_CONFIG_DIR or ~/.claude)",
+    )
+    g.add_argument(
+        "--state-dir", type=Path, help="state dir (default $XDG_STATE_HOME/gptme-subscription)"
+    )
     g.add_argument("--slots", help="comma-separated slot names (default: every slot file)")
     g.add_argument("--fallback-order", help="comma-separated tie-break preference")
-    g.add_argument("--usage-script", type=Path, help="usage script (`<script> --json`) instead of the endpoint")
+    g.add_argument(
+        "--usage-script", type=Path, help="usage script (`<script> --json`) instead of the endpoint"
+    )
     g.add_argument("--api-base", help="usage endpoint base URL (default https://api.anthropic.com)")
     g.add_argument("--poll-interval", type=float, help="minimum seconds between polls per slot")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", "slots, live marker, usage bars, pending switch, sessions mid-turn")
     p.add_argument("--refresh", action="store_true", help="poll usage (within the poll budget)")
     p = add("check-auth", "credential health of every slot (offline; --probe asks the endpoint)")
-    p.add_argument("--probe", action="store_true", help="also ask the usage endpoint (no inference)")
+    p.add_argument(
+        "--probe", action="store_true", help="also ask the usage endpoint (no inference)"
+    )
     p = add("switch", "make SLOT live (pending while another session is mid-turn)")
     p.add_argument("slot")
     p.add_argument("--force", action="store_true", help="flip now even if sessions are mid-turn")
@@ -64,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refresh", action="store_true", help="use cached usage only")
     p.add_argument("--model", help="model about to be used (per-model weekly limits)")
     add("heal", "repair drift: copy the live credential into its owner slot and relink")
-    add("reauth", "step-by-step re-login for one slot, never touching another", json_flag=False) \
-        .add_argument("slot")
+    add(
+        "reauth", "step-by-step re-login for one slot, never touching another", json_flag=False
+    ).add_argument("slot")
     p = add("identity", "record or check which account each slot belongs to")
     p.add_argument("action", choices=["baseline", "check"])
     p.add_argument("slot", nargs="?", help="slot to baseline (default: every slot)")
@@ -76,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sa = slot_sub.add_parser("add", help="capture the live credential (or --from FILE) as NAME")
     sa.add_argument("name")
     sa.add_argument("--from", dest="source", type=Path, help="import this credential file instead")
-    sa.add_argument("--force", action="store_true", help="replace an existing slot (kept in backups)")
+    sa.add_argument(
+        "--force", action="store_true", help="replace an existing slot (kept in backups)"
+    )
     sa.add_argument("--json", action="store_true")
     sr = slot_sub.add_parser("remove", help="delete a slot (its content stays in the backup ring)")
     sr.add_argument("name")
@@ -92,15 +105,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
     def split(value: str | None) -> list[str] | None:
         return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
-    return load_config({
-        "claude_dir": args.claude_dir,
-        "state_dir": args.state_dir,
-        "slots": split(args.slots),
-        "fallback_order": split(args.fallback_order),
-        "usage_script": args.usage_script,
-        "api_base": args.api_base,
-        "poll_interval": args.poll_interval,
-    })
+    return load_config(
+        {
+            "claude_dir": args.claude_dir,
+            "state_dir": args.state_dir,
+            "slots": split(args.slots),
+            "fallback_order": split(args.fallback_order),
+            "usage_script": args.usage_script,
+            "api_base": args.api_base,
+            "poll_interval": args.poll_interval,
+        }
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,15 +168,17 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
     decision = m.policy.decide(m.view({r.name: r.usage for r in reports}), now)
     drift = m.slots.detect_drift()
     if args.json:
-        _print_json({
-            "live": m.get_active_subscription(),
-            "slots": [r.to_dict() for r in reports],
-            "pending": pending,
-            "sessions_mid_turn": busy,
-            "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
-            "decision": decision.to_dict(),
-            "now": now,
-        })
+        _print_json(
+            {
+                "live": m.get_active_subscription(),
+                "slots": [r.to_dict() for r in reports],
+                "pending": pending,
+                "sessions_mid_turn": busy,
+                "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
+                "decision": decision.to_dict(),
+                "now": now,
+            }
+        )
         return EXIT_OK
     if not reports:
         print(f"no slots in {m.config.claude_dir}; add one with `gptme-subscription slot add NAME`")
@@ -189,8 +206,7 @@ def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
         _print_json({"ok": ok, "slots": rows})
     else:
         for row in rows:
-            probe = row.get("probe")
-            extra = f"; probe: {probe['detail']}" if probe else ""
+            extra = f"; probe: {row['probe']['detail']}" if row.get("probe") else ""
             hint = f" -> gptme-subscription reauth {row['slot']}" if row["needs_reauth"] else ""
             print(f"{row['slot']:<12} {row['health']:<17} {row['detail']}{extra}{hint}")
         if not rows:
@@ -203,8 +219,11 @@ def _probe(m: Any, name: str) -> dict[str, Any]:
     now = m.clock()
     fetch = m._fetcher(name)
     if fetch is None:
-        return {"ok": True, "detail": "access token expired; Claude Code refreshes it on use "
-                                      "(not probed: this tool never refreshes tokens)"}
+        return {
+            "ok": True,
+            "detail": "access token expired; Claude Code refreshes it on use "
+            "(not probed: this tool never refreshes tokens)",
+        }
     result = m.usage.poll(name, fetch, now, force=True)
     if result.polled and result.snapshot is not None and not result.snapshot.stale:
         return {"ok": True, "detail": "endpoint accepted the token"}
@@ -221,8 +240,10 @@ def cmd_switch(m: Any, args: argparse.Namespace) -> int:
         if outcome.heal is not None and outcome.heal.healed:
             print(f"healed first: {outcome.heal.detail}")
         if outcome.status == "pending":
-            print("it will be applied at the next turn boundary with every session idle "
-                  "(use --force to flip now)")
+            print(
+                "it will be applied at the next turn boundary with every session idle "
+                "(use --force to flip now)"
+            )
     return EXIT_PROBLEM if outcome.status == "refused" else EXIT_OK
 
 
@@ -232,8 +253,9 @@ def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
     decision = m.evaluate(refresh=not args.no_refresh, model=args.model)
     outcome = m.apply(decision) if args.execute else None
     if args.json:
-        _print_json({"decision": decision.to_dict(),
-                     "outcome": outcome.to_dict() if outcome else None})
+        _print_json(
+            {"decision": decision.to_dict(), "outcome": outcome.to_dict() if outcome else None}
+        )
     else:
         print(decision_line(decision))
         if outcome is not None:
@@ -247,8 +269,15 @@ def cmd_heal(m: Any, args: argparse.Namespace) -> int:
     result = m.heal()
     drift = m.slots.detect_drift()
     if args.json:
-        _print_json({"healed": result.healed, "detail": result.detail, "owner": result.owner,
-                     "method": result.method, "remaining_drift": drift.kind if drift else None})
+        _print_json(
+            {
+                "healed": result.healed,
+                "detail": result.detail,
+                "owner": result.owner,
+                "method": result.method,
+                "remaining_drift": drift.kind if drift else None,
+            }
+        )
     else:
         print(result.detail)
     return EXIT_OK if drift is None else EXIT_PROBLEM
@@ -269,17 +298,19 @@ def cmd_reauth(args: argparse.Namespace) -> int:
 def reauth_instructions(name: str) -> str:
     """Log in in an isolated config dir, then import: the live link and other slots stay put."""
     tmp = f"/tmp/gptme-subscription-reauth-{name}"
-    return "\n".join([
-        f"Re-login for slot {name} (nothing else is touched until step 3):",
-        f"  1. mkdir -m 700 {tmp}",
-        f"  2. CLAUDE_CONFIG_DIR={tmp} claude auth login",
-        f"     sign in as the account that belongs to {name}.",
-        "     Do not run /logout in any other session: it can revoke that account's token.",
-        f"  3. gptme-subscription slot add {name} --from {tmp}/.credentials.json --force",
-        "     (the old slot content is kept in the backup ring)",
-        f"  4. rm -rf {tmp}",
-        f"  5. gptme-subscription identity baseline {name}",
-    ])
+    return "\n".join(
+        [
+            f"Re-login for slot {name} (nothing else is touched until step 3):",
+            f"  1. mkdir -m 700 {tmp}",
+            f"  2. CLAUDE_CONFIG_DIR={tmp} claude auth login",
+            f"     sign in as the account that belongs to {name}.",
+            "     Do not run /logout in any other session: it can revoke that account's token.",
+            f"  3. gptme-subscription slot add {name} --from {tmp}/.credentials.json --force",
+            "     (the old slot content is kept in the backup ring)",
+            f"  4. rm -rf {tmp}",
+            f"  5. gptme-subscription identity baseline {name}",
+        ]
+    )
 
 
 def cmd_identity(m: Any, args: argparse.Namespace) -> int:
@@ -294,8 +325,13 @@ def cmd_identity(m: Any, args: argparse.Namespace) -> int:
         for name in names:
             cred = load_credential(m.slots.slot_path(name))
             m.slots._remember(name, cred, live_ident if name == live else None)
-            done.append({"slot": name, "refresh_fingerprint": cred.refresh_fingerprint,
-                         "identity": live_ident.to_dict() if name == live and live_ident else None})
+            done.append(
+                {
+                    "slot": name,
+                    "refresh_fingerprint": cred.refresh_fingerprint,
+                    "identity": live_ident.to_dict() if name == live and live_ident else None,
+                }
+            )
         m.events.append("identity-baseline", m.clock(), slots=[d["slot"] for d in done])
         if args.json:
             _print_json({"baseline": done})
@@ -304,33 +340,44 @@ def cmd_identity(m: Any, args: argparse.Namespace) -> int:
                 who = (d["identity"] or {}).get("email") or "identity unknown (not live)"
                 print(f"{d['slot']:<12} refresh {d['refresh_fingerprint']}  {who}")
         return EXIT_OK
-    rows, worst = [], EXIT_OK
+    rows: list[dict[str, str]] = []
     for name in names:
         entry = meta.get(name)
         try:
             fp = load_credential(m.slots.slot_path(name)).refresh_fingerprint
         except CredentialError as exc:
             rows.append({"slot": name, "status": "unreadable", "detail": str(exc)})
-            worst = max(worst, EXIT_PROBLEM)
             continue
         if not entry or not entry.get("lineage"):
-            rows.append({"slot": name, "status": "no-baseline",
-                         "detail": f"run `gptme-subscription identity baseline {name}`"})
-            worst = max(worst, EXIT_USAGE) if worst != EXIT_PROBLEM else worst
+            rows.append(
+                {
+                    "slot": name,
+                    "status": "no-baseline",
+                    "detail": f"run `gptme-subscription identity baseline {name}`",
+                }
+            )
             continue
         status, detail = "ok", "refresh token is from this slot's lineage"
         if fp not in entry["lineage"]:
-            status, detail = ("refreshed", "refreshed in place while live") if name == live \
+            status, detail = (
+                ("refreshed", "refreshed in place while live")
+                if name == live
                 else ("changed", "slot content changed outside this tool")
+            )
         if name == live and live_ident is not None:
             from .credentials import AccountIdentity
 
             recorded = AccountIdentity.from_dict(entry.get("identity"))
             if recorded is not None and not recorded.matches(live_ident):
                 status, detail = "changed", "live account differs from the slot's recorded account"
-        if status == "changed":
-            worst = EXIT_PROBLEM
         rows.append({"slot": name, "status": status, "detail": detail})
+    statuses = {r["status"] for r in rows}
+    if statuses & {"changed", "unreadable"}:
+        worst = EXIT_PROBLEM
+    elif "no-baseline" in statuses:
+        worst = EXIT_USAGE
+    else:
+        worst = EXIT_OK
     if args.json:
         _print_json({"slots": rows, "exit_code": worst})
     else:
@@ -348,23 +395,31 @@ def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(verdict.to_dict(now))
     else:
-        reset = "" if verdict.soonest_reset is None else \
-            f"; soonest reset in {format_duration(verdict.soonest_reset - now)}"
-        print(f"{verdict.verdict}: {verdict.reason}; weekly headroom "
-              f"{round(verdict.headroom * 100)}%{reset}")
+        reset = (
+            ""
+            if verdict.soonest_reset is None
+            else f"; soonest reset in {format_duration(verdict.soonest_reset - now)}"
+        )
+        print(
+            f"{verdict.verdict}: {verdict.reason}; weekly headroom "
+            f"{round(verdict.headroom * 100)}%{reset}"
+        )
     return verdict.exit_code
 
 
 def cmd_slot(m: Any, args: argparse.Namespace) -> int:
     if args.slot_command == "add":
         info = m.slots.add(args.name, source=args.source, force=args.force)
-        m.events.append("slot-add", m.clock(), slot=args.name,
-                        refresh_fingerprint=info.refresh_fingerprint)
+        m.events.append(
+            "slot-add", m.clock(), slot=args.name, refresh_fingerprint=info.refresh_fingerprint
+        )
         out = {"slot": args.name, **info.to_dict(), "live": m.get_active_subscription()}
         if args.json:
             _print_json(out)
         else:
-            print(f"added slot {args.name} ({info.health.value}, refresh {info.refresh_fingerprint})")
+            print(
+                f"added slot {args.name} ({info.health.value}, refresh {info.refresh_fingerprint})"
+            )
         return EXIT_OK
     if args.slot_command == "remove":
         backup = m.slots.remove(args.name)
@@ -372,7 +427,10 @@ def cmd_slot(m: Any, args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"removed": args.name, "backup": str(backup) if backup else None})
         else:
-            print(f"removed slot {args.name}" + (f" (last content kept in {backup})" if backup else ""))
+            print(
+                f"removed slot {args.name}"
+                + (f" (last content kept in {backup})" if backup else "")
+            )
         return EXIT_OK
     live = m.get_active_subscription()
     rows = [{"slot": n, "live": n == live, **m.slots.check(n).to_dict()} for n in m.slot_names()]
@@ -380,8 +438,10 @@ def cmd_slot(m: Any, args: argparse.Namespace) -> int:
         _print_json({"slots": rows})
     else:
         for r in rows:
-            print(f"{'*' if r['live'] else ' '} {r['slot']:<12} {r['health']:<17} "
-                  f"refresh {r['refresh_fingerprint'] or '-'}")
+            print(
+                f"{'*' if r['live'] else ' '} {r['slot']:<12} {r['health']:<17} "
+                f"refresh {r['refresh_fingerprint'] or '-'}"
+            )
         if not rows:
             print(f"no slots in {m.config.claude_dir}")
     return EXIT_OK

@@ -84,12 +84,21 @@ class Account:
             return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
         return {
-            "five_hour": {"utilization": self.five_hour * 100, "resets_at": iso(self.five_hour_reset)},
+            "five_hour": {
+                "utilization": self.five_hour * 100,
+                "resets_at": iso(self.five_hour_reset),
+            },
             "seven_day": {"utilization": self.seven_day * 100, "resets_at": iso(self.weekly_reset)},
             "seven_day_opus": None,
-            "limits": [{"kind": "weekly_scoped", "group": "weekly", "percent": self.sonnet * 100,
-                        "resets_at": iso(self.weekly_reset),
-                        "scope": {"model": {"id": None, "display_name": "Sonnet"}}}],
+            "limits": [
+                {
+                    "kind": "weekly_scoped",
+                    "group": "weekly",
+                    "percent": self.sonnet * 100,
+                    "resets_at": iso(self.weekly_reset),
+                    "scope": {"model": {"id": None, "display_name": "Sonnet"}},
+                }
+            ],
         }
 
 
@@ -103,8 +112,14 @@ class Step:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": self.time, "event": self.event, "decision": self.decision,
-                "outcome": self.outcome, "live": self.live, "notes": self.notes}
+        return {
+            "time": self.time,
+            "event": self.event,
+            "decision": self.decision,
+            "outcome": self.outcome,
+            "live": self.live,
+            "notes": self.notes,
+        }
 
 
 class Sandbox:
@@ -147,9 +162,10 @@ class Sandbox:
         self.write_oauth_account(account)
 
     def write_oauth_account(self, account: Account) -> None:
-        doc = {"hasCompletedOnboarding": True,
-               "oauthAccount": {"accountUuid": f"uuid-{account.name}",
-                                "emailAddress": account.email}}
+        doc = {
+            "hasCompletedOnboarding": True,
+            "oauthAccount": {"accountUuid": f"uuid-{account.name}", "emailAddress": account.email},
+        }
         fsutil.atomic_write_text(self.home / ".claude.json", json.dumps(doc))
 
     def claude_code_refresh(self, account: Account) -> None:
@@ -190,9 +206,11 @@ class Sandbox:
         return sorted(t.split("-refresh-")[0] for t in current - kept)
 
 
-def _script(sb: Sandbox) -> list[tuple[str, str, Callable[[], tuple[Decision | None, SwitchOutcome | None]]]]:
+def _script(
+    sb: Sandbox,
+) -> list[tuple[str, str, Callable[[], tuple[Decision | None, SwitchOutcome | None]]]]:
     """The scripted day: (time, what happens, action) triples."""
-    alice, bob, carol = sb.accounts["alice"], sb.accounts["bob"], sb.accounts["carol"]
+    alice, bob = sb.accounts["alice"], sb.accounts["bob"]
     m = sb.manager
 
     def set_usage(acct: Account, **values: float | None) -> None:
@@ -235,9 +253,12 @@ def _script(sb: Sandbox) -> list[tuple[str, str, Callable[[], tuple[Decision | N
         set_usage(alice, five_hour=0.60, five_hour_reset=sb.clock() + 2 * HOUR, seven_day=0.97)
         sb.turn("session-A")
         # the statusline hands Claude Code's own rate_limits to us for free after a response
-        statusline = {"rate_limits": {
-            "five_hour": {"used_percentage": 60, "resets_at": sb.clock() + 2 * HOUR},
-            "seven_day": {"used_percentage": 97, "resets_at": alice.weekly_reset}}}
+        statusline = {
+            "rate_limits": {
+                "five_hour": {"used_percentage": 60, "resets_at": sb.clock() + 2 * HOUR},
+                "seven_day": {"used_percentage": 97, "resets_at": alice.weekly_reset},
+            }
+        }
         snapshot = parse_statusline_rate_limits(statusline, "alice", sb.clock())
         assert snapshot is not None
         m.record_usage(snapshot)
@@ -279,24 +300,42 @@ def run_demo(keep: bool = False, as_json: bool = False) -> int:
             ):
                 sb.add_account(acct)
             _setup_slots(sb)
-            steps.append(Step("08:00", "slots added: alice (captured after /login), bob, carol",
-                              live=sb.manager.get_active_subscription()))
+            steps.append(
+                Step(
+                    "08:00",
+                    "slots added: alice (captured after /login), bob, carol",
+                    live=sb.manager.get_active_subscription(),
+                )
+            )
             for hhmm, event, action in _script(sb):
                 clock.at(hhmm)
                 decision, outcome = action()
-                steps.append(Step(hhmm, event,
-                                  decision=decision_line(decision) if decision else None,
-                                  outcome=outcome.detail if outcome else None,
-                                  live=sb.manager.get_active_subscription(),
-                                  notes=_notes(sb)))
+                steps.append(
+                    Step(
+                        hhmm,
+                        event,
+                        decision=decision_line(decision) if decision else None,
+                        outcome=outcome.detail if outcome else None,
+                        live=sb.manager.get_active_subscription(),
+                        notes=_notes(sb),
+                    )
+                )
             lost = sb.tokens_lost()
             summary = _summary(sb, lost)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     if as_json:
-        print(json.dumps({"steps": [s.to_dict() for s in steps], "summary": summary,
-                          "sandbox": str(root) if keep else None}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "steps": [s.to_dict() for s in steps],
+                    "summary": summary,
+                    "sandbox": str(root) if keep else None,
+                },
+                indent=2,
+            )
+        )
     else:
         _print_human(steps, summary, root if keep else None)
     return 0 if not lost else 1
@@ -324,15 +363,18 @@ def _notes(sb: Sandbox) -> list[str]:
         if kind == "heal":
             notes.append(f"healed: {ev.get('detail')}")
         elif kind == "pending":
-            notes.append(f"pending: {ev.get('slot')} waits for {len(ev.get('blockers', []))} "
-                         "session(s)")
+            notes.append(
+                f"pending: {ev.get('slot')} waits for {len(ev.get('blockers', []))} session(s)"
+            )
         elif kind == "usage-error":
             notes.append(f"usage poll for {ev.get('slot')}: {ev.get('reason')}")
     for name in m.slot_names():
         status = m.usage.status(name, sb.clock())
         if status.get("next_poll_at") and status["next_poll_at"] - sb.clock() > 600:
-            notes.append(f"{name}: polling paused {format_duration(status['next_poll_at'] - sb.clock())}"
-                         f" (backoff), using cached data")
+            notes.append(
+                f"{name}: polling paused {format_duration(status['next_poll_at'] - sb.clock())}"
+                f" (backoff), using cached data"
+            )
     return notes
 
 
@@ -342,8 +384,8 @@ def _summary(sb: Sandbox, lost: list[str]) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     for ev in events:
         kinds[str(ev.get("kind"))] = kinds.get(str(ev.get("kind")), 0) + 1
-    polls = {name: sb.server.request_count(acct.access_token)
-             for name, acct in sb.accounts.items()}
+    drift = m.slots.detect_drift()
+    polls = {name: sb.server.request_count(acct.access_token) for name, acct in sb.accounts.items()}
     return {
         "live": m.get_active_subscription(),
         "switches": kinds.get("switch", 0),
@@ -352,7 +394,7 @@ def _summary(sb: Sandbox, lost: list[str]) -> dict[str, Any]:
         "decisions": kinds.get("decision", 0),
         "usage_requests_by_current_token": polls,
         "refresh_tokens_lost": len(lost),
-        "drift": None if m.slots.detect_drift() is None else m.slots.detect_drift().kind,
+        "drift": drift.kind if drift is not None else None,
     }
 
 
@@ -369,8 +411,10 @@ def _print_human(steps: list[Step], summary: dict[str, Any], kept: Path | None) 
             print(f"        note:     {note}")
         print(f"        live:     {s.live}")
     print()
-    print(f"switches: {summary['switches']}, pending switches: {summary['pending_switches']}, "
-          f"heals: {summary['heals']}, refresh tokens lost: {summary['refresh_tokens_lost']}, "
-          f"drift left: {summary['drift'] or 'none'}")
+    print(
+        f"switches: {summary['switches']}, pending switches: {summary['pending_switches']}, "
+        f"heals: {summary['heals']}, refresh tokens lost: {summary['refresh_tokens_lost']}, "
+        f"drift left: {summary['drift'] or 'none'}"
+    )
     if kept:
         print(f"sandbox kept at {kept}")

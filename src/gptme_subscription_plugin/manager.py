@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from .config import Config
 from .credentials import CredentialError, CredentialInfo, load_credential
-from .policy import DefaultPolicy, Decision, Policy, PolicyView, SlotView, slot_pressure
+from .policy import Decision, DefaultPolicy, Policy, PolicyView, SlotView, slot_pressure
 from .slots import HealResult, SlotError, SlotStore, global_config_for
 from .state import EventLog, StateStore
 from .turns import TurnRegistry
@@ -154,8 +154,10 @@ class SubscriptionManager:
                 result[name] = self.usage.get(name, now)
                 continue
             poll = self.usage.poll(name, fetch, now, force=force)
-            if poll.polled and poll.snapshot is None:
-                self.events.append("usage-error", now, slot=name, reason=poll.reason)
+            if poll.error_kind is not None:
+                self.events.append(
+                    "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
+                )
             result[name] = poll.snapshot if poll.snapshot is not None else self.usage.get(name, now)
         return result
 
@@ -163,7 +165,6 @@ class SubscriptionManager:
         self, usage: dict[str, UsageSnapshot | None] | None = None, model: str | None = None
     ) -> PolicyView:
         """The policy's whole input, built from files and state (no network)."""
-        now = self.clock()
         rot = self.rotation_state()
         limited = rot.get("limited", {})
         left = rot.get("left_exhausted", {})

@@ -390,13 +390,8 @@ class SlotStore:
                 False, "live credential has no refresh token; not copied over any slot"
             )
         identity = self.live_identity()
-        owner, method = self.owner_by_lineage(cred.refresh_fingerprint), "lineage"
-        if owner is None:
-            owner, method = self.owner_by_identity(identity), "identity"
-        if owner is None:
-            last = self.last_live()
-            owner, method = (last, "last-live") if last in self.list_slots() else (None, None)
-        if owner is None:
+        owner, method = self._owner_of(cred, identity)
+        if owner is None or method is None:
             return HealResult(
                 False,
                 "cannot tell whose credential is live; "
@@ -412,6 +407,21 @@ class SlotStore:
         return HealResult(
             True, f"{verb} {owner} (by {method})", owner=owner, method=method, actions=actions
         )
+
+    def _owner_of(
+        self, cred: Credential, identity: AccountIdentity | None
+    ) -> tuple[str | None, str | None]:
+        """Whose credential is this: refresh-token lineage, then identity, then last live."""
+        by_lineage = self.owner_by_lineage(cred.refresh_fingerprint)
+        if by_lineage is not None:
+            return by_lineage, "lineage"
+        by_identity = self.owner_by_identity(identity)
+        if by_identity is not None:
+            return by_identity, "identity"
+        last = self.last_live()
+        if last is not None and last in self.list_slots():
+            return last, "last-live"
+        return None, None
 
     def _heal_identity_change(self, drift: Drift) -> HealResult:
         name = drift.slot

@@ -1,0 +1,178 @@
+"""The CLI as a person runs it: a real process, real files, a loopback usage endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+
+from .helpers import credential_bytes, link_live, write_oauth_account, write_slot
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+class Cli:
+    def __init__(self, tmp_path: Path, server: FakeAnthropicServer):
+        self.home = tmp_path / "home"
+        self.claude = self.home / ".claude"
+        self.state = tmp_path / "state"
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
+            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
+            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
+            "GPTME_SUBSCRIPTION_LOCK_WAIT": "2",
+        }
+        self.outputs: list[str] = []
+
+    def run(self, *args: str, code: int | None = 0, **env: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.outputs += [proc.stdout, proc.stderr]
+        if code is not None:
+            assert proc.returncode == code, (proc.stdout, proc.stderr)
+        return proc
+
+    def json(self, *args: str, code: int | None = 0) -> dict:
+        return json.loads(self.run(*args, "--json", code=code).stdout)
+
+
+@pytest.fixture
+def cli(tmp_path, fake_server):
+    c = Cli(tmp_path, fake_server)
+    now = time.time()
+    for name, week in (("alice", 50), ("bob", 20)):
+        write_slot(c.claude, name, credential_bytes(name, expires_at=now + 3600))
+        fake_server.set_usage(
+            f"sk-ant-oat01-test-{name}-access-1",
+            {
+                "five_hour": {"utilization": 10, "resets_at": iso(now + 3600)},
+                "seven_day": {"utilization": week, "resets_at": iso(now + 3 * 86400)},
+                "limits": [
+                    {
+                        "kind": "weekly_scoped",
+                        "percent": 40,
+                        "resets_at": iso(now + 3 * 86400),
+                        "scope": {"model": {"display_name": "Sonnet"}},
+                    }
+                ],
+            },
+        )
+    link_live(c.claude, "alice")
+    yield c
+    for text in c.outputs:  # no command may ever print a token
+        assert "sk-ant" not in text
+
+
+def test_status_table_and_json(cli):
+    out = cli.run("status", "--refresh").stdout
+    assert "* alice" in out and "bob" in out and "sonnet" in out
+    assert "pending switch: none" in out and "sessions mid-turn: 0" in out
+    doc = cli.json("status")
+    assert doc["live"] == "alice" and {s["name"] for s in doc["slots"]} == {"alice", "bob"}
+    alice = next(s for s in doc["slots"] if s["name"] == "alice")
+    assert alice["usage"]["seven_day"]["utilization"] == 0.5
+    assert alice["usage"]["models"]["sonnet"]["utilization"] == 0.4
+
+
+def test_switch_evaluate_and_heal(cli):
+    assert cli.json("switch", "bob")["status"] == "switched"
+    assert os.readlink(cli.claude / ".credentials.json") == ".credentials.json.bob"
+    assert cli.run("switch", "nobody", code=1).stdout.startswith("no slot named")
+    doc = cli.json("evaluate")
+    assert doc["decision"]["action"] == "hold" and doc["decision"]["mode"] == "manual-hold"
+    live = cli.claude / ".credentials.json"
+    live.unlink()
+    live.write_bytes(credential_bytes("bob", 2))
+    assert "copied live credential into bob" in cli.run("heal").stdout
+    assert live.is_symlink()
+
+
+def test_slot_add_list_remove(cli, tmp_path):
+    src = tmp_path / "carol.json"
+    src.write_bytes(credential_bytes("carol"))
+    assert cli.json("slot", "add", "carol", "--from", str(src))["health"] == "valid"
+    listed = cli.json("slot", "list")["slots"]
+    assert [s["slot"] for s in listed] == ["alice", "bob", "carol"]
+    assert "is live" in cli.run("slot", "remove", "alice", code=1).stderr
+    assert cli.run("slot", "add", "../x", "--from", str(src), code=1).stderr.count("\n") == 1
+    cli.run("slot", "remove", "carol")
+    assert not (cli.claude / ".credentials.json.carol").exists()
+
+
+def test_capacity_verdicts(cli, fake_server):
+    assert cli.json("capacity")["verdict"] == "green"
+    now = time.time()
+    for name in ("alice", "bob"):
+        fake_server.set_usage(
+            f"sk-ant-oat01-test-{name}-access-1",
+            {"seven_day": {"utilization": 99, "resets_at": iso(now + 7200)}},
+        )
+    cli.run("status")  # nothing polls inside the interval: use a fresh state dir
+    proc = cli.run("capacity", "--json", code=20, GPTME_SUBSCRIPTION_STATE_DIR=str(cli.state) + "2")
+    doc = json.loads(proc.stdout)
+    assert doc["verdict"] == "red" and doc["soonest_reset_in_s"] > 0
+
+
+def test_identity_baseline_and_check(cli):
+    assert cli.run("identity", "check", code=2).returncode == 2
+    write_oauth_account(cli.home, "alice")
+    cli.run("identity", "baseline")
+    assert cli.json("identity", "check")["exit_code"] == 0
+    (cli.claude / ".credentials.json.bob").write_bytes(credential_bytes("mallory"))
+    rows = cli.json("identity", "check", code=1)["slots"]
+    assert {r["slot"]: r["status"] for r in rows}["bob"] == "changed"
+
+
+def test_check_auth_and_probe(cli):
+    assert cli.json("check-auth", "--probe")["ok"] is True
+    (cli.claude / ".credentials.json.bob").write_text("{")
+    out = cli.run("check-auth", code=1).stdout
+    assert "malformed" in out and "reauth bob" in out
+
+
+def test_reauth_instructions_never_touch_the_live_path(cli):
+    out = cli.run("reauth", "bob").stdout
+    assert "CLAUDE_CONFIG_DIR=" in out and "slot add bob --from" in out
+    assert cli.run("reauth", "../x", code=2).stderr
+
+
+def test_bad_config_is_one_line_and_exit_2(cli):
+    proc = cli.run("status", code=2, GPTME_SUBSCRIPTION_POLL_INTERVAL="often")
+    assert proc.stderr.count("\n") == 1 and "GPTME_SUBSCRIPTION_POLL_INTERVAL" in proc.stderr
+
+
+def test_lock_held_by_claude_code_refuses_the_switch(cli):
+    (cli.claude / ".oauth_refresh.lock").mkdir()
+    proc = cli.run("switch", "bob", code=1)
+    assert "busy" in proc.stdout
+    assert os.readlink(cli.claude / ".credentials.json") == ".credentials.json.alice"
+
+
+def test_help_documents_exit_codes(cli):
+    out = cli.run("--help").stdout
+    assert "exit codes" in out and "20  capacity: red" in out
+
+
+def test_demo_runs_and_loses_nothing(cli):
+    proc = cli.run("demo")
+    assert "refresh tokens lost: 0" in proc.stdout and "drift left: none" in proc.stdout
+    doc = cli.json("demo")
+    assert doc["summary"]["refresh_tokens_lost"] == 0 and doc["summary"]["switches"] >= 4

@@ -1,0 +1,212 @@
+"""The manager end to end on real files, locks and a loopback usage endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.config import Config
+from gptme_subscription_plugin.credentials import load_credential
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+from gptme_subscription_plugin.manager import SubscriptionManager
+
+from .helpers import credential_bytes, link_live, refresh_token, write_oauth_account, write_slot
+
+T0 = 1_800_000_000.0
+H = 3600.0
+
+
+class Clock:
+    def __init__(self, now: float = T0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def usage_doc(five: float, week: float, week_reset: float, five_reset: float | None = None) -> dict:
+    return {
+        "five_hour": {
+            "utilization": five * 100,
+            "resets_at": iso(five_reset) if five_reset else None,
+        },
+        "seven_day": {"utilization": week * 100, "resets_at": iso(week_reset)},
+    }
+
+
+def access(name: str, gen: int = 1) -> str:
+    return f"sk-ant-oat01-test-{name}-access-{gen}"
+
+
+@pytest.fixture
+def env(tmp_path: Path, fake_server: FakeAnthropicServer):
+    home = tmp_path / "home"
+    claude = home / ".claude"
+    for name in ("alice", "bob", "carol"):
+        write_slot(claude, name, credential_bytes(name, expires_at=T0 + 8 * H))
+    link_live(claude, "alice")
+    clock = Clock()
+    config = Config(
+        claude_dir=claude,
+        state_dir=tmp_path / "state",
+        home=home,
+        api_base=fake_server.base_url,
+        poll_interval=180,
+        poll_timeout=1.0,
+        lock_wait=2.0,
+    )
+    manager = SubscriptionManager(config, clock=clock)
+    fake_server.set_usage(access("alice"), usage_doc(0.2, 0.5, T0 + 3 * 24 * H))
+    fake_server.set_usage(access("bob"), usage_doc(0.1, 0.3, T0 + 5 * 24 * H))
+    fake_server.set_usage(access("carol"), usage_doc(0.1, 0.1, T0 + 6 * 24 * H))
+    return manager, clock, fake_server
+
+
+def test_switch_waits_for_other_sessions_then_applies(env):
+    m, clock, _ = env
+    m.turns.mark_busy("other", clock())
+    out = m.switch_to("bob", session_id="me")
+    assert out.status == "pending" and out.blockers == ("other",)
+    assert m.get_active_subscription() == "alice" and m.pending()["slot"] == "bob"
+    assert m.apply_pending(session_id="me") is None  # still busy
+    m.turns.mark_idle("other", clock())
+    out = m.apply_pending(session_id="me")
+    assert out.status == "switched" and m.get_active_subscription() == "bob"
+    assert m.pending() is None
+    kinds = [e["kind"] for e in m.events.tail(10)]
+    assert "pending" in kinds and "switch" in kinds
+
+
+def test_own_session_does_not_block_and_force_flips_now(env):
+    m, clock, _ = env
+    m.turns.mark_busy("me", clock())
+    assert m.switch_to("bob", session_id="me").status == "switched"
+    m.turns.mark_busy("other", clock())
+    out = m.switch_to("carol", force=True)
+    assert out.status == "switched" and m.get_active_subscription() == "carol"
+    assert m.events.tail(1)[0]["forced"] is True
+
+
+def test_silent_sessions_expire_from_the_registry(env):
+    m, clock, _ = env
+    m.turns.mark_busy("ghost", clock())
+    clock.now += m.config.session_ttl + 1
+    assert m.switch_to("bob").status == "switched"
+
+
+def test_refusals_change_nothing(env):
+    m, _, _ = env
+    m.slots.slot_path("carol").write_text("{broken")
+    before = os.readlink(m.config.live_path)
+    for slot, needle in (
+        ("carol", "malformed"),
+        ("nobody", "no slot named"),
+        ("../etc", "invalid slot name"),
+    ):
+        out = m.switch_to(slot)
+        assert out.status == "refused" and needle in out.detail
+    assert os.readlink(m.config.live_path) == before
+    assert [e["kind"] for e in m.events.tail(3)] == ["refusal"] * 3
+
+
+def test_evaluate_polls_within_budget(env):
+    m, clock, server = env
+    d = m.evaluate()
+    assert d.action == "stay" and server.request_count(access("alice")) == 1
+    m.evaluate()
+    assert server.request_count(access("alice")) == 1  # inside the poll interval
+    clock.now += 181
+    m.evaluate()
+    assert server.request_count(access("alice")) == 2
+
+
+def test_exhaustion_switches_and_remembers_departure(env):
+    m, clock, server = env
+    server.set_usage(access("alice"), usage_doc(0.3, 0.97, T0 + 3 * 24 * H))
+    d = m.evaluate()
+    assert (d.action, d.target, d.mode) == ("switch", "bob", "exhausted")
+    assert m.apply(d).status == "switched"
+    assert m.rotation_state()["left_exhausted"]["alice"] == clock()
+
+
+def test_rate_limit_record_drives_a_switch(env):
+    m, clock, _ = env
+    m.record_rate_limit("alice", clock() + H)
+    d = m.evaluate()
+    assert d.urgent and d.target == "bob"
+
+
+def test_flip_heals_drift_first_and_loses_no_token(env):
+    m, _, _ = env
+    home = m.config.home
+    write_oauth_account(home, "alice")
+    m.slots._remember(
+        "alice", load_credential(m.slots.slot_path("alice")), m.slots.live_identity(), live=True
+    )
+    live = m.config.live_path
+    live.unlink()
+    live.write_bytes(credential_bytes("alice", 2))  # Claude Code refreshed alice
+    out = m.switch_to("bob")
+    assert out.status == "switched" and out.heal is not None and out.heal.owner == "alice"
+    assert load_credential(m.slots.slot_path("alice")).refresh_token == refresh_token("alice", 2)
+    assert m.get_active_subscription() == "bob"
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "timeout", "garbage", "truncated"])
+def test_endpoint_faults_degrade_to_cached_data(env, fault):
+    m, clock, server = env
+    m.evaluate()
+    clock.now += 200
+    server.set_fault(fault, retry_after=600 if fault == "429" else None)
+    d = m.evaluate()
+    assert d.action in ("stay", "switch")
+    snap = m.check_usage(refresh=False)["alice"]
+    assert snap is not None and snap.stale
+    errors = [e for e in m.events.tail(20) if e["kind"] == "usage-error"]
+    assert errors and all("sk-ant" not in json.dumps(e) for e in errors)
+
+
+def test_alive_lock_files_count_as_mid_turn(env, tmp_path):
+    m, _, _ = env
+    lock = tmp_path / "agent.lock"
+    lock.write_text(str(os.getpid()))
+    config = m.config.model_copy(update={"lock_glob": str(tmp_path / "*.lock")})
+    guarded = SubscriptionManager(config, clock=m.clock)
+    assert guarded.switch_to("bob").status == "pending"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    lock.write_text(dead)
+    assert guarded.switch_to("bob").status == "switched"
+
+
+def test_events_and_state_never_hold_tokens(env):
+    m, clock, server = env
+    m.evaluate()
+    m.switch_to("bob")
+    m.record_rate_limit("bob", clock() + 60)
+    m.evaluate()
+    for path in m.config.state_dir.rglob("*"):
+        if path.is_file():
+            assert b"sk-ant" not in path.read_bytes(), path
+
+
+def test_expired_tokens_are_never_refreshed_or_used(env):
+    """Invariant 3: this tool never refreshes a token; an expired one is not even sent."""
+    m, clock, server = env
+    before = {n: m.slots.slot_path(n).read_bytes() for n in m.slot_names()}
+    clock.now = T0 + 9 * H  # every access token in the fixture expired at T0 + 8 h
+    m.evaluate()
+    assert server.request_count() == 0
+    assert not any("oauth/token" in r.path for r in server.requests())
+    assert {n: m.slots.slot_path(n).read_bytes() for n in m.slot_names()} == before

@@ -1,0 +1,82 @@
+"""Rendering for people: bars, the status table and the capacity verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gptme_subscription_plugin.credentials import CredentialInfo, Health
+from gptme_subscription_plugin.policy import PolicyView, SlotView, Thresholds
+from gptme_subscription_plugin.render import bar, capacity, status_table
+from gptme_subscription_plugin.usage.snapshot import (
+    FIVE_HOUR_S,
+    SEVEN_DAY_S,
+    UsageSnapshot,
+    UsageWindow,
+)
+
+NOW = 1_800_000_000.0
+H = 3600.0
+
+
+def snap(name: str, five: float, week: float, reset_in: float = 48 * H) -> UsageSnapshot:
+    return UsageSnapshot(
+        name,
+        "t",
+        NOW,
+        five_hour=UsageWindow(five, NOW + H, FIVE_HOUR_S),
+        seven_day=UsageWindow(week, NOW + reset_in, SEVEN_DAY_S),
+        models={"sonnet": UsageWindow(0.4, NOW + reset_in, SEVEN_DAY_S)},
+    )
+
+
+def test_bar():
+    assert bar(0.5) == "[#####-----]  50%"
+    assert bar(1.3).startswith("[##########]")
+    assert "?" in bar(None)
+
+
+@dataclass
+class Row:
+    name: str
+    live: bool
+    credential: CredentialInfo
+    usage: UsageSnapshot | None
+    pressure: float | None
+    limited_until: float | None = None
+
+
+def test_status_table_shows_everything_a_person_needs():
+    rows = [
+        Row(
+            "alice", True, CredentialInfo("p", Health.VALID, "valid"), snap("alice", 0.2, 0.5), 0.52
+        ),
+        Row("bob", False, CredentialInfo("p", Health.MALFORMED, "bad"), None, None, NOW + 600),
+    ]
+    text = status_table(
+        rows, NOW, {"slot": "bob", "mode": "manual", "since": NOW - 60, "reason": "by hand"}, ["s1"]
+    )
+    assert "* alice" in text and "  bob" in text
+    assert "1h00m" in text and "2d00h" in text  # reset countdowns
+    assert "sonnet" in text and "52%" in text
+    assert "malformed, limited 10m, no usage data" in text
+    assert "pending switch: -> bob (manual, 1m ago): by hand" in text
+    assert "sessions mid-turn: 1 (s1)" in text
+
+
+def test_capacity_verdicts():
+    t = Thresholds()
+    green = PolicyView(
+        "a", (SlotView("a", usage=snap("a", 0.1, 0.2)), SlotView("b", usage=snap("b", 0.1, 0.3)))
+    )
+    assert capacity(green, t, NOW).verdict == "green"
+    thin = PolicyView(
+        "a",
+        (
+            SlotView("a", usage=snap("a", 0.1, 0.2)),
+            SlotView("b", usable=False, usage=snap("b", 0.1, 0.3)),
+        ),
+    )
+    assert capacity(thin, t, NOW).exit_code == 10
+    red = PolicyView("a", (SlotView("a", usage=snap("a", 0.1, 0.99, reset_in=2 * H)),))
+    verdict = capacity(red, t, NOW)
+    assert verdict.exit_code == 20 and verdict.soonest_reset == NOW + 2 * H
