@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -210,3 +211,15 @@ def test_expired_tokens_are_never_refreshed_or_used(env):
     assert server.request_count() == 0
     assert not any("oauth/token" in r.path for r in server.requests())
     assert {n: m.slots.slot_path(n).read_bytes() for n in m.slot_names()} == before
+
+
+def test_slots_are_polled_in_parallel_so_a_refresh_stays_bounded(env):
+    """Hooks refresh at turn boundaries: hanging endpoints cost one timeout, not one per slot."""
+    m, _, server = env
+    write_slot(m.config.claude_dir, "dave", credential_bytes("dave", expires_at=T0 + 8 * H))
+    server.set_fault("timeout")  # every slot's poll hangs past the 1 s client timeout
+    started = time.monotonic()
+    usage = m.check_usage()
+    elapsed = time.monotonic() - started
+    assert set(usage) == {"alice", "bob", "carol", "dave"}
+    assert elapsed < 3.0, f"4 hanging polls took {elapsed:.1f}s: not parallel"

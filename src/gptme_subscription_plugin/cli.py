@@ -401,8 +401,8 @@ def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
             else f"; soonest reset in {format_duration(verdict.soonest_reset - now)}"
         )
         print(
-            f"{verdict.verdict}: {verdict.reason}; weekly headroom "
-            f"{round(verdict.headroom * 100)}%{reset}"
+            f"{verdict.verdict}: {verdict.reason}; weekly quota left: "
+            f"{verdict.headroom:.1f} slot-weeks{reset}"
         )
     return verdict.exit_code
 

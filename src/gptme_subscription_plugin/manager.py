@@ -12,6 +12,7 @@ import glob
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from .policy import Decision, DefaultPolicy, Policy, PolicyView, SlotView, slot_
 from .slots import HealResult, SlotError, SlotStore, global_config_for
 from .state import EventLog, StateStore
 from .turns import TurnRegistry
-from .usage.cache import UsageCache
+from .usage.cache import PollResult, UsageCache
 from .usage.oauth import UsageFetchError, fetch_oauth_usage
 from .usage.script import run_usage_script
 from .usage.snapshot import UsageSnapshot
@@ -145,20 +146,34 @@ class SubscriptionManager:
     def check_usage(
         self, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
     ) -> dict[str, UsageSnapshot | None]:
-        """Usage per slot: cached, refreshed within the shared poll budget when asked."""
+        """Usage per slot: cached, refreshed within the shared poll budget when asked.
+
+        Slots are polled in parallel, so a refresh takes one `poll_timeout` at worst, not one
+        per slot: hooks call this at turn boundaries and must stay bounded.
+        """
         now = self.clock()
+        wanted = list(names or self.slot_names())
+        fetchers = {n: self._fetcher(n) for n in wanted} if refresh else {}
+        to_poll = {n: f for n, f in fetchers.items() if f is not None}
+        polls: dict[str, PollResult] = {}
+        if len(to_poll) == 1:
+            [(name, fetch)] = to_poll.items()
+            polls[name] = self.usage.poll(name, fetch, now, force=force)
+        elif to_poll:
+            with ThreadPoolExecutor(max_workers=min(8, len(to_poll))) as pool:
+                futures = {
+                    n: pool.submit(self.usage.poll, n, f, now, force) for n, f in to_poll.items()
+                }
+                polls = {n: fut.result() for n, fut in futures.items()}
         result: dict[str, UsageSnapshot | None] = {}
-        for name in names or self.slot_names():
-            fetch = self._fetcher(name) if refresh else None
-            if fetch is None:
-                result[name] = self.usage.get(name, now)
-                continue
-            poll = self.usage.poll(name, fetch, now, force=force)
-            if poll.error_kind is not None:
+        for name in wanted:
+            poll = polls.get(name)
+            if poll is not None and poll.error_kind is not None:
                 self.events.append(
                     "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
                 )
-            result[name] = poll.snapshot if poll.snapshot is not None else self.usage.get(name, now)
+            snapshot = poll.snapshot if poll is not None else None
+            result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
 
     def view(
