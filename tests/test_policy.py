@@ -14,6 +14,7 @@ from gptme_subscription_plugin.policy import (
     Thresholds,
     can_serve,
     exhaustion,
+    forget_old_usage,
     format_duration,
     pace_gap,
     rank_candidates,
@@ -311,6 +312,7 @@ def test_decisions_are_deterministic(view):
 @given(views())
 def test_never_switches_to_a_slot_that_cannot_serve(view):
     d = DefaultPolicy(T).decide(view, NOW)
+    view = forget_old_usage(view, T, NOW)  # what the policy knows: aged-out usage is unknown
     if d.action == "switch":
         target = view.slot(d.target)
         assert target is not None and target.name != view.live
@@ -322,6 +324,7 @@ def test_never_switches_to_a_slot_that_cannot_serve(view):
 @given(views())
 def test_switch_targets_are_the_top_ranked_candidate_when_urgent(view):
     d = DefaultPolicy(T).decide(view, NOW)
+    view = forget_old_usage(view, T, NOW)
     if d.urgent and d.action == "switch":
         assert d.target == rank_candidates(view, T, NOW, exclude=view.live)[0].name
 
@@ -347,3 +350,9 @@ def test_pressure_is_monotonic_in_utilization(five, week, sonnet, bump):
         snap(five, week, sonnet + bump),
     ):
         assert slot_pressure(bumped, T, NOW) >= base
+
+
+def test_usage_older_than_max_age_is_treated_as_unknown():
+    old = SlotView("a", usage=usage("a", week=0.99, observed_at=NOW - T.usage_max_age - 1))
+    d = DefaultPolicy(T).decide(PolicyView("a", (old, slot("b"))), NOW)
+    assert (d.action, d.mode) == ("stay", "no-data")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from .usage.snapshot import UsageSnapshot, UsageWindow
@@ -265,6 +265,19 @@ def rank_candidates(
     return sorted(eligible, key=key)
 
 
+def forget_old_usage(view: PolicyView, thresholds: Thresholds, now: float) -> PolicyView:
+    """Usage older than `usage_max_age` says nothing about now: treat it as unknown."""
+    if all(s.usage is None or s.usage.age(now) <= thresholds.usage_max_age for s in view.slots):
+        return view
+    slots = tuple(
+        replace(s, usage=None)
+        if s.usage is not None and s.usage.age(now) > thresholds.usage_max_age
+        else s
+        for s in view.slots
+    )
+    return replace(view, slots=slots)
+
+
 def soonest_recovery(view: PolicyView, thresholds: Thresholds, now: float) -> float | None:
     """Earliest moment some usable slot is expected to serve again."""
     times: list[float] = []
@@ -316,6 +329,7 @@ class DefaultPolicy:
 
     def decide(self, view: PolicyView, now: float) -> Decision:
         t = self.thresholds
+        view = forget_old_usage(view, t, now)
         pressures = {s.name: slot_pressure(s.usage, t, now, view.model) for s in view.slots}
         live = view.slot(view.live)
 

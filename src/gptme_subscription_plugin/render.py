@@ -11,6 +11,7 @@ from .policy import (
     PolicyView,
     Thresholds,
     can_serve,
+    forget_old_usage,
     format_duration,
     has_five_hour_headroom,
     soonest_recovery,
@@ -109,6 +110,7 @@ class Capacity:
 
 def capacity(view: PolicyView, thresholds: Thresholds, now: float) -> Capacity:
     """Pool verdict for launchers: red none can serve, yellow thin, green comfortable."""
+    view = forget_old_usage(view, thresholds, now)
     serving = [s for s in view.slots if can_serve(s, thresholds, now, view.model)]
     roomy = [s for s in serving if has_five_hour_headroom(s.usage, thresholds, now)]
     headroom = sum(weekly_remaining(s.usage, now) or 0.0 for s in serving)
