@@ -7,9 +7,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Config, ConfigError, load_config
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_CODES = """\
 exit codes:
@@ -96,12 +97,42 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--json", action="store_true")
     sl = slot_sub.add_parser("list", help="list slots with credential health")
     sl.add_argument("--json", action="store_true")
+    p = add("install", "install the Claude Code hooks (and statusline) into a settings.json")
+    p.add_argument("target", choices=["claude-code"])
+    p.add_argument(
+        "--scope",
+        choices=["user", "project", "local"],
+        default="user",
+        help="user: <claude dir>/settings.json; project: .claude/settings.json; "
+        "local: .claude/settings.local.json",
+    )
+    p.add_argument("--project-dir", type=Path, default=None, help="project root (default: cwd)")
+    p.add_argument("--dry-run", action="store_true", help="show the result, write nothing")
+    p = add("uninstall", "remove our hooks (and restore a wrapped statusline)")
+    p.add_argument("target", choices=["claude-code"])
+    p.add_argument("--scope", choices=["user", "project", "local"], default="user")
+    p.add_argument("--project-dir", type=Path, default=None)
+    p.add_argument("--dry-run", action="store_true")
+    p = add("doctor", "check installation, slots, locks and env overrides; say what to fix")
+    p.add_argument("--project-dir", type=Path, default=None)
+    p = add(
+        "statusline", "Claude Code statusline: record rate_limits, print one line", json_flag=False
+    )
+    p.add_argument("--wrap", help="your own statusline command, shown before ours")
+    sub.add_parser(
+        "hook",
+        help="Claude Code hook entry point: hook <event> (reads stdin JSON)",
+        description="Events: session-start, user-prompt-submit, pre-tool-use, stop, "
+        "stop-failure, session-end. Always exits 0.",
+    )
     p = add("demo", "run the core in a throwaway sandbox through a scripted day")
     p.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    from .config import load_config
+
     def split(value: str | None) -> list[str] | None:
         return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
@@ -119,6 +150,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["hook"]:
+        from .claude_code.dispatch import main as hook_main
+
+        return hook_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -130,11 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(keep=args.keep, as_json=args.json)
     if args.command == "reauth":
         return cmd_reauth(args)
+    if args.command == "statusline":
+        import os
+
+        from .claude_code.statusline import main as statusline_main
+
+        return statusline_main(args.wrap, os.environ)
+    from .config import ConfigError
+
     try:
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from .claude_code.installer import InstallError
     from .claude_locks import ClaudeLockBusy
     from .manager import SubscriptionManager
     from .slots import SlotError
@@ -144,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[SubscriptionManager, argparse.Namespace], int] = COMMANDS[args.command]
     try:
         return handler(manager, args)
+    except InstallError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     except (ClaudeLockBusy, StateBusy) as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -447,7 +495,59 @@ def cmd_slot(m: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_install(m: Any, args: argparse.Namespace) -> int:
+    from .claude_code import installer
+
+    project = (args.project_dir or Path.cwd()).resolve()
+    path = installer.settings_path(args.scope, m.config.claude_dir, project)
+    if args.command == "install":
+        result = installer.install(path, dry_run=args.dry_run)
+    else:
+        result = installer.uninstall(path, dry_run=args.dry_run)
+    m.events.append(
+        args.command,
+        m.clock(),
+        target=args.target,
+        path=str(path),
+        changed=result.changed,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        _print_json({**result.to_dict(), "dry_run": args.dry_run})
+        return EXIT_OK
+    verb = "installed into" if args.command == "install" else "removed from"
+    if not result.changed:
+        print(f"nothing to do: {path} is already up to date")
+    elif args.dry_run:
+        print(f"dry run: would write {path}:")
+        print(json.dumps(result.after, indent=2))
+    else:
+        print(f"{verb} {path}" + (f" (backup: {result.backup})" if result.backup else ""))
+    for note in result.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def cmd_doctor(m: Any, args: argparse.Namespace) -> int:
+    import os
+
+    from .claude_code.doctor import run_checks
+
+    checks = run_checks(m, os.environ, (args.project_dir or Path.cwd()).resolve())
+    failed = any(c.status == "FAIL" for c in checks)
+    if args.json:
+        _print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+    else:
+        for c in checks:
+            fix = f"  -> {c.fix}" if c.fix and c.status != "OK" else ""
+            print(f"{c.status:<4} {c.name:<22} {c.detail}{fix}")
+    return EXIT_PROBLEM if failed else EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "install": cmd_install,
+    "uninstall": cmd_install,
+    "doctor": cmd_doctor,
     "status": cmd_status,
     "check-auth": cmd_check_auth,
     "switch": cmd_switch,

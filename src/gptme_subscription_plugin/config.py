@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .paths import ENV_PREFIX, config_file_path, default_claude_dir, default_state_dir
 from .policy import Thresholds
 
 if sys.version_info >= (3, 11):
@@ -23,7 +24,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-ENV_PREFIX = "GPTME_SUBSCRIPTION_"
 SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_API_BASE = "https://api.anthropic.com"
 
@@ -48,8 +48,8 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    claude_dir: Path = Field(default_factory=lambda: _default_claude_dir(os.environ))
-    state_dir: Path = Field(default_factory=lambda: _default_state_dir(os.environ))
+    claude_dir: Path = Field(default_factory=lambda: default_claude_dir(os.environ))
+    state_dir: Path = Field(default_factory=lambda: default_state_dir(os.environ))
     home: Path = Field(default_factory=lambda: Path(os.environ.get("HOME") or Path.home()))
     slots: list[str] = Field(default_factory=list)  # empty: every slot file found
     fallback_order: list[str] = Field(default_factory=list)  # tie-break preference
@@ -123,26 +123,6 @@ class Config(BaseModel):
 LIST_FIELDS = {"slots", "fallback_order"}
 
 
-def _default_claude_dir(env: Mapping[str, str]) -> Path:
-    if env.get("CLAUDE_CONFIG_DIR"):
-        return Path(env["CLAUDE_CONFIG_DIR"]).expanduser()
-    return Path(env.get("HOME") or Path.home()) / ".claude"
-
-
-def _default_state_dir(env: Mapping[str, str]) -> Path:
-    xdg = env.get("XDG_STATE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path(env.get("HOME") or Path.home()) / ".local/state"
-    return base / "gptme-subscription"
-
-
-def config_file_path(env: Mapping[str, str]) -> Path:
-    if env.get(ENV_PREFIX + "CONFIG"):
-        return Path(env[ENV_PREFIX + "CONFIG"]).expanduser()
-    xdg = env.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path(env.get("HOME") or Path.home()) / ".config"
-    return base / "gptme-subscription" / "config.toml"
-
-
 # Environment names that differ from GPTME_SUBSCRIPTION_<FIELD>, kept for upstream parity.
 ENV_ALIASES = {"creds_dir": "claude_dir"}
 
@@ -206,9 +186,9 @@ def load_config(
         label = f"{override_label}{key.replace('_', '-')}" if override_label == "--" else key
         merged[key] = (value, label)
     if "claude_dir" not in merged:
-        merged["claude_dir"] = (_default_claude_dir(env), "default")
+        merged["claude_dir"] = (default_claude_dir(env), "default")
     if "state_dir" not in merged:
-        merged["state_dir"] = (_default_state_dir(env), "default")
+        merged["state_dir"] = (default_state_dir(env), "default")
     if "home" not in merged:
         merged["home"] = (Path(env.get("HOME") or Path.home()), "HOME")
     try:

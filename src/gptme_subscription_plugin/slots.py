@@ -314,6 +314,27 @@ class SlotStore:
         # Claude Code re-reads the credential when the mtime it last saw changes
         os.utime(self.slot_path(name))
 
+    def observe(self) -> None:
+        """Note which slot is live and its refresh token, so a later heal knows the owner.
+
+        Slots linked by hand (or before this tool ran) have no metadata; recording the healthy
+        link at every boundary means that when Claude Code later replaces it with a regular
+        file, the lineage or "the slot that was live" still identifies the owner.
+        """
+        name = self.active_slot()
+        if name is None:
+            return
+        try:
+            cred = load_credential(self.slot_path(name))
+        except CredentialError:
+            return
+        meta = self.metadata()
+        lineage = meta.get("slots", {}).get(name, {}).get("lineage", [])
+        if meta.get("last_live") != name or (
+            cred.refresh_fingerprint and cred.refresh_fingerprint not in lineage
+        ):
+            self._remember(name, cred, live=True)
+
     # ------------------------------------------------------------ drift and heal
 
     def detect_drift(self) -> Drift | None:

@@ -1,0 +1,1 @@
+"""Claude Code surface: hook entry points, the settings installer, statusline, doctor."""

@@ -1,0 +1,103 @@
+"""`gptme-subscription hook <event>`: read Claude Code's stdin JSON, answer, always exit 0.
+
+The rule "hooks must never hurt the user's session": every failure becomes one line on stderr
+and exit 0 (never 2, which would block the prompt or the tool), stdout carries only the JSON
+Claude Code documents for the event, and a watchdog alarm bounds the run. PreToolUse takes the
+stdlib-only fast path; the other events import the core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MAX_STDIN = 4 << 20
+DEFAULT_BUDGET_S = 25
+EVENT_ALIASES = {
+    "SessionStart": "session-start",
+    "UserPromptSubmit": "user-prompt-submit",
+    "PreToolUse": "pre-tool-use",
+    "Stop": "stop",
+    "StopFailure": "stop-failure",
+    "SessionEnd": "session-end",
+}
+EVENTS = set(EVENT_ALIASES.values())
+
+
+class HookTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise HookTimeout("hook ran out of its time budget")
+
+
+def read_payload(stream: Any) -> dict[str, Any]:
+    raw = stream.buffer.read(MAX_STDIN + 1) if hasattr(stream, "buffer") else stream.read()
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return parse_payload(raw)
+
+
+def parse_payload(raw: str) -> dict[str, Any]:
+    """Claude Code's stdin JSON: empty input is an empty payload, else it must be an object."""
+    if len(raw) > MAX_STDIN:
+        raise ValueError("hook input is implausibly large")
+    if not raw.strip():
+        return {}
+    doc = json.loads(raw)
+    if not isinstance(doc, dict):
+        raise ValueError("hook input is not a JSON object")
+    return doc
+
+
+def run(event: str, payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+    if event == "pre-tool-use":
+        from .fast import pre_tool_use
+
+        return pre_tool_use(payload, env, time.time())
+    from .hooks import HANDLERS
+
+    return HANDLERS[event](payload, env)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point; returns 0 whatever happens."""
+    event = EVENT_ALIASES.get(argv[0], argv[0]) if argv else ""
+    if event not in EVENTS:
+        print(
+            f"gptme-subscription hook: unknown event {event!r} (expected one of "
+            f"{', '.join(sorted(EVENTS))})",
+            file=sys.stderr,
+        )
+        return 0
+    env = os.environ
+    budget = _budget(env)
+    if budget > 0 and hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.alarm(budget)
+    try:
+        out = run(event, read_payload(sys.stdin), env)
+        if out:
+            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
+    except BaseException as exc:  # noqa: BLE001 - a hook must never fail the session
+        text = str(exc).strip().splitlines()
+        detail = text[0][:300] if text else ""
+        print(f"gptme-subscription hook {event}: {type(exc).__name__}: {detail}", file=sys.stderr)
+    finally:
+        if budget > 0 and hasattr(signal, "SIGALRM"):
+            signal.alarm(0)
+    return 0
+
+
+def _budget(env: Mapping[str, str]) -> int:
+    try:
+        return max(0, int(float(env.get("GPTME_SUBSCRIPTION_HOOK_BUDGET", DEFAULT_BUDGET_S))))
+    except ValueError:
+        return DEFAULT_BUDGET_S

@@ -1,0 +1,215 @@
+"""`gptme-subscription doctor`: check the installation, slots, locks and env overrides.
+
+Each check says OK, WARN or FAIL and, when not OK, what to do about it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..claude_locks import lock_status
+from ..manager import SubscriptionManager
+from .hooks import override_warnings
+from .installer import HOOK_SPECS, InstallError, installed_events, load_settings, settings_path
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str  # OK | WARN | FAIL
+    name: str
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"status": self.status, "name": self.name, "detail": self.detail, "fix": self.fix}
+
+
+def check_installation(m: SubscriptionManager, project_dir: Path) -> list[Check]:
+    checks = []
+    wanted = {event for event, *_ in HOOK_SPECS}
+    found_any = False
+    for scope in ("user", "project", "local"):
+        path = settings_path(scope, m.config.claude_dir, project_dir)
+        try:
+            doc = load_settings(path)
+        except InstallError as exc:
+            checks.append(Check("FAIL", f"settings ({scope})", str(exc), "fix the JSON"))
+            continue
+        events = installed_events(doc)
+        if not events:
+            continue
+        found_any = True
+        missing = sorted(wanted - events)
+        if missing:
+            checks.append(
+                Check(
+                    "WARN",
+                    f"hooks ({scope})",
+                    f"{path}: missing {', '.join(missing)}",
+                    f"gptme-subscription install claude-code --scope {scope}",
+                )
+            )
+        else:
+            checks.append(Check("OK", f"hooks ({scope})", f"{path}: all {len(wanted)} hooks"))
+        checks += _command_checks(doc, scope)
+    if not found_any:
+        checks.append(
+            Check(
+                "WARN",
+                "hooks",
+                "not installed in any Claude Code settings file",
+                "gptme-subscription install claude-code",
+            )
+        )
+    return checks
+
+
+def _command_checks(doc: dict[str, Any], scope: str) -> list[Check]:
+    """The executable our hooks call must exist, or every hook fails silently."""
+    commands = set()
+    for groups in (doc.get("hooks") or {}).values():
+        for group in groups if isinstance(groups, list) else []:
+            for h in group.get("hooks", []) if isinstance(group, dict) else []:
+                cmd = h.get("command") if isinstance(h, dict) else None
+                if isinstance(cmd, str) and "gptme" in cmd:
+                    try:
+                        commands.add(shlex.split(cmd)[0])
+                    except (ValueError, IndexError):
+                        continue
+    missing = [c for c in sorted(commands) if "/" in c and not os.access(c, os.X_OK)]
+    if missing:
+        return [
+            Check(
+                "FAIL",
+                f"hook command ({scope})",
+                f"not executable: {', '.join(missing)}",
+                f"gptme-subscription install claude-code --scope {scope}",
+            )
+        ]
+    return []
+
+
+def check_slots(m: SubscriptionManager) -> list[Check]:
+    names = m.slot_names()
+    if not names:
+        return [
+            Check(
+                "FAIL",
+                "slots",
+                f"no slot files in {m.config.claude_dir}",
+                "gptme-subscription slot add NAME",
+            )
+        ]
+    checks = []
+    for name in names:
+        info = m.slots.check(name)
+        if info.health.usable:
+            checks.append(Check("OK", f"slot {name}", info.detail))
+        else:
+            checks.append(
+                Check(
+                    "FAIL",
+                    f"slot {name}",
+                    f"{info.health.value}: {info.detail}",
+                    f"gptme-subscription reauth {name}",
+                )
+            )
+    live = m.slots.live_state()
+    drift = m.slots.detect_drift()
+    if drift is not None:
+        checks.append(Check("WARN", "live credential", drift.detail, "gptme-subscription heal"))
+    elif live.slot is None:
+        checks.append(
+            Check(
+                "WARN", "live credential", "no live link", f"gptme-subscription switch {names[0]}"
+            )
+        )
+    else:
+        checks.append(Check("OK", "live credential", f"links to {live.slot}"))
+    return checks
+
+
+def check_locks(m: SubscriptionManager, now: float) -> list[Check]:
+    checks = []
+    for info in lock_status(m.config.claude_dir, now):
+        if not info.exists:
+            continue
+        if info.stale:
+            checks.append(
+                Check(
+                    "WARN",
+                    "claude lock",
+                    f"{info.path} is stale ({round(info.age_s or 0)} s old)",
+                    f"remove {info.path} if no claude process is running",
+                )
+            )
+        else:
+            checks.append(
+                Check("OK", "claude lock", f"{info.path} held now (Claude Code refreshing)")
+            )
+    return checks or [Check("OK", "claude locks", "none held")]
+
+
+def check_environment(
+    m: SubscriptionManager, env: Mapping[str, str], project_dir: Path
+) -> list[Check]:
+    found = override_warnings(env, {"cwd": str(project_dir)}, m.config.claude_dir)
+    if found:
+        return [
+            Check(
+                "WARN",
+                "credential overrides",
+                ", ".join(found) + " outrank the slot files",
+                "unset them (or remove apiKeyHelper) for rotation to take effect",
+            )
+        ]
+    return [Check("OK", "credential overrides", "none")]
+
+
+def check_state(m: SubscriptionManager) -> list[Check]:
+    state = m.config.state_dir
+    try:
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = state / f".doctor-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return [
+            Check(
+                "FAIL",
+                "state dir",
+                f"{state}: {exc.strerror}",
+                "make it writable or set GPTME_SUBSCRIPTION_STATE_DIR",
+            )
+        ]
+    checks = [Check("OK", "state dir", str(state))]
+    now = m.clock()
+    for name in m.slot_names():
+        status = m.usage.status(name, now)
+        if status.get("last_error"):
+            checks.append(
+                Check(
+                    "WARN",
+                    f"usage {name}",
+                    str(status["last_error"]),
+                    "see `gptme-subscription check-auth --probe`",
+                )
+            )
+    return checks
+
+
+def run_checks(m: SubscriptionManager, env: Mapping[str, str], project_dir: Path) -> list[Check]:
+    now = time.time()
+    return (
+        check_installation(m, project_dir)
+        + check_slots(m)
+        + check_locks(m, now)
+        + check_environment(m, env, project_dir)
+        + check_state(m)
+    )

@@ -1,0 +1,69 @@
+"""The PreToolUse fast path: stdlib only, no cross-process lock, never flips.
+
+PreToolUse fires on every tool call, so this path marks the turn busy in the turn registry
+(one file per session, atomic rename) and, when the live slot has crossed a pressure level
+since this session was last told, returns one agent-readable warning. Nothing else: no
+pydantic, no gptme, no network, no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import atomic_write_text, ensure_private_dir
+from ..hookstatus import read_hook_status
+from ..paths import resolve_state_dir
+from ..turns import TurnRegistry, session_key
+
+WARNED_DIR = "warned"
+
+
+def warned_path(state_dir: Path, session_id: str) -> Path:
+    return state_dir / WARNED_DIR / session_key(session_id)
+
+
+def read_warned(state_dir: Path, session_id: str) -> str:
+    try:
+        return warned_path(state_dir, session_id).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def forget_warned(state_dir: Path, session_id: str) -> None:
+    with contextlib.suppress(OSError):
+        warned_path(state_dir, session_id).unlink()
+
+
+def crossing_warning(state_dir: Path, session_id: str) -> str | None:
+    """The warning for a pressure level this session has not heard about yet, else None."""
+    status = read_hook_status(state_dir)
+    if not status:
+        return None
+    level = status.get("level")
+    live = status.get("live")
+    if not isinstance(level, int) or level <= 0 or not isinstance(live, str):
+        return None
+    told = read_warned(state_dir, session_id)
+    told_live, _, told_level = told.partition(":")
+    if told_live == live and told_level.isdigit() and int(told_level) >= level:
+        return None
+    ensure_private_dir(state_dir / WARNED_DIR)
+    atomic_write_text(warned_path(state_dir, session_id), f"{live}:{level}")
+    text = status.get("text")
+    return text if isinstance(text, str) and text else None
+
+
+def pre_tool_use(payload: Mapping[str, Any], env: Mapping[str, str], now: float) -> dict | None:
+    """Mark this session mid-turn; maybe warn once per pressure crossing."""
+    session_id = payload.get("session_id")
+    if not isinstance(session_id, str) or not session_id:
+        return None
+    state_dir = resolve_state_dir(env)
+    TurnRegistry(state_dir).mark_busy(session_id, now)
+    warning = crossing_warning(state_dir, session_id)
+    if warning is None:
+        return None
+    return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": warning}}

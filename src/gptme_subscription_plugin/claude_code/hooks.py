@@ -1,0 +1,215 @@
+"""Claude Code hook handlers at turn boundaries (everything but the PreToolUse fast path).
+
+Each handler takes the hook's stdin payload and returns the JSON Claude Code documents for that
+event (or None for no output). The dispatcher in `dispatch.py` guarantees exit 0 and turns any
+exception into one line on stderr: a hook never hurts the user's session.
+
+Turn lifecycle: UserPromptSubmit (or the first PreToolUse) marks the session busy; Stop,
+StopFailure and SessionEnd end the turn. Flips happen only where no other session is mid-turn:
+a decided switch stays pending until such a boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import load_config
+from ..hookstatus import write_hook_status
+from ..manager import SubscriptionManager, SwitchOutcome
+from ..policy import Decision, exhaustion
+from ..summary import Summary, summarize
+from .fast import forget_warned
+
+OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+DEFAULT_LIMIT_S = 3600.0  # a rate limit with no known reset: look again in an hour
+
+
+def make_manager(env: Mapping[str, str]) -> SubscriptionManager:
+    return SubscriptionManager(load_config(env=env))
+
+
+def context_output(event: str, text: str, system_message: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "hookSpecificOutput": {"hookEventName": event, "additionalContext": text[:9000]}
+    }
+    if system_message:
+        out["systemMessage"] = system_message[:1000]
+    return out
+
+
+def session_of(payload: Mapping[str, Any]) -> str | None:
+    sid = payload.get("session_id")
+    return sid if isinstance(sid, str) and sid else None
+
+
+def heal_if_drifted(m: SubscriptionManager) -> str | None:
+    """At every boundary: heal drift, or note the healthy live link for a later heal.
+
+    Returns a line for the person when something was healed or needs their hand.
+    """
+    if m.slots.detect_drift() is None:
+        m.slots.observe()
+        return None
+    result = m.heal()
+    return f"subscription: {result.detail}"
+
+
+def refresh_summary(
+    m: SubscriptionManager, decision: Decision | None = None, refresh: bool = False
+) -> Summary:
+    """Compute the pressure summary on cached usage and publish it for the fast path."""
+    now = m.clock()
+    usage = m.check_usage(refresh=refresh)
+    view = m.view(usage)
+    decision = decision or m.policy.decide(view, now)
+    pending = m.pending()
+    summary = summarize(
+        view, decision, m.config.thresholds, now, pending=pending.get("slot") if pending else None
+    )
+    write_hook_status(m.config.state_dir, {**summary.to_dict(), "updated_at": now})
+    return summary
+
+
+def override_warnings(
+    env: Mapping[str, str], payload: Mapping[str, Any], claude_dir: Path
+) -> list[str]:
+    """Credentials that outrank the slot files, so a flip would change nothing."""
+    found = [name for name in OVERRIDE_ENV if env.get(name)]
+    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
+    settings = [claude_dir / "settings.json"]
+    if cwd:
+        settings += [Path(cwd) / ".claude/settings.json", Path(cwd) / ".claude/settings.local.json"]
+    for path in settings:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("apiKeyHelper"):
+            found.append(f"apiKeyHelper in {path}")
+    return found
+
+
+def outcome_line(outcome: SwitchOutcome | None) -> str | None:
+    if outcome is None or outcome.status != "switched":
+        return None
+    return f"subscription: switched {outcome.previous or '?'} -> {outcome.slot} ({outcome.detail})"
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def session_start(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+    m = make_manager(env)
+    sid = session_of(payload)
+    now = m.clock()
+    m.turns.sweep(now, m.config.session_ttl)
+    if sid:
+        m.turns.mark_idle(sid, now)
+    notes = [n for n in (heal_if_drifted(m),) if n]
+    overrides = override_warnings(env, payload, m.config.claude_dir)
+    summary = refresh_summary(m, refresh=True)
+    text = summary.text
+    if overrides:
+        warning = (
+            "subscription WARNING: "
+            + ", ".join(overrides)
+            + " overrides the subscription slots; rotation has no effect in this session"
+        )
+        text = warning + "\n" + text
+        notes.append(warning)
+    return context_output("SessionStart", text, "; ".join(notes) if notes else None)
+
+
+def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+    """The turn starts: the last safe point before its first request."""
+    m = make_manager(env)
+    sid = session_of(payload)
+    notes = [n for n in (heal_if_drifted(m),) if n]
+    outcome = m.apply_pending(session_id=sid)
+    if sid:
+        m.turns.mark_busy(sid, m.clock())
+    line = outcome_line(outcome)
+    if line is None:
+        return {"systemMessage": "; ".join(notes)} if notes else None
+    summary = refresh_summary(m)
+    return context_output("UserPromptSubmit", summary.text, "; ".join([*notes, line]))
+
+
+def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+    """The turn ends: evaluate on cached usage (refreshed within budget) and apply or defer."""
+    m = make_manager(env)
+    sid = session_of(payload)
+    if sid:
+        m.turns.mark_idle(sid, m.clock())
+    notes = [n for n in (heal_if_drifted(m),) if n]
+    outcome = m.apply_pending(session_id=sid)
+    decision = m.evaluate(refresh=True)
+    if outcome is None or outcome.status != "switched":
+        outcome = m.apply(decision, session_id=sid) or outcome
+    refresh_summary(m, decision if outcome is None else None)
+    line = outcome_line(outcome)
+    if outcome is not None and outcome.status == "pending" and decision.urgent:
+        line = f"subscription: {outcome.detail}"
+    notes += [line] if line else []
+    return {"systemMessage": "; ".join(notes)} if notes else None
+
+
+def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+    """A turn ended on an API error; on a rate limit, mark the slot limited and move at once."""
+    m = make_manager(env)
+    sid = session_of(payload)
+    now = m.clock()
+    if sid:
+        m.turns.mark_idle(sid, now)
+    if payload.get("error") != "rate_limit":
+        return None
+    live = m.get_active_subscription()
+    if live is None:
+        heal_if_drifted(m)
+        live = m.get_active_subscription()
+    if live is not None:
+        m.record_rate_limit(live, limited_until(m, live, now))
+    decision = m.evaluate(refresh=False)
+    outcome = m.apply(decision, session_id=sid)
+    refresh_summary(m, decision if outcome is None else None)
+    line = outcome_line(outcome)
+    return {"systemMessage": line} if line else None
+
+
+def limited_until(m: SubscriptionManager, slot: str, now: float) -> float:
+    """When the rate-limited slot is expected back: the spent window's reset, if known."""
+    usage = m.check_usage(refresh=False, names=[slot]).get(slot)
+    spent = exhaustion(usage, m.config.thresholds, now)
+    if spent is not None and spent[1] is not None and spent[1] > now:
+        return spent[1]
+    five = usage.five_hour if usage is not None else None
+    if five is not None and five.resets_at is not None and five.resets_at > now:
+        return five.resets_at
+    return now + DEFAULT_LIMIT_S
+
+
+def session_end(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+    """Unregister; cheap on purpose (Claude Code gives SessionEnd hooks about 1.5 s)."""
+    from ..paths import resolve_state_dir
+    from ..turns import TurnRegistry
+
+    sid = session_of(payload)
+    if sid:
+        state_dir = resolve_state_dir(env)
+        TurnRegistry(state_dir).unregister(sid)
+        forget_warned(state_dir, sid)
+    return None
+
+
+HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict | None]] = {
+    "session-start": session_start,
+    "user-prompt-submit": user_prompt_submit,
+    "stop": stop,
+    "stop-failure": stop_failure,
+    "session-end": session_end,
+}
+
+__all__ = ["HANDLERS", "override_warnings", "refresh_summary"]

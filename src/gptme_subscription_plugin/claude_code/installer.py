@@ -1,0 +1,238 @@
+"""Merge our hooks (and statusline) into a Claude Code settings.json, and take them out again.
+
+Idempotent, and careful with the user's file: every other key and hook is kept, the file is
+backed up before it changes, and a file that is not valid JSON is refused with nothing changed.
+Our entries are recognised by their command (`... gptme-subscription hook <event>`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shlex
+import shutil
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import fsutil
+
+SCOPES = ("user", "project", "local")
+# (Claude Code event, matcher or None, our hook name, timeout in seconds)
+HOOK_SPECS: tuple[tuple[str, str | None, str, int], ...] = (
+    ("SessionStart", None, "session-start", 30),
+    ("UserPromptSubmit", None, "user-prompt-submit", 30),
+    ("PreToolUse", "*", "pre-tool-use", 10),
+    ("Stop", None, "stop", 30),
+    ("StopFailure", "rate_limit", "stop-failure", 30),
+    ("SessionEnd", None, "session-end", 5),
+)
+OUR_MARKERS = ("gptme-subscription", "gptme_subscription_plugin")
+
+
+class InstallError(Exception):
+    """A settings file we will not touch; the message says why and what to do."""
+
+
+@dataclass
+class InstallResult:
+    path: Path
+    changed: bool
+    backup: Path | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "changed": self.changed,
+            "backup": str(self.backup) if self.backup else None,
+            "notes": self.notes,
+            "settings": self.after,
+        }
+
+
+def settings_path(scope: str, claude_dir: Path, project_dir: Path) -> Path:
+    """user: <claude dir>/settings.json; project: .claude/settings.json; local: settings.local."""
+    if scope == "user":
+        return claude_dir / "settings.json"
+    if scope == "project":
+        return project_dir / ".claude" / "settings.json"
+    if scope == "local":
+        return project_dir / ".claude" / "settings.local.json"
+    raise InstallError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+
+
+def our_command_prefix() -> str:
+    """How settings.json should call us: the absolute console script, else python -m."""
+    script = shutil.which("gptme-subscription")
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "gptme-subscription" and argv0.exists():
+        script = str(argv0.resolve())
+    if script:
+        return shlex.quote(str(Path(script).resolve()))
+    return f"{shlex.quote(sys.executable)} -m gptme_subscription_plugin"
+
+
+def is_ours(command: Any) -> bool:
+    return isinstance(command, str) and any(m in command for m in OUR_MARKERS)
+
+
+def load_settings(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise InstallError(f"cannot read {path}: {exc.strerror}; nothing changed") from None
+    if not text.strip():
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InstallError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix or move it aside, nothing changed"
+        ) from None
+    if not isinstance(doc, dict):
+        raise InstallError(f"{path} is not a JSON object; nothing changed")
+    hooks = doc.get("hooks")
+    if hooks is not None and not isinstance(hooks, dict):
+        raise InstallError(f'{path}: "hooks" is not an object; nothing changed')
+    return doc
+
+
+def _strip_ours(hooks: dict[str, Any]) -> dict[str, Any]:
+    """The user's hooks with every handler of ours removed (empty groups dropped)."""
+    cleaned: dict[str, Any] = {}
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            cleaned[event] = groups
+            continue
+        kept_groups = []
+        for group in groups:
+            if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
+                kept_groups.append(group)
+                continue
+            handlers = [
+                h for h in group["hooks"] if not (isinstance(h, dict) and is_ours(h.get("command")))
+            ]
+            if handlers:
+                kept_groups.append({**group, "hooks": handlers})
+        if kept_groups:
+            cleaned[event] = kept_groups
+    return cleaned
+
+
+def with_our_hooks(doc: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A copy of `doc` with exactly one set of our hooks and our statusline."""
+    new = copy.deepcopy(doc)
+    hooks = _strip_ours(new.get("hooks") or {})
+    for event, matcher, name, timeout in HOOK_SPECS:
+        group: dict[str, Any] = {}
+        if matcher is not None:
+            group["matcher"] = matcher
+        group["hooks"] = [
+            {"type": "command", "command": f"{prefix} hook {name}", "timeout": timeout}
+        ]
+        hooks.setdefault(event, []).append(group)
+    new["hooks"] = hooks
+    new["statusLine"] = _wrapped_statusline(new.get("statusLine"), prefix)
+    return new
+
+
+def without_our_hooks(doc: dict[str, Any]) -> dict[str, Any]:
+    new = copy.deepcopy(doc)
+    if isinstance(new.get("hooks"), dict):
+        hooks = _strip_ours(new["hooks"])
+        if hooks:
+            new["hooks"] = hooks
+        else:
+            new.pop("hooks")
+    line = new.get("statusLine")
+    if isinstance(line, dict) and is_ours(line.get("command")):
+        original = unwrap_statusline(line["command"])
+        if original:
+            new["statusLine"] = {**line, "command": original}
+        else:
+            new.pop("statusLine")
+    return new
+
+
+def _wrapped_statusline(current: Any, prefix: str) -> dict[str, Any]:
+    """Our statusline; a user's own statusline command keeps running, wrapped by ours."""
+    if isinstance(current, dict) and is_ours(current.get("command")):
+        original = unwrap_statusline(current["command"])
+    elif isinstance(current, dict) and isinstance(current.get("command"), str):
+        original = current["command"]
+    else:
+        original = None
+    command = f"{prefix} statusline"
+    if original:
+        command += f" --wrap {shlex.quote(original)}"
+    base = current if isinstance(current, dict) else {}
+    return {**base, "type": "command", "command": command}
+
+
+def unwrap_statusline(command: str) -> str | None:
+    """The user's original statusline command inside ours, if any."""
+    try:
+        parts = shlex.split(command)
+    except ValueError:
+        return None
+    if "--wrap" in parts and parts.index("--wrap") + 1 < len(parts):
+        return parts[parts.index("--wrap") + 1]
+    return None
+
+
+def _write(path: Path, doc: dict[str, Any], now: float) -> Path | None:
+    """Back the old file up (0600), then write the new one atomically keeping its mode."""
+    backup = None
+    mode = 0o600
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        backup = path.with_name(f"{path.name}.bak-gptme-subscription-{int(now)}")
+        fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fsutil.atomic_write_text(path, json.dumps(doc, indent=2) + "\n", mode)
+    return backup
+
+
+def install(
+    path: Path, prefix: str | None = None, dry_run: bool = False, now: float | None = None
+) -> InstallResult:
+    before = load_settings(path)
+    after = with_our_hooks(before, prefix or our_command_prefix())
+    changed = after != before
+    backup = _write(path, after, now or time.time()) if changed and not dry_run else None
+    notes = []
+    if os.environ.get("CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"):
+        notes.append("CLAUDE_CODE_SUBPROCESS_ENV_SCRUB is set: hooks cannot see env overrides")
+    return InstallResult(path, changed, backup, before, after, notes)
+
+
+def uninstall(path: Path, dry_run: bool = False, now: float | None = None) -> InstallResult:
+    before = load_settings(path)
+    after = without_our_hooks(before)
+    changed = after != before
+    backup = _write(path, after, now or time.time()) if changed and not dry_run else None
+    return InstallResult(path, changed, backup, before, after)
+
+
+def installed_events(doc: dict[str, Any]) -> set[str]:
+    """Which Claude Code events call one of our hooks in this settings document."""
+    found: set[str] = set()
+    hooks = doc.get("hooks")
+    if not isinstance(hooks, dict):
+        return found
+    for event, groups in hooks.items():
+        for group in groups if isinstance(groups, list) else []:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            if any(isinstance(h, dict) and is_ours(h.get("command")) for h in handlers or []):
+                found.add(event)
+    return found

@@ -1,0 +1,86 @@
+"""`gptme-subscription statusline`: record Claude Code's free rate_limits, print one line.
+
+Claude Code pipes the statusline JSON to this command after responses. Its `rate_limits`
+(5-hour and weekly use of the account that answered) is the cheapest usage source there is, so
+it is recorded for the live slot. The command can wrap the user's own statusline command: it
+gets the same stdin and its first line is shown before ours.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .dispatch import parse_payload
+
+WRAP_TIMEOUT_S = 5.0
+
+
+def run_wrapped(command: str, stdin_text: str) -> str:
+    """The user's statusline command, run as Claude Code would (sh -c), first line only."""
+    try:
+        proc = subprocess.run(
+            ["/bin/sh", "-c", command],
+            input=stdin_text,
+            text=True,
+            capture_output=True,
+            timeout=WRAP_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = proc.stdout.splitlines()
+    return lines[0] if lines else ""
+
+
+def our_line(payload: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    from ..hookstatus import write_hook_status
+    from ..policy import format_duration
+    from ..summary import summarize
+    from ..usage.statusline import parse_statusline_rate_limits
+    from .hooks import make_manager
+
+    m = make_manager(env)
+    now = m.clock()
+    live = m.get_active_subscription()
+    if live is not None:
+        snap = parse_statusline_rate_limits(payload, live, now)
+        if snap is not None:
+            m.record_usage(snap)
+    view = m.view(m.check_usage(refresh=False))
+    decision = m.policy.decide(view, now)
+    pending = m.pending()
+    summary = summarize(
+        view, decision, m.config.thresholds, now, pending=pending.get("slot") if pending else None
+    )
+    write_hook_status(m.config.state_dir, {**summary.to_dict(), "updated_at": now})
+    slot = view.slot(live)
+    usage = slot.usage if slot else None
+    parts = [f"slot {live or '?'}"]
+    for label, window in (
+        ("5h", usage.five_hour if usage else None),
+        ("7d", usage.seven_day if usage else None),
+    ):
+        if window is not None:
+            reset = window.resets_in(now)
+            when = f" {format_duration(reset)}" if reset else ""
+            parts.append(f"{label} {round(window.effective_utilization(now) * 100)}%{when}")
+    if pending:
+        parts.append(f"-> {pending.get('slot')} pending")
+    elif decision.wants_switch:
+        parts.append(f"-> {decision.target} next")
+    return " ".join(parts)
+
+
+def main(wrap: str | None, env: Mapping[str, str]) -> int:
+    raw = sys.stdin.read()
+    theirs = run_wrapped(wrap, raw) if wrap else ""
+    try:
+        payload = parse_payload(raw)
+        ours = our_line(payload, env)
+    except Exception as exc:  # noqa: BLE001 - the statusline must always print something
+        print(f"gptme-subscription statusline: {type(exc).__name__}: {exc}"[:300], file=sys.stderr)
+        ours = "slot ?"
+    print(f"{theirs} | {ours}" if theirs else ours)
+    return 0

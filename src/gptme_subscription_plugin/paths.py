@@ -1,0 +1,78 @@
+"""Where things live, resolved from the environment with the stdlib only.
+
+The Claude Code PreToolUse hook must not import pydantic, so it cannot build a Config; it
+resolves the state dir here with the same rule Config uses (env > config.toml > default).
+Config uses these functions for its defaults, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "GPTME_SUBSCRIPTION_"
+
+
+def home_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or Path.home())
+
+
+def default_claude_dir(env: Mapping[str, str]) -> Path:
+    """Claude Code's config dir: $CLAUDE_CONFIG_DIR, else ~/.claude."""
+    if env.get("CLAUDE_CONFIG_DIR"):
+        return Path(env["CLAUDE_CONFIG_DIR"]).expanduser()
+    return home_dir(env) / ".claude"
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else home_dir(env) / ".local/state"
+    return base / "gptme-subscription"
+
+
+def config_file_path(env: Mapping[str, str]) -> Path:
+    if env.get(ENV_PREFIX + "CONFIG"):
+        return Path(env[ENV_PREFIX + "CONFIG"]).expanduser()
+    xdg = env.get("XDG_CONFIG_HOME")
+    base = Path(xdg).expanduser() if xdg else home_dir(env) / ".config"
+    return base / "gptme-subscription" / "config.toml"
+
+
+def _file_setting(env: Mapping[str, str], *keys: str) -> Any:
+    """One value from config.toml, or None when absent or unreadable (never raises)."""
+    path = config_file_path(env)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    for key in keys:
+        if isinstance(doc.get(key), str):
+            return doc[key]
+    return None
+
+
+def resolve_state_dir(env: Mapping[str, str]) -> Path:
+    """The state dir as Config would resolve it (env > config.toml > default)."""
+    if env.get(ENV_PREFIX + "STATE_DIR"):
+        return Path(env[ENV_PREFIX + "STATE_DIR"]).expanduser()
+    from_file = _file_setting(env, "state_dir")
+    return Path(from_file).expanduser() if from_file else default_state_dir(env)
+
+
+def resolve_claude_dir(env: Mapping[str, str]) -> Path:
+    """The Claude config dir as Config would resolve it (env > config.toml > default)."""
+    for key in (ENV_PREFIX + "CLAUDE_DIR", ENV_PREFIX + "CREDS_DIR"):
+        if env.get(key):
+            return Path(env[key]).expanduser()
+    from_file = _file_setting(env, "claude_dir", "creds_dir")
+    return Path(from_file).expanduser() if from_file else default_claude_dir(env)

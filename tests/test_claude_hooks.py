@@ -1,0 +1,289 @@
+"""Claude Code hooks as Claude Code runs them: real processes, stdin JSON, stdout JSON, exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+from gptme_subscription_plugin.hookstatus import write_hook_status
+
+from .helpers import credential_bytes, link_live, write_slot
+
+EVENTS = [
+    "session-start",
+    "user-prompt-submit",
+    "pre-tool-use",
+    "stop",
+    "stop-failure",
+    "session-end",
+]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def access(name: str) -> str:
+    return f"sk-ant-oat01-test-{name}-access-1"
+
+
+class HookSandbox:
+    def __init__(self, tmp_path: Path, server: FakeAnthropicServer):
+        self.home = tmp_path / "home"
+        self.claude = self.home / ".claude"
+        self.state = tmp_path / "state"
+        self.server = server
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
+            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
+            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
+            "GPTME_SUBSCRIPTION_LOCK_WAIT": "2",
+        }
+        now = time.time()
+        for name in ("alice", "bob"):
+            write_slot(self.claude, name, credential_bytes(name, expires_at=now + 3600))
+            self.set_usage(name, five=10, week=30)
+        link_live(self.claude, "alice")
+
+    def set_usage(self, name: str, five: float, week: float, week_in: float = 3 * 86400) -> None:
+        now = time.time()
+        self.server.set_usage(
+            access(name),
+            {
+                "five_hour": {"utilization": five, "resets_at": iso(now + 3600)},
+                "seven_day": {"utilization": week, "resets_at": iso(now + week_in)},
+            },
+        )
+
+    def hook(
+        self, event: str, payload: dict | str | None = None, **env: str
+    ) -> tuple[dict | None, str]:
+        stdin = payload if isinstance(payload, str) else json.dumps(payload or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", "hook", event],
+            input=stdin,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "sk-ant" not in proc.stdout + proc.stderr
+        out = proc.stdout.strip()
+        if not out:
+            return None, proc.stderr
+        doc = json.loads(out)  # stdout is exactly one JSON object
+        assert isinstance(doc, dict)
+        return doc, proc.stderr
+
+    def live(self) -> str:
+        return os.readlink(self.claude / ".credentials.json").rsplit(".", 1)[1]
+
+
+@pytest.fixture
+def sb(tmp_path, fake_server):
+    return HookSandbox(tmp_path, fake_server)
+
+
+def payload(event: str, session: str = "s1", **extra) -> dict:
+    return {
+        "session_id": session,
+        "hook_event_name": event,
+        "cwd": "/tmp",
+        "transcript_path": "/tmp/t.jsonl",
+        **extra,
+    }
+
+
+def test_session_start_injects_the_pressure_summary(sb):
+    out, _ = sb.hook("session-start", payload("SessionStart", source="startup"))
+    spec = out["hookSpecificOutput"]
+    assert spec["hookEventName"] == "SessionStart"
+    text = spec["additionalContext"]
+    assert text.startswith("[subscription] live slot alice: 5h 10%")
+    assert "weekly 30%" in text and "next: bob" in text and "advice:" in text
+
+
+def test_session_start_warns_about_credential_overrides(sb, tmp_path):
+    project = tmp_path / "proj"
+    (project / ".claude").mkdir(parents=True)
+    (project / ".claude" / "settings.json").write_text(json.dumps({"apiKeyHelper": "x"}))
+    out, _ = sb.hook(
+        "session-start", payload("SessionStart", cwd=str(project)), ANTHROPIC_API_KEY="k"
+    )
+    text = out["hookSpecificOutput"]["additionalContext"]
+    assert "ANTHROPIC_API_KEY" in text and "apiKeyHelper" in text
+    assert "overrides the subscription slots" in out["systemMessage"]
+
+
+def test_stop_switches_when_alone_and_tells_the_person(sb):
+    sb.set_usage("alice", five=20, week=99)
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    out, _ = sb.hook("stop", payload("Stop", stop_hook_active=False))
+    assert sb.live() == "bob"
+    assert out == {"systemMessage": out["systemMessage"]} and "alice -> bob" in out["systemMessage"]
+
+
+def test_switch_waits_for_the_other_session_then_lands_at_its_boundary(sb):
+    sb.set_usage("alice", five=20, week=99)
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="A"))
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="B"))
+    sb.hook("pre-tool-use", payload("PreToolUse", session="B", tool_name="Bash"))
+    sb.hook("stop", payload("Stop", session="A"))
+    assert sb.live() == "alice"  # B is mid-turn: pending, not flipped
+    sb.hook("pre-tool-use", payload("PreToolUse", session="B", tool_name="Bash"))
+    assert sb.live() == "alice"  # PreToolUse never flips
+    sb.hook("stop", payload("Stop", session="B"))
+    assert sb.live() == "bob"
+
+
+def test_user_prompt_submit_applies_a_pending_switch_when_everyone_is_idle(sb):
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="B"))
+    subprocess.run(
+        [sys.executable, "-m", "gptme_subscription_plugin", "switch", "bob"],
+        env=sb.env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert sb.live() == "alice"
+    sb.hook("stop", payload("Stop", session="B"))  # B ends: the pending manual switch lands
+    assert sb.live() == "bob"
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="C"))
+    assert sb.live() == "bob"
+
+
+def test_stop_failure_rate_limit_switches_at_once(sb):
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    out, _ = sb.hook(
+        "stop-failure",
+        payload("StopFailure", error="rate_limit", error_details="429 Too Many Requests"),
+    )
+    assert sb.live() == "bob" and "alice -> bob" in out["systemMessage"]
+    rotation = json.loads((sb.state / "rotation.json").read_text())
+    assert rotation["limited"]["alice"] > time.time()
+
+
+def test_stop_failure_for_other_errors_changes_nothing(sb):
+    out, _ = sb.hook("stop-failure", payload("StopFailure", error="server_error"))
+    assert out is None and sb.live() == "alice"
+
+
+def test_pre_tool_use_warns_once_per_crossing(sb):
+    write_hook_status(sb.state, {"live": "alice", "level": 1, "text": "[subscription] hot 81%"})
+    out, _ = sb.hook("pre-tool-use", payload("PreToolUse", tool_name="Bash"))
+    assert out == {
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "additionalContext": "[subscription] hot 81%",
+        }
+    }
+    assert sb.hook("pre-tool-use", payload("PreToolUse", tool_name="Bash"))[0] is None
+    other, _ = sb.hook("pre-tool-use", payload("PreToolUse", session="s2", tool_name="Bash"))
+    assert other is not None  # every session hears it once
+    write_hook_status(sb.state, {"live": "alice", "level": 2, "text": "[subscription] hotter 91%"})
+    out, _ = sb.hook("pre-tool-use", payload("PreToolUse", tool_name="Bash"))
+    assert out["hookSpecificOutput"]["additionalContext"] == "[subscription] hotter 91%"
+
+
+def test_pre_tool_use_marks_the_session_busy(sb):
+    sb.hook("pre-tool-use", payload("PreToolUse", session="worker", tool_name="Read"))
+    entry = json.loads((sb.state / "sessions" / "worker.json").read_text())
+    assert entry["state"] == "busy"
+    sb.hook("session-end", payload("SessionEnd", session="worker", reason="other"))
+    assert not (sb.state / "sessions" / "worker.json").exists()
+
+
+def test_next_hook_heals_a_refreshed_live_file(sb):
+    sb.hook("session-start", payload("SessionStart"))  # sees the healthy link to alice
+    live = sb.claude / ".credentials.json"
+    live.unlink()
+    live.write_bytes(credential_bytes("alice", 2))  # Claude Code refreshed: link -> file
+    out, _ = sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    assert live.is_symlink() and sb.live() == "alice"
+    slot = json.loads((sb.claude / ".credentials.json.alice").read_text())
+    assert slot["claudeAiOauth"]["refreshToken"].endswith("refresh-2")
+    assert "copied live credential into alice" in out["systemMessage"]
+
+
+def test_an_unattributable_live_file_is_left_alone_and_reported(sb):
+    live = sb.claude / ".credentials.json"
+    live.unlink()
+    live.write_bytes(credential_bytes("stranger"))  # never seen, no identity on record
+    out, _ = sb.hook("session-start", payload("SessionStart"))
+    assert not live.is_symlink()
+    assert "cannot tell whose credential is live" in out["systemMessage"]
+    for name in ("alice", "bob"):
+        slot = json.loads((sb.claude / f".credentials.json.{name}").read_text())
+        assert name in slot["claudeAiOauth"]["refreshToken"]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+@pytest.mark.parametrize("stdin", ["{not json", "[1, 2]", "", "null", '{"session_id": 5}'])
+def test_garbage_stdin_never_fails_the_session(sb, event, stdin):
+    before = os.readlink(sb.claude / ".credentials.json")
+    sb.hook(event, stdin)  # asserts exit 0 and JSON-or-nothing on stdout
+    assert os.readlink(sb.claude / ".credentials.json") == before
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_broken_installation_never_fails_the_session(sb, tmp_path, event):
+    cfg = tmp_path / "cfg" / "gptme-subscription"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text("poll_interval = [")  # corrupt config
+    out, err = sb.hook(event, payload("Stop"))
+    assert out is None or isinstance(out, dict)
+    (cfg / "config.toml").unlink()
+    blocker = tmp_path / "state-is-a-file"
+    blocker.write_text("")
+    sb.hook(event, payload("Stop"), GPTME_SUBSCRIPTION_STATE_DIR=str(blocker))
+    (sb.claude / ".credentials.json.alice").unlink()  # the live slot vanished
+    sb.hook(event, payload("Stop"))
+
+
+def test_unknown_event_is_harmless(sb):
+    assert sb.hook("bogus", payload("Bogus"))[0] is None
+
+
+def test_pre_tool_use_imports_neither_pydantic_nor_gptme_nor_filelock(sb):
+    code = (
+        "import io, sys, json\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(json.dumps({'session_id': 'x'}).encode()))\n"
+        "from gptme_subscription_plugin.entry import main\n"
+        "main(['hook', 'pre-tool-use'])\n"
+        "roots = ('pydantic', 'gptme', 'filelock')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
+        "print(json.dumps(bad), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=sb.env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_no_hook_path_imports_gptme(sb):
+    for event in EVENTS:
+        code = (
+            "import io, sys, json\n"
+            "sys.stdin = io.TextIOWrapper(io.BytesIO(json.dumps({'session_id': 'x'}).encode()))\n"
+            "from gptme_subscription_plugin.entry import main\n"
+            f"main(['hook', '{event}'])\n"
+            "found = [m for m in sys.modules if m.split('.')[0] == 'gptme']\n"
+            "print(json.dumps(found), file=sys.stderr)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=sb.env, capture_output=True, text=True, timeout=60
+        )
+        assert json.loads(proc.stderr.strip().splitlines()[-1]) == [], event

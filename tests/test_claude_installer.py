@@ -1,0 +1,217 @@
+"""The settings.json installer, the plugin layout and doctor, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.claude_code.installer import (
+    HOOK_SPECS,
+    InstallError,
+    install,
+    installed_events,
+    settings_path,
+    uninstall,
+)
+
+from .helpers import credential_bytes, link_live, write_slot
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "/opt/bin/gptme-subscription"
+USER_DOC = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(ls:*)"]},
+    "statusLine": {"type": "command", "command": "echo 'my line'", "padding": 1},
+    "hooks": {
+        "Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}],
+        "PreToolUse": [{"matcher": "Write", "hooks": [{"type": "command", "command": "fmt"}]}],
+    },
+}
+
+
+def write(path: Path, doc) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc, indent=2))
+
+
+def test_install_merges_keeps_everything_and_is_idempotent(tmp_path):
+    path = tmp_path / "settings.json"
+    write(path, USER_DOC)
+    path.chmod(0o644)
+    first = install(path, PREFIX, now=1000)
+    assert first.changed and first.backup is not None
+    assert json.loads(first.backup.read_text()) == USER_DOC
+    assert stat.S_IMODE(first.backup.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert doc["model"] == "opus" and doc["permissions"] == USER_DOC["permissions"]
+    assert installed_events(doc) == {e for e, *_ in HOOK_SPECS}
+    assert {"type": "command", "command": "notify-send done"} in doc["hooks"]["Stop"][0]["hooks"]
+    assert doc["hooks"]["PreToolUse"][0]["matcher"] == "Write"
+    assert doc["hooks"]["StopFailure"][0]["matcher"] == "rate_limit"
+    assert (
+        doc["statusLine"]["command"] == f"{PREFIX} statusline --wrap 'echo '\"'\"'my line'\"'\"''"
+    )
+    assert doc["statusLine"]["padding"] == 1
+    again = install(path, PREFIX, now=2000)
+    assert not again.changed and again.backup is None
+    assert json.loads(path.read_text()) == doc
+
+
+def test_reinstall_with_a_new_path_replaces_our_entries(tmp_path):
+    path = tmp_path / "settings.json"
+    install(path, "/old/gptme-subscription")
+    install(path, PREFIX)
+    text = path.read_text()
+    assert "/old/" not in text and text.count(f'{PREFIX} hook stop"') == 1
+
+
+def test_uninstall_restores_the_users_file(tmp_path):
+    path = tmp_path / "settings.json"
+    write(path, USER_DOC)
+    install(path, PREFIX)
+    result = uninstall(path)
+    assert result.changed and json.loads(path.read_text()) == USER_DOC
+    assert not uninstall(path).changed
+
+
+def test_uninstall_of_a_fresh_install_leaves_an_empty_object(tmp_path):
+    path = tmp_path / "settings.json"
+    install(path, PREFIX)
+    uninstall(path)
+    assert json.loads(path.read_text()) == {}
+
+
+@pytest.mark.parametrize("content", ['{"hooks": [', "[1, 2]", '{"hooks": "yes"}'])
+def test_invalid_settings_are_refused_and_untouched(tmp_path, content):
+    path = tmp_path / "settings.json"
+    write(path, content)
+    with pytest.raises(InstallError, match="nothing changed"):
+        install(path, PREFIX)
+    assert path.read_text() == content
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    path = tmp_path / "settings.json"
+    result = install(path, PREFIX, dry_run=True)
+    assert result.changed and not path.exists()
+
+
+def test_scopes(tmp_path):
+    assert settings_path("user", tmp_path / "c", tmp_path / "p") == tmp_path / "c/settings.json"
+    assert (
+        settings_path("project", tmp_path, tmp_path / "p") == tmp_path / "p/.claude/settings.json"
+    )
+    assert settings_path("local", tmp_path, tmp_path / "p").name == "settings.local.json"
+    with pytest.raises(InstallError):
+        settings_path("global", tmp_path, tmp_path)
+
+
+def test_plugin_hooks_json_matches_the_installer():
+    doc = json.loads((ROOT / "hooks" / "hooks.json").read_text())
+    for event, matcher, name, timeout in HOOK_SPECS:
+        [group] = doc["hooks"][event]
+        assert group.get("matcher") == matcher
+        [handler] = group["hooks"]
+        assert handler["command"] == f'"${{CLAUDE_PLUGIN_ROOT}}/hooks/run" hook {name}'
+        assert handler["timeout"] == timeout
+    assert set(doc["hooks"]) == {e for e, *_ in HOOK_SPECS}
+    assert os.access(ROOT / "hooks" / "run", os.X_OK)
+    assert json.loads((ROOT / ".claude-plugin" / "plugin.json").read_text())["name"]
+
+
+def test_plugin_wrapper_runs_a_hook(tmp_path):
+    proc = subprocess.run(
+        [str(ROOT / "hooks" / "run"), "hook", "pre-tool-use"],
+        input=json.dumps({"session_id": "p1"}),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path)},
+        timeout=30,
+    )
+    assert proc.returncode == 0 and (tmp_path / "sessions" / "p1.json").exists()
+
+
+def run_cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gptme_subscription_plugin", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    home = tmp_path / "home"
+    now = time.time()
+    for name in ("alice", "bob"):
+        write_slot(home / ".claude", name, credential_bytes(name, expires_at=now + 3600))
+    link_live(home / ".claude", "alice")
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(tmp_path / "c"),
+        "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path / "state"),
+        "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
+    }
+
+
+def test_cli_install_project_scope_and_doctor(cli_env, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    doctor = json.loads(run_cli(cli_env, "doctor", "--json", "--project-dir", str(project)).stdout)
+    assert any(c["name"] == "hooks" and c["status"] == "WARN" for c in doctor["checks"])
+    proc = run_cli(
+        cli_env, "install", "claude-code", "--scope", "project", "--project-dir", str(project)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert installed_events(json.loads((project / ".claude/settings.json").read_text()))
+    doctor = json.loads(run_cli(cli_env, "doctor", "--json", "--project-dir", str(project)).stdout)
+    by_name = {c["name"]: c for c in doctor["checks"]}
+    assert by_name["hooks (project)"]["status"] == "OK" and doctor["ok"] is True
+    (Path(cli_env["HOME"]) / ".claude/.credentials.json.bob").write_text("{")
+    proc = run_cli(cli_env, "doctor", "--project-dir", str(project))
+    assert proc.returncode == 1 and "FAIL slot bob" in proc.stdout and "reauth bob" in proc.stdout
+
+
+def test_cli_install_refuses_corrupt_settings(cli_env):
+    settings = Path(cli_env["HOME"]) / ".claude/settings.json"
+    settings.write_text("{oops")
+    proc = run_cli(cli_env, "install", "claude-code")
+    assert proc.returncode == 1 and "not valid JSON" in proc.stderr
+    assert settings.read_text() == "{oops"
+
+
+def test_statusline_records_rate_limits_and_wraps(cli_env):
+    now = time.time()
+    stdin = json.dumps(
+        {
+            "session_id": "s",
+            "model": {"id": "claude-opus-4"},
+            "rate_limits": {
+                "five_hour": {"used_percentage": 42, "resets_at": now + 3600},
+                "seven_day": {"used_percentage": 61, "resets_at": now + 3 * 86400},
+            },
+        }
+    )
+    proc = run_cli(cli_env, "statusline", "--wrap", "echo theirs; echo second", stdin=stdin)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("theirs | slot alice 5h 42% ")
+    assert "7d 61%" in proc.stdout
+    cached = json.loads(
+        (Path(cli_env["GPTME_SUBSCRIPTION_STATE_DIR"]) / "usage/alice.json").read_text()
+    )
+    assert "statusline" in json.dumps(cached)
+    broken = run_cli(cli_env, "statusline", stdin="{nope")
+    assert broken.returncode == 0 and broken.stdout.strip() == "slot ?"
