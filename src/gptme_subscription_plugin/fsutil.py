@@ -7,9 +7,7 @@ Files are 0600 and directories 0700 because they hold (or sit beside) credential
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -20,15 +18,17 @@ TEMP_MARKER = ".tmp-gsp-"
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) as 0700 if missing; tighten an existing dir we own."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    with contextlib.suppress(PermissionError):
+    try:
         if path.stat().st_mode & 0o777 != DIR_MODE:
             path.chmod(DIR_MODE)
+    except PermissionError:
+        pass
     return path
 
 
 def temp_path_for(target: Path) -> Path:
     """A unique sibling temp name; `sweep_temp_files` recognises the marker after a crash."""
-    return target.with_name(f"{target.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+    return target.with_name(f"{target.name}{TEMP_MARKER}{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -61,8 +61,7 @@ def atomic_write_bytes(target: Path, data: bytes, mode: int = FILE_MODE) -> None
             os.close(fd)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _unlink_quietly(tmp)
         raise
     fsync_dir(target.parent)
 
@@ -78,10 +77,16 @@ def atomic_symlink(target_name: str, link: Path) -> None:
     try:
         os.replace(tmp, link)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _unlink_quietly(tmp)
         raise
     fsync_dir(link.parent)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:  # noqa: SIM105 - contextlib would cost import time on the hook path
+        path.unlink()
+    except OSError:
+        pass
 
 
 def sweep_temp_files(directory: Path, prefix: str, older_than_s: float, now: float) -> list[Path]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 ENV_PREFIX = "GPTME_SUBSCRIPTION_"
 
@@ -40,7 +39,7 @@ def config_file_path(env: Mapping[str, str]) -> Path:
     return base / "gptme-subscription" / "config.toml"
 
 
-def _file_setting(env: Mapping[str, str], *keys: str) -> Any:
+def _file_setting(env: Mapping[str, str], *keys: str) -> str | None:
     """One value from config.toml, or None when absent or unreadable (never raises)."""
     path = config_file_path(env)
     try:

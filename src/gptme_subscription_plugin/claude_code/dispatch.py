@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 MAX_STDIN = 4 << 20
 DEFAULT_BUDGET_S = 25
@@ -33,18 +32,16 @@ class HookTimeout(Exception):
     pass
 
 
-def _on_alarm(signum: int, frame: Any) -> None:
+def _on_alarm(signum: int, frame: object) -> None:
     raise HookTimeout("hook ran out of its time budget")
 
 
-def read_payload(stream: Any) -> dict[str, Any]:
-    raw = stream.buffer.read(MAX_STDIN + 1) if hasattr(stream, "buffer") else stream.read()
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "replace")
-    return parse_payload(raw)
+def read_stdin_payload() -> dict[str, object]:
+    raw: bytes = sys.stdin.buffer.read(MAX_STDIN + 1)
+    return parse_payload(raw.decode("utf-8", "replace"))
 
 
-def parse_payload(raw: str) -> dict[str, Any]:
+def parse_payload(raw: str) -> dict[str, object]:
     """Claude Code's stdin JSON: empty input is an empty payload, else it must be an object."""
     if len(raw) > MAX_STDIN:
         raise ValueError("hook input is implausibly large")
@@ -56,11 +53,18 @@ def parse_payload(raw: str) -> dict[str, Any]:
     return doc
 
 
-def run(event: str, payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+def run(event: str, payload: Mapping[str, object], env: Mapping[str, str]) -> dict | None:
     if event == "pre-tool-use":
         from .fast import pre_tool_use
 
         return pre_tool_use(payload, env, time.time())
+    if event == "session-end":
+        from .fast import session_end
+
+        return session_end(payload, env)
+    # This process is ours alone: skip pydantic's plugin discovery, which reads every
+    # installed distribution's metadata (~20 ms) before the first model is built.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .hooks import HANDLERS
 
     return HANDLERS[event](payload, env)
@@ -82,7 +86,7 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.alarm(budget)
     try:
-        out = run(event, read_payload(sys.stdin), env)
+        out = run(event, read_stdin_payload(), env)
         if out:
             sys.stdout.write(json.dumps(out) + "\n")
             sys.stdout.flush()

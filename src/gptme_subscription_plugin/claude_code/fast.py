@@ -8,10 +8,8 @@ pydantic, no gptme, no network, no lock.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ..fsutil import atomic_write_text, ensure_private_dir
 from ..hookstatus import read_hook_status
@@ -33,8 +31,10 @@ def read_warned(state_dir: Path, session_id: str) -> str:
 
 
 def forget_warned(state_dir: Path, session_id: str) -> None:
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib would cost import time on the hook path
         warned_path(state_dir, session_id).unlink()
+    except OSError:
+        pass
 
 
 def crossing_warning(state_dir: Path, session_id: str) -> str | None:
@@ -56,7 +56,7 @@ def crossing_warning(state_dir: Path, session_id: str) -> str | None:
     return text if isinstance(text, str) and text else None
 
 
-def pre_tool_use(payload: Mapping[str, Any], env: Mapping[str, str], now: float) -> dict | None:
+def pre_tool_use(payload: Mapping[str, object], env: Mapping[str, str], now: float) -> dict | None:
     """Mark this session mid-turn; maybe warn once per pressure crossing."""
     session_id = payload.get("session_id")
     if not isinstance(session_id, str) or not session_id:
@@ -67,3 +67,13 @@ def pre_tool_use(payload: Mapping[str, Any], env: Mapping[str, str], now: float)
     if warning is None:
         return None
     return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": warning}}
+
+
+def session_end(payload: Mapping[str, object], env: Mapping[str, str]) -> dict | None:
+    """Unregister; cheap on purpose (Claude Code gives SessionEnd hooks about 1.5 s)."""
+    session_id = payload.get("session_id")
+    if isinstance(session_id, str) and session_id:
+        state_dir = resolve_state_dir(env)
+        TurnRegistry(state_dir).unregister(session_id)
+        forget_warned(state_dir, session_id)
+    return None
