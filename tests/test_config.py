@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,44 @@ def test_slot_names_refused(name):
 @pytest.mark.parametrize("name", ["alice", "Bob_2", "max-20x", "a"])
 def test_slot_names_accepted(name):
     assert validate_slot_name(name) == name
+
+
+def test_cached_config_skips_pydantic_and_follows_every_input(tmp_path):
+    """Hooks reuse a validated config; any change of env or config file re-validates."""
+    import json
+    import subprocess
+    import sys
+
+    env = env_for(
+        tmp_path,
+        GPTME_SUBSCRIPTION_STATE_DIR=str(tmp_path / "state"),
+        GPTME_SUBSCRIPTION_POLL_INTERVAL="77",
+    )
+    first = load_config(env=env, use_cache=True)
+    assert (tmp_path / "state" / "config-cache.json").exists()
+    code = (
+        "import json, os, sys\n"
+        "from gptme_subscription_plugin.config import load_config\n"
+        "c = load_config(use_cache=True)\n"
+        "print(json.dumps([c.poll_interval, 'pydantic' in sys.modules]))\n"
+    )
+
+    def run(extra_env: dict[str, str]) -> list:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=extra_env, capture_output=True, text=True, check=True
+        )
+        return json.loads(proc.stdout)
+
+    assert run(env) == [77.0, False]  # cache hit: no pydantic
+    assert run({**env, "GPTME_SUBSCRIPTION_POLL_INTERVAL": "88"}) == [88.0, True]
+    write_file(tmp_path, "weekly_exhausted = 0.9\n")
+    assert load_config(env=env, use_cache=True).weekly_exhausted == 0.9
+    (tmp_path / "state" / "config-cache.json").write_text("{garbage")
+    assert load_config(env=env, use_cache=True) == dataclasses.replace(first, weekly_exhausted=0.9)
+
+
+def test_cached_config_still_refuses_bad_values(tmp_path):
+    env = env_for(tmp_path, GPTME_SUBSCRIPTION_STATE_DIR=str(tmp_path / "state"))
+    load_config(env=env, use_cache=True)
+    with pytest.raises(ConfigError, match="GPTME_SUBSCRIPTION_LOCK_WAIT"):
+        load_config(env={**env, "GPTME_SUBSCRIPTION_LOCK_WAIT": "-1"}, use_cache=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -181,7 +182,7 @@ def test_alive_lock_files_count_as_mid_turn(env, tmp_path):
     m, _, _ = env
     lock = tmp_path / "agent.lock"
     lock.write_text(str(os.getpid()))
-    config = m.config.model_copy(update={"lock_glob": str(tmp_path / "*.lock")})
+    config = dataclasses.replace(m.config, lock_glob=str(tmp_path / "*.lock"))
     guarded = SubscriptionManager(config, clock=m.clock)
     assert guarded.switch_to("bob").status == "pending"
     dead = subprocess.run(

@@ -1,22 +1,41 @@
-"""Configuration: one pydantic model, one precedence rule, one place for every threshold.
+"""Configuration: one frozen dataclass validated by pydantic, one precedence rule, one place
+for every threshold.
 
 Precedence, highest first: explicit overrides (CLI flags, plugin settings) > environment
 (`GPTME_SUBSCRIPTION_<FIELD>`) > `$XDG_CONFIG_HOME/gptme-subscription/config.toml` > defaults.
 A bad value is reported as one line naming the key where it came from.
+
+`Config` is a plain dataclass whose field types carry their constraints (`Annotated[float,
+Ge(0)]`); pydantic validates and coerces the merged values into it. Importing pydantic and
+building its first validator costs ~120 ms, a dozen interpreter start-ups, so Claude Code's
+turn-boundary hooks load through `load_config(..., use_cache=True)`: the validated values are
+kept in the state dir under a hash of every input (env, config file bytes, overrides), and
+pydantic is imported only when an input changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from annotated_types import Ge, Gt, Le
 
-from .paths import ENV_PREFIX, config_file_path, default_claude_dir, default_state_dir
+from .fsutil import atomic_write_text, ensure_private_dir
+from .paths import (
+    ENV_PREFIX,
+    config_file_path,
+    default_claude_dir,
+    default_state_dir,
+    resolve_state_dir,
+)
 from .policy import Thresholds
 
 if sys.version_info >= (3, 11):
@@ -26,6 +45,13 @@ else:  # pragma: no cover - exercised only on 3.10
 
 SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_API_BASE = "https://api.anthropic.com"
+CACHE_FILE = "config-cache.json"
+CACHE_VERSION = 1
+
+Fraction = Annotated[float, Gt(0), Le(1)]
+Share = Annotated[float, Ge(0), Le(1)]
+Seconds = Annotated[float, Ge(0)]
+PositiveSeconds = Annotated[float, Gt(0)]
 
 
 class ConfigError(ValueError):
@@ -43,60 +69,36 @@ def validate_slot_name(name: str) -> str:
     return name
 
 
-class Config(BaseModel):
+@dataclass(frozen=True)
+class Config:
     """All settings of the rotation core. Paths are resolved; thresholds live here only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    claude_dir: Path = Field(default_factory=lambda: default_claude_dir(os.environ))
-    state_dir: Path = Field(default_factory=lambda: default_state_dir(os.environ))
-    home: Path = Field(default_factory=lambda: Path(os.environ.get("HOME") or Path.home()))
-    slots: list[str] = Field(default_factory=list)  # empty: every slot file found
-    fallback_order: list[str] = Field(default_factory=list)  # tie-break preference
+    claude_dir: Path = field(default_factory=lambda: default_claude_dir(os.environ))
+    state_dir: Path = field(default_factory=lambda: default_state_dir(os.environ))
+    home: Path = field(default_factory=lambda: Path(os.environ.get("HOME") or Path.home()))
+    slots: list[str] = field(default_factory=list)  # empty: every slot file found
+    fallback_order: list[str] = field(default_factory=list)  # tie-break preference
     usage_script: Path | None = None
     lock_glob: str = ""  # extra guard: alive-PID lock files of other agents count as mid-turn
     api_base: str = DEFAULT_API_BASE
-    poll_interval: float = Field(default=180.0, ge=0)
-    poll_timeout: float = Field(default=8.0, gt=0, le=120)
-    probe_cooldown: float = Field(default=1800.0, ge=0)
-    lock_wait: float = Field(default=9.0, ge=0, le=600)
-    backup_keep: int = Field(default=5, ge=1, le=100)
-    session_ttl: float = Field(default=1800.0, gt=0)
+    poll_interval: Seconds = 180.0
+    poll_timeout: Annotated[float, Gt(0), Le(120)] = 8.0
+    probe_cooldown: Seconds = 1800.0
+    lock_wait: Annotated[float, Ge(0), Le(600)] = 9.0
+    backup_keep: Annotated[int, Ge(1), Le(100)] = 5
+    session_ttl: PositiveSeconds = 1800.0
     # thresholds (fractions 0-1 and seconds); the policy reads them through `thresholds`
-    weekly_exhausted: float = Field(default=0.95, gt=0, le=1)
-    five_hour_exhausted: float = Field(default=0.90, gt=0, le=1)
-    model_weekly_exhausted: float = Field(default=0.95, gt=0, le=1)
-    five_hour_headroom: float = Field(default=0.80, gt=0, le=1)
-    rebalance_ahead: float = Field(default=0.10, ge=0, le=1)
-    forward_route_margin: float = Field(default=12 * 3600.0, ge=0)
-    forward_route_min_remaining: float = Field(default=0.10, ge=0, le=1)
-    min_dwell: float = Field(default=3600.0, ge=0)
-    manual_hold: float = Field(default=8 * 3600.0, ge=0)
-    warn_pressure: float = Field(default=0.80, gt=0, le=1)
-    usage_max_age: float = Field(default=4 * 3600.0, gt=0)
-
-    @field_validator("slots", "fallback_order")
-    @classmethod
-    def _check_slot_names(cls, names: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for name in names:
-            validate_slot_name(name)
-            if name in seen:
-                raise ValueError(f"slot {name!r} listed twice")
-            seen.add(name)
-        return names
-
-    @field_validator("claude_dir", "state_dir", "home", "usage_script")
-    @classmethod
-    def _expand_user(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
-
-    @field_validator("api_base")
-    @classmethod
-    def _check_api_base(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL such as https://api.anthropic.com")
-        return value.rstrip("/")
+    weekly_exhausted: Fraction = 0.95
+    five_hour_exhausted: Fraction = 0.90
+    model_weekly_exhausted: Fraction = 0.95
+    five_hour_headroom: Fraction = 0.80
+    rebalance_ahead: Share = 0.10
+    forward_route_margin: Seconds = 12 * 3600.0
+    forward_route_min_remaining: Share = 0.10
+    min_dwell: Seconds = 3600.0
+    manual_hold: Seconds = 8 * 3600.0
+    warn_pressure: Fraction = 0.80
+    usage_max_age: PositiveSeconds = 4 * 3600.0
 
     @property
     def live_path(self) -> Path:
@@ -104,38 +106,42 @@ class Config(BaseModel):
 
     @property
     def thresholds(self) -> Thresholds:
-        return Thresholds(
-            weekly_exhausted=self.weekly_exhausted,
-            five_hour_exhausted=self.five_hour_exhausted,
-            model_weekly_exhausted=self.model_weekly_exhausted,
-            five_hour_headroom=self.five_hour_headroom,
-            rebalance_ahead=self.rebalance_ahead,
-            forward_route_margin=self.forward_route_margin,
-            forward_route_min_remaining=self.forward_route_min_remaining,
-            min_dwell=self.min_dwell,
-            manual_hold=self.manual_hold,
-            probe_cooldown=self.probe_cooldown,
-            warn_pressure=self.warn_pressure,
-            usage_max_age=self.usage_max_age,
-        )
+        return Thresholds(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Thresholds)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            f.name: str(value) if isinstance(value, Path) else value
+            for f in dataclasses.fields(self)
+            for value in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> Config:
+        """Rebuild from `to_json` output (already validated: no checks, no pydantic)."""
+        converted: dict[str, Any] = {
+            name: Path(value) if name in PATH_FIELDS and value is not None else value
+            for name, value in values.items()
+        }
+        return cls(**converted)
 
 
+FIELDS = {f.name for f in dataclasses.fields(Config)}
+PATH_FIELDS = {"claude_dir", "state_dir", "home", "usage_script"}
 LIST_FIELDS = {"slots", "fallback_order"}
-
-
 # Environment names that differ from GPTME_SUBSCRIPTION_<FIELD>, kept for upstream parity.
 ENV_ALIASES = {"creds_dir": "claude_dir"}
 
+Sourced = dict[str, tuple[Any, str]]  # field -> (raw value, where it came from)
 
-def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
-    values: dict[str, tuple[Any, str]] = {}
-    fields = set(Config.model_fields)
+
+def _env_values(env: Mapping[str, str]) -> Sourced:
+    values: Sourced = {}
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
         name = key[len(ENV_PREFIX) :].lower()
         name = ENV_ALIASES.get(name, name)
-        if name not in fields:
+        if name not in FIELDS:
             continue
         if name in LIST_FIELDS:
             values[name] = ([p.strip() for p in raw.split(",") if p.strip()], key)
@@ -146,57 +152,167 @@ def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     return values
 
 
-def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+def _file_values(path: Path, data: bytes | None) -> Sourced:
+    if data is None:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
-    fields = set(Config.model_fields)
-    values: dict[str, tuple[Any, str]] = {}
+    values: Sourced = {}
     for key, value in doc.items():
         name = ENV_ALIASES.get(key, key)
-        if name not in fields:
+        if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown key {key!r}")
         values[name] = (value, f"{path}: {key}")
     return values
+
+
+def _read_config_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
+
+
+def _merge(
+    overrides: Mapping[str, Any],
+    env: Mapping[str, str],
+    path: Path,
+    data: bytes | None,
+    override_label: str,
+) -> Sourced:
+    merged: Sourced = {}
+    merged.update(_file_values(path, data))
+    merged.update(_env_values(env))
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        label = f"{override_label}{key.replace('_', '-')}" if override_label == "--" else key
+        merged[key] = (value, label)
+    merged.setdefault("claude_dir", (default_claude_dir(env), "default"))
+    merged.setdefault("state_dir", (default_state_dir(env), "default"))
+    merged.setdefault("home", (Path(env.get("HOME") or Path.home()), "HOME"))
+    return merged
+
+
+def _validate(merged: Sourced) -> Config:
+    """pydantic checks types and ranges; then our rules for slot names and the API base."""
+    from pydantic import TypeAdapter, ValidationError
+
+    values = {k: v for k, (v, _) in merged.items()}
+    try:
+        config = TypeAdapter(Config).validate_python(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        raise _error(merged, name, err["msg"]) from None
+    try:
+        return _normalize(config)
+    except _FieldError as exc:
+        raise _error(merged, exc.field, str(exc)) from None
+
+
+class _FieldError(ValueError):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+def _normalize(config: Config) -> Config:
+    for name in LIST_FIELDS:
+        seen: set[str] = set()
+        for slot in getattr(config, name):
+            try:
+                validate_slot_name(slot)
+            except ValueError as exc:
+                raise _FieldError(name, str(exc)) from None
+            if slot in seen:
+                raise _FieldError(name, f"slot {slot!r} listed twice")
+            seen.add(slot)
+    if not re.match(r"^https?://[^\s/]+", config.api_base):
+        raise _FieldError("api_base", "must be an http(s) URL such as https://api.anthropic.com")
+    return dataclasses.replace(
+        config,
+        claude_dir=config.claude_dir.expanduser(),
+        state_dir=config.state_dir.expanduser(),
+        home=config.home.expanduser(),
+        usage_script=config.usage_script.expanduser() if config.usage_script else None,
+        api_base=config.api_base.rstrip("/"),
+    )
+
+
+def _error(merged: Sourced, name: str, message: str) -> ConfigError:
+    source = merged.get(name, (None, name))[1]
+    shown = merged.get(name, (None, None))[0]
+    msg = message.removeprefix("Value error, ")
+    return ConfigError(f"{source}: {msg} (got {str(shown)[:60]!r})")
+
+
+def _cache_key(
+    overrides: Mapping[str, Any], env: Mapping[str, str], path: Path, data: bytes | None
+) -> str:
+    """Every input that can change the result: our env, the dirs it derives from, the file."""
+    relevant = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    for key in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "CLAUDE_CONFIG_DIR"):
+        relevant[key] = env.get(key, "")
+    doc = {
+        "v": CACHE_VERSION,
+        "env": sorted(relevant.items()),
+        "file": str(path),
+        "data": hashlib.sha256(data).hexdigest() if data is not None else None,
+        "overrides": sorted((k, repr(v)) for k, v in overrides.items()),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _cached(state_dir: Path, key: str) -> Config | None:
+    try:
+        doc = json.loads((state_dir / CACHE_FILE).read_text(encoding="utf-8"))
+        if doc.get("key") == key and isinstance(doc.get("values"), dict):
+            return Config.from_json(doc["values"])
+    except (OSError, ValueError, TypeError):
+        pass
+    return None
+
+
+def _store(state_dir: Path, key: str, config: Config) -> None:
+    try:
+        ensure_private_dir(state_dir)
+        atomic_write_text(
+            state_dir / CACHE_FILE,
+            json.dumps({"key": key, "values": config.to_json()}, sort_keys=True),
+        )
+    except OSError:
+        pass  # a read-only state dir costs speed, not correctness
 
 
 def load_config(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     override_label: str = "--",
+    use_cache: bool = False,
 ) -> Config:
-    """Build the Config from overrides > env > config file > defaults; ConfigError on bad input."""
+    """Build the Config from overrides > env > config file > defaults; ConfigError on bad input.
+
+    With `use_cache`, a result validated earlier for exactly the same inputs is reused
+    without importing pydantic (see the module docstring).
+    """
     env = os.environ if env is None else env
-    merged: dict[str, tuple[Any, str]] = {}
-    merged.update(_file_values(config_file_path(env)))
-    merged.update(_env_values(env))
-    fields = set(Config.model_fields)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key not in fields:
-            raise ConfigError(f"unknown setting {key!r}")
-        label = f"{override_label}{key.replace('_', '-')}" if override_label == "--" else key
-        merged[key] = (value, label)
-    if "claude_dir" not in merged:
-        merged["claude_dir"] = (default_claude_dir(env), "default")
-    if "state_dir" not in merged:
-        merged["state_dir"] = (default_state_dir(env), "default")
-    if "home" not in merged:
-        merged["home"] = (Path(env.get("HOME") or Path.home()), "HOME")
-    try:
-        return Config(**{k: v for k, (v, _) in merged.items()})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
-        source = merged.get(field, (None, field))[1]
-        shown = merged.get(field, (None, None))[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {msg} (got {str(shown)[:60]!r})") from None
+    overrides = overrides or {}
+    path = config_file_path(env)
+    data = _read_config_file(path)
+    key = _cache_key(overrides, env, path, data) if use_cache else ""
+    cache_dir = resolve_state_dir(env) if use_cache else None
+    if cache_dir is not None:
+        hit = _cached(cache_dir, key)
+        if hit is not None:
+            return hit
+    config = _validate(_merge(overrides, env, path, data, override_label))
+    if cache_dir is not None and cache_dir == config.state_dir:
+        _store(cache_dir, key, config)
+    return config

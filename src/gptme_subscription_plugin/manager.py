@@ -24,7 +24,6 @@ from .state import EventLog, StateStore
 from .turns import TurnRegistry
 from .usage.cache import PollResult, UsageCache
 from .usage.oauth import UsageFetchError, fetch_oauth_usage
-from .usage.script import run_usage_script
 from .usage.snapshot import UsageSnapshot
 
 ROTATION_DOC = "rotation"
@@ -130,6 +129,8 @@ class SubscriptionManager:
         path = self.slots.slot_path(name)
         now = self.clock()
         if self.config.usage_script is not None:
+            from .usage.script import run_usage_script
+
             script = self.config.usage_script
             return lambda: run_usage_script(script, name, path, self.config.poll_timeout * 4, now)
         try:

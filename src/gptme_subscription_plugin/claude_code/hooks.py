@@ -21,14 +21,13 @@ from ..hookstatus import write_hook_status
 from ..manager import SubscriptionManager, SwitchOutcome
 from ..policy import Decision, exhaustion
 from ..summary import Summary, summarize
-from .fast import forget_warned
 
 OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 DEFAULT_LIMIT_S = 3600.0  # a rate limit with no known reset: look again in an hour
 
 
 def make_manager(env: Mapping[str, str]) -> SubscriptionManager:
-    return SubscriptionManager(load_config(env=env))
+    return SubscriptionManager(load_config(env=env, use_cache=True))
 
 
 def context_output(event: str, text: str, system_message: str | None = None) -> dict[str, Any]:
@@ -191,25 +190,11 @@ def limited_until(m: SubscriptionManager, slot: str, now: float) -> float:
     return now + DEFAULT_LIMIT_S
 
 
-def session_end(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
-    """Unregister; cheap on purpose (Claude Code gives SessionEnd hooks about 1.5 s)."""
-    from ..paths import resolve_state_dir
-    from ..turns import TurnRegistry
-
-    sid = session_of(payload)
-    if sid:
-        state_dir = resolve_state_dir(env)
-        TurnRegistry(state_dir).unregister(sid)
-        forget_warned(state_dir, sid)
-    return None
-
-
 HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict | None]] = {
     "session-start": session_start,
     "user-prompt-submit": user_prompt_submit,
     "stop": stop,
     "stop-failure": stop_failure,
-    "session-end": session_end,
 }
 
 __all__ = ["HANDLERS", "override_warnings", "refresh_summary"]
