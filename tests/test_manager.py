@@ -224,3 +224,19 @@ def test_slots_are_polled_in_parallel_so_a_refresh_stays_bounded(env):
     elapsed = time.monotonic() - started
     assert set(usage) == {"alice", "bob", "carol", "dave"}
     assert elapsed < 3.0, f"4 hanging polls took {elapsed:.1f}s: not parallel"
+
+
+def test_a_pending_policy_switch_is_dropped_when_its_target_ran_out(env):
+    m, clock, server = env
+    m.turns.mark_busy("other", clock())
+    assert m.switch_to("bob", mode="exhausted").status == "pending"
+    m.record_rate_limit("bob", clock() + H)  # bob hit a limit meanwhile
+    m.turns.mark_idle("other", clock())
+    assert m.apply_pending() is None and m.pending() is None
+    assert m.get_active_subscription() == "alice"
+    assert m.events.tail(1)[0]["kind"] == "pending-dropped"
+    # a person's choice is kept, though: manual switches are not second-guessed
+    m.turns.mark_busy("other", clock())
+    assert m.switch_to("bob").status == "pending"
+    m.turns.mark_idle("other", clock())
+    assert m.apply_pending().status == "switched"

@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 from .config import Config
 from .credentials import CredentialError, CredentialInfo, load_credential
-from .policy import Decision, DefaultPolicy, Policy, PolicyView, SlotView, slot_pressure
+from .policy import (
+    Decision,
+    DefaultPolicy,
+    Policy,
+    PolicyView,
+    SlotView,
+    can_serve,
+    slot_pressure,
+)
 from .slots import HealResult, SlotError, SlotStore, global_config_for
 from .state import EventLog, StateStore
 from .turns import TurnRegistry
@@ -319,12 +327,26 @@ class SubscriptionManager:
             return None
         if self.busy_sessions(exclude=session_id):
             return None
+        mode = str(pending.get("mode", "pending"))
+        if mode != "manual" and not self._still_worth_it(target):
+            self._clear_pending(target)
+            self.events.append(
+                "pending-dropped",
+                self.clock(),
+                slot=target,
+                mode=mode,
+                reason="target can no longer serve",
+            )
+            return None
         return self.switch_to(
-            target,
-            str(pending.get("reason", "pending switch")),
-            str(pending.get("mode", "pending")),
-            session_id=session_id,
+            target, str(pending.get("reason", "pending switch")), mode, session_id=session_id
         )
+
+    def _still_worth_it(self, target: str) -> bool:
+        """A policy switch decided turns ago: does its target still serve (cached data)?"""
+        view = self.view()
+        slot = view.slot(target)
+        return slot is not None and can_serve(slot, self.config.thresholds, self.clock(), None)
 
     def heal(self) -> HealResult:
         now = self.clock()
