@@ -16,7 +16,14 @@ from gptme_subscription_plugin.fake_api import (
     FakeAnthropicServer,
     FakeResponse,
     RecordedRequest,
+    api_error,
+    bash,
+    end_turn,
+    make_profile_doc,
     make_usage_doc,
+    ratelimit_headers,
+    tool_use,
+    turn_step,
 )
 
 TOKEN = "tok-alice"
@@ -215,3 +222,306 @@ def test_shutdown_is_prompt_with_a_hanging_request_and_leaves_no_threads() -> No
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     srv.close()  # idempotent
+
+
+# ---------------------------------------------------------------- /v1/messages and friends
+
+SESSION = "3f0c2a52-0000-4000-8000-000000000001"
+
+
+def post(
+    srv: FakeAnthropicServer,
+    path: str,
+    doc: Any,
+    token: str | None = TOKEN,
+    session_id: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Content-Type": "application/json", "anthropic-beta": "oauth-2025-04-20"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if session_id:
+        headers["X-Claude-Code-Session-Id"] = session_id
+    request = urllib.request.Request(
+        srv.base_url + path, data=json.dumps(doc).encode(), headers=headers, method="POST"
+    )
+    try:
+        with NO_PROXY.open(request, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def conversation(*assistant_turns: int, prompt: str = "hi") -> dict[str, Any]:
+    """A Claude Code-like body: a prompt, then per number n, n tool round trips."""
+    messages: list[dict[str, Any]] = []
+    for rounds in assistant_turns or (0,):
+        messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+        messages.append({"role": "system", "content": "# Environment"})
+        for i in range(rounds):
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": f"t{i}", "name": "Bash", "input": {}}],
+                }
+            )
+            messages.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": f"t{i}", "content": "ok"},
+                        {"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                    ],
+                }
+            )
+    return {
+        "model": "claude-test",
+        "stream": True,
+        "messages": messages,
+        "tools": [{"name": "Bash"}, {"name": "Read"}],
+    }
+
+
+def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for chunk in raw.decode().split("\n\n"):
+        if not chunk.strip():
+            continue
+        lines = dict(line.split(": ", 1) for line in chunk.splitlines())
+        data = json.loads(lines["data"])
+        assert data["type"] == lines["event"]
+        events.append((lines["event"], data))
+    return events
+
+
+def assemble(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Rebuild the message the way an SDK client does from the stream."""
+    message: dict[str, Any] = {}
+    partial: dict[int, str] = {}
+    for name, data in events:
+        if name == "message_start":
+            message = data["message"]
+        elif name == "content_block_start":
+            message["content"].append(data["content_block"])
+        elif name == "content_block_delta":
+            delta, block = data["delta"], message["content"][data["index"]]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            else:
+                partial[data["index"]] = partial.get(data["index"], "") + delta["partial_json"]
+        elif name == "content_block_stop" and data["index"] in partial:
+            message["content"][data["index"]]["input"] = json.loads(partial[data["index"]])
+        elif name == "message_delta":
+            message["stop_reason"] = data["delta"]["stop_reason"]
+    return message
+
+
+def test_turn_step_counts_assistant_messages_since_the_prompt() -> None:
+    assert turn_step(conversation()) == 0
+    assert turn_step(conversation(1)) == 1
+    assert turn_step(conversation(3)) == 3
+    assert turn_step(conversation(2, 0)) == 0  # a second turn starts over
+    assert turn_step(conversation(2, 1)) == 1
+    string_prompt = {"messages": [{"role": "user", "content": "hi"}]}
+    assert turn_step(string_prompt) == 0
+    assert turn_step({}) == 0 and turn_step({"messages": "junk"}) == 0
+    assert turn_step({"messages": [None, 3, {"role": "assistant"}]}) == 1
+
+
+def test_messages_stream_is_well_formed_sse(fake_server: FakeAnthropicServer) -> None:
+    fake_server.script_messages(tool_use("Bash", {"command": "echo hi"}, text="Running."))
+    status, headers, raw = post(fake_server, "/v1/messages?beta=true", conversation())
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    events = parse_sse(raw)
+    names = [name for name, _ in events]
+    assert names[:2] == ["message_start", "ping"] and names[-2:] == [
+        "message_delta",
+        "message_stop",
+    ]
+    assert names.count("content_block_start") == names.count("content_block_stop") == 2
+    message = assemble(events)
+    assert message["role"] == "assistant" and message["model"] == "claude-test"
+    assert message["stop_reason"] == "tool_use"
+    text, call = message["content"]
+    assert text == {"type": "text", "text": "Running."}
+    assert call["type"] == "tool_use" and call["name"] == "Bash"
+    assert call["input"] == {"command": "echo hi"} and call["id"].startswith("toolu_")
+
+    status, _, raw = post(fake_server, "/v1/messages", conversation(1))
+    message = assemble(parse_sse(raw))
+    assert message["stop_reason"] == "end_turn"
+    assert message["content"] == [{"type": "text", "text": "Done."}]  # the default reply
+
+
+def test_messages_non_streaming_answer_is_one_message(fake_server: FakeAnthropicServer) -> None:
+    fake_server.script_messages(bash("ls", description="list"))
+    body = {**conversation(), "stream": False}
+    status, headers, raw = post(fake_server, "/v1/messages", body)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    message = json.loads(raw)
+    assert message["type"] == "message" and message["stop_reason"] == "tool_use"
+    (call,) = message["content"]
+    assert call["input"] == {"command": "ls", "description": "list"}
+
+
+def test_each_turn_script_follows_the_conversation(fake_server: FakeAnthropicServer) -> None:
+    fake_server.script_each_turn(bash("sleep 2"), bash("echo hi"), end_turn("ok"))
+    fake_server.default_reply = end_turn("past the script")
+
+    def reply(body: dict[str, Any]) -> dict[str, Any]:
+        return assemble(parse_sse(post(fake_server, "/v1/messages", body)[2]))
+
+    # Any order, any session: the step comes from the conversation itself.
+    assert reply(conversation(1))["content"][0]["input"]["command"] == "echo hi"
+    assert reply(conversation())["content"][0]["input"]["command"] == "sleep 2"
+    assert reply(conversation(2))["content"][0]["text"] == "ok"
+    assert reply(conversation(3))["content"][0]["text"] == "past the script"
+    assert reply(conversation(5, 0))["content"][0]["input"]["command"] == "sleep 2"
+    assert [c.step for c in fake_server.messages_calls()] == [1, 0, 2, 3, 0]
+
+    fake_server.clear_script()
+    assert reply(conversation())["content"][0]["text"] == "past the script"
+
+
+def test_queued_replies_go_first_per_session_then_global(fake_server: FakeAnthropicServer) -> None:
+    fake_server.script_each_turn(end_turn("turn"))
+    fake_server.script_messages(end_turn("global-1"), end_turn("global-2"))
+    fake_server.script_messages(end_turn("mine"), session_id=SESSION)
+
+    def text(session_id: str | None = None) -> str:
+        raw = post(fake_server, "/v1/messages", conversation(), session_id=session_id)[2]
+        return str(assemble(parse_sse(raw))["content"][0]["text"])
+
+    assert text() == "global-1"
+    assert text(SESSION) == "mine"
+    assert text(SESSION) == "global-2"
+    assert text() == "turn"
+    assert [c.session_id for c in fake_server.messages_calls()] == [None, SESSION, SESSION, None]
+    assert len(fake_server.messages_calls(session_id=SESSION)) == 2
+
+
+def test_calls_without_tools_are_auxiliary_and_get_the_default(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.script_messages(bash("echo never"))
+    body = {**conversation(), "tools": []}
+    message = assemble(parse_sse(post(fake_server, "/v1/messages", body)[2]))
+    assert message["stop_reason"] == "end_turn"
+    assert fake_server.messages_calls() == []  # agent calls only, by default
+    (aux,) = fake_server.messages_calls(agent=False)
+    assert not aux.agent and aux.tool_names == []
+    assert post(fake_server, "/v1/messages", conversation())[0] == 200
+    assert fake_server.messages_calls()[0].reply == bash("echo never")  # still queued
+
+
+def test_messages_calls_record_token_session_body_and_time(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    before = time.time()
+    post(fake_server, "/v1/messages?beta=true", conversation(prompt="MARKER-1"), session_id=SESSION)
+    post(fake_server, "/v1/messages", conversation(1), token=OTHER)
+    first, second = fake_server.messages_calls()
+    assert (first.token, first.session_id, first.step) == (TOKEN, SESSION, 0)
+    assert (second.token, second.session_id, second.step) == (OTHER, None, 1)
+    assert before <= first.received_at <= second.received_at <= time.time()
+    assert first.body["messages"][0]["content"][0]["text"] == "MARKER-1"
+    assert first.mentions("MARKER-1") and not first.mentions("MARKER-2")
+    assert first.tool_names == ["Bash", "Read"]
+    assert first.request.session_id == SESSION and first.request.json() == first.body
+    assert [c.token for c in fake_server.messages_calls(token=OTHER)] == [OTHER]
+    fake_server.reset_requests()
+    assert fake_server.messages_calls(agent=False) == []
+
+
+def test_scripted_error_and_bad_bodies(fake_server: FakeAnthropicServer) -> None:
+    limit = ratelimit_headers(1_000_000.0, five_hour=1.0, status="rejected")
+    fake_server.script_messages(api_error(429, "rate_limit_error", "limited", **limit))
+    status, headers, body = post(fake_server, "/v1/messages", conversation())
+    assert status == 429 and json.loads(body)["error"]["type"] == "rate_limit_error"
+    assert headers["anthropic-ratelimit-unified-status"] == "rejected"
+    assert post(fake_server, "/v1/messages", conversation())[0] == 200
+
+    for raw in (b"not json", b"[1, 2]"):
+        request = urllib.request.Request(
+            fake_server.base_url + "/v1/messages", data=raw, method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            NO_PROXY.open(request, timeout=5)
+        with err.value as exc:
+            assert exc.code == 400
+
+
+def test_ratelimit_headers_per_token(fake_server: FakeAnthropicServer) -> None:
+    now = 1_800_000_000.0
+    everyone = ratelimit_headers(now, five_hour=0.25, seven_day=0.5)
+    assert everyone["anthropic-ratelimit-unified-5h-utilization"] == "0.25"
+    assert everyone["anthropic-ratelimit-unified-5h-reset"] == str(int(now + 3 * 3600))
+    assert everyone["anthropic-ratelimit-unified-7d-reset"] == str(int(now + 3 * 86400))
+    assert everyone["anthropic-ratelimit-unified-representative-claim"] == "seven_day"
+    fake_server.set_ratelimit_headers(everyone)
+    fake_server.set_ratelimit_headers(ratelimit_headers(now, five_hour=0.9), token=OTHER)
+
+    def util(token: str) -> str | None:
+        headers = post(fake_server, "/v1/messages", conversation(), token=token)[1]
+        return headers.get("anthropic-ratelimit-unified-5h-utilization")
+
+    assert util(TOKEN) == "0.25" and util(OTHER) == "0.9"
+    fake_server.set_ratelimit_headers(None, token=OTHER)
+    assert util(OTHER) == "0.25"
+    fake_server.set_ratelimit_headers(None)
+    assert util(TOKEN) is None
+
+
+def test_reply_delay_holds_the_answer(fake_server: FakeAnthropicServer) -> None:
+    fake_server.script_messages(end_turn("slow", delay=0.3))
+    started = time.monotonic()
+    assert post(fake_server, "/v1/messages", conversation())[0] == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_refresh_grants_are_single_use(fake_server: FakeAnthropicServer) -> None:
+    fake_server.add_refresh_grant("rt-1", "at-2", "rt-2", expires_in=600)
+    grant = {"grant_type": "refresh_token", "refresh_token": "rt-1", "client_id": "x"}
+    status, _, body = post(fake_server, "/v1/oauth/token", grant, token=None)
+    doc = json.loads(body)
+    assert status == 200
+    assert (doc["access_token"], doc["refresh_token"], doc["expires_in"]) == ("at-2", "rt-2", 600)
+    status, _, body = post(fake_server, "/v1/oauth/token", grant, token=None)
+    assert status == 400 and json.loads(body)["error"] == "invalid_grant"  # reused
+
+    minted = {"grant_type": "refresh_token", "refresh_token": "rt-unknown"}
+    doc = json.loads(post(fake_server, "/v1/oauth/token", minted, token=None)[2])
+    assert doc["access_token"] != doc["refresh_token"] and doc["refresh_token"] != "rt-unknown"
+    refreshes = fake_server.token_refreshes()
+    assert [(r.old_refresh_token, r.refresh_token) for r in refreshes] == [
+        ("rt-1", "rt-2"),
+        ("rt-unknown", doc["refresh_token"]),
+    ]
+    assert post(fake_server, "/v1/oauth/token", {"grant_type": "password"}, token=None)[0] == 400
+    assert (
+        post(fake_server, "/v1/oauth/token", {"grant_type": "refresh_token"}, token=None)[0] == 400
+    )
+
+
+def test_profile_and_startup_endpoints(fake_server: FakeAnthropicServer) -> None:
+    alice = make_profile_doc("alice@example.invalid")
+    assert alice["account"]["uuid"] == make_profile_doc("alice@example.invalid")["account"]["uuid"]
+    fake_server.set_profile(TOKEN, alice)
+    assert json.loads(get(fake_server, "/api/oauth/profile")[2]) == alice
+    other = json.loads(get(fake_server, "/api/oauth/profile", token=OTHER)[2])
+    assert other["account"]["email"].endswith("@example.invalid")
+    assert other["account"]["uuid"] != alice["account"]["uuid"]
+    assert get(fake_server, "/api/oauth/profile", token=None)[0] == 401
+    assert get(fake_server, "/api/hello")[0] == 200
+    status, _, body = post(fake_server, "/v1/messages/count_tokens", conversation())
+    assert status == 200 and json.loads(body)["input_tokens"] > 0
+
+
+def test_connect_is_refused_and_recorded(fake_server: FakeAnthropicServer) -> None:
+    raw = raw_exchange(
+        fake_server,
+        b"CONNECT api.anthropic.com:443 HTTP/1.1\r\nHost: api.anthropic.com:443\r\n\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 403")
+    assert fake_server.connect_attempts() == ["api.anthropic.com:443"]
+    assert fake_server.requests()[0].route == "api.anthropic.com:443"

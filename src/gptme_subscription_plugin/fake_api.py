@@ -1,24 +1,43 @@
-"""A fake Anthropic API on loopback, for tests and the `demo` command.
+"""A fake Anthropic API on loopback, for tests, the `demo` command and the end-to-end harness.
 
 A real `ThreadingHTTPServer` on 127.0.0.1 with an ephemeral port, so clients exercise their real
 HTTP code (sockets, timeouts, proxies, broken bodies) without the network and without spending
 anything. It serves `GET /api/oauth/usage` per bearer token from a mutable table, records every
 request, and can be told to misbehave (429, 500, slow, non-JSON, truncated) for one token or
-for all. More endpoints plug in with `add_route` (the next one will be `/v1/messages`).
+for all. More endpoints plug in with `add_route`.
 
     with FakeAnthropicServer() as srv:
         srv.set_usage("tok-a", make_usage_doc(now=time.time(), five_hour=20))
         fetch_oauth_usage(srv.base_url, "tok-a", "a", timeout=2, now=time.time())
+
+For the real Claude Code CLI (tests/e2e) it also answers what `claude -p` sends:
+
+- `POST /v1/messages` (streaming SSE or plain JSON) from a script of replies: `end_turn(text)`
+  or `bash(command)` (a `tool_use` of the Bash tool), or any `FakeResponse` such as a 429.
+  `script_each_turn(bash("sleep 2"), end_turn("ok"))` answers every turn of every session the
+  same way (the step is read from the conversation, so concurrent sessions do not interfere);
+  `script_messages(...)` queues replies for the next requests (of one session, or of any);
+  past the script, `default_reply` (an `end_turn`). Every call is kept as a `MessagesCall`
+  (token, `x-claude-code-session-id`, JSON body, time, the reply given).
+- Optional `anthropic-ratelimit-unified-*` response headers per token (`ratelimit_headers`).
+- `POST /v1/oauth/token` (refresh-token grant, single use, as the real one), `GET
+  /api/oauth/profile`, `POST /v1/messages/count_tokens`, `HEAD|GET /api/hello`.
+- `CONNECT` (the server used as `HTTPS_PROXY`) is recorded and refused with 403: a trap that
+  keeps a client's stray HTTPS traffic on loopback and shows where it tried to go.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Mapping
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +45,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 USAGE_PATH = "/api/oauth/usage"
+MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+TOKEN_PATH = "/v1/oauth/token"
+PROFILE_PATH = "/api/oauth/profile"
+HELLO_PATH = "/api/hello"
 OAUTH_BETA = "oauth-2025-04-20"
 NAMED_FAULTS = frozenset({"429", "500", "timeout", "garbage", "truncated"})
 DEFAULT_HANG_S = 30.0
@@ -42,11 +66,23 @@ class RecordedRequest:
     headers: dict[str, str]
     token: str | None
     body: bytes = b""
+    received_at: float = 0.0  # time.time() when the request was read
 
     @property
     def route(self) -> str:
-        """The path without query string or proxy-style scheme and host."""
+        """The path without query string or proxy-style scheme and host (CONNECT: host:port)."""
+        if self.method == "CONNECT":
+            return self.path
         return urlsplit(self.path).path or "/"
+
+    @property
+    def session_id(self) -> str | None:
+        """Claude Code's `x-claude-code-session-id` header, when sent."""
+        return self.headers.get("x-claude-code-session-id")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ValueError when it is not)."""
+        return json.loads(self.body.decode("utf-8"))
 
 
 @dataclass
@@ -123,6 +159,258 @@ def make_usage_doc(
     }
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One scripted assistant message of POST /v1/messages.
+
+    `text` becomes a text block; `tool` (with `tool_input`) a tool_use block after it, which
+    makes the stop reason `tool_use` instead of `end_turn`. `delay` holds the answer back.
+    """
+
+    text: str = ""
+    tool: str | None = None
+    tool_input: Mapping[str, Any] = field(default_factory=dict)
+    delay: float = 0.0
+
+    @property
+    def stop_reason(self) -> str:
+        return "tool_use" if self.tool else "end_turn"
+
+
+ScriptItem = Reply | FakeResponse
+
+
+def end_turn(text: str = "Done.", delay: float = 0.0) -> Reply:
+    """A final text answer: the turn ends."""
+    return Reply(text=text, delay=delay)
+
+
+def tool_use(name: str, tool_input: Mapping[str, Any], text: str = "") -> Reply:
+    """A call of tool `name`; Claude Code runs it and sends the result in its next request."""
+    return Reply(text=text, tool=name, tool_input=dict(tool_input))
+
+
+def bash(command: str, description: str = "Run a command") -> Reply:
+    """A call of Claude Code's Bash tool with `command` (e.g. "sleep 2")."""
+    return tool_use("Bash", {"command": command, "description": description})
+
+
+def _message_blocks(reply: Reply, id_suffix: str) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.text or not reply.tool:
+        blocks.append({"type": "text", "text": reply.text})
+    if reply.tool:
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_fake_{id_suffix}",
+                "name": reply.tool,
+                "input": dict(reply.tool_input),
+            }
+        )
+    return blocks
+
+
+def _usage(output_tokens: int) -> dict[str, int]:
+    return {
+        "input_tokens": 10,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def message_json(reply: Reply, model: str, id_suffix: str) -> dict[str, Any]:
+    """The non-streaming answer: one `message` object."""
+    return {
+        "id": f"msg_fake_{id_suffix}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": _message_blocks(reply, id_suffix),
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": None,
+        "usage": _usage(5),
+    }
+
+
+def message_sse(reply: Reply, model: str, id_suffix: str) -> bytes:
+    """The streaming answer as Anthropic SSE events, as the real API sends them.
+
+    message_start, ping, per block content_block_start / _delta / _stop (text_delta or
+    input_json_delta), message_delta with the stop reason, message_stop.
+    """
+    start = message_json(reply, model, id_suffix)
+    blocks = start.pop("content")
+    start.update(content=[], stop_reason=None, usage=_usage(1))
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "ping"},
+    ]
+    for index, block in enumerate(blocks):
+        empty: dict[str, Any]
+        if block["type"] == "text":
+            empty = {"type": "text", "text": ""}
+            delta = {"type": "text_delta", "text": block["text"]}
+        else:
+            empty = {**block, "input": {}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+        events += [
+            {"type": "content_block_start", "index": index, "content_block": empty},
+            {"type": "content_block_delta", "index": index, "delta": delta},
+            {"type": "content_block_stop", "index": index},
+        ]
+    events += [
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": 5},
+        },
+        {"type": "message_stop"},
+    ]
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+
+def turn_step(body: Mapping[str, Any]) -> int:
+    """How many assistant messages the current turn already has (0 for its first request).
+
+    The turn starts at the last user message that is a prompt: one carrying no tool_result
+    (tool results come back as user messages too). Claude Code's inline `system` messages
+    are ignored.
+    """
+    step = 0
+    messages = body.get("messages")
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if not isinstance(message, Mapping):
+            continue
+        role = message.get("role")
+        if role == "assistant":
+            step += 1
+        elif role == "user" and not _has_tool_result(message.get("content")):
+            break
+    return step
+
+
+def _has_tool_result(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(block, Mapping) and block.get("type") == "tool_result" for block in content
+    )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+@dataclass(frozen=True)
+class MessagesCall:
+    """One POST /v1/messages as answered: the request, its JSON body, and the reply given."""
+
+    request: RecordedRequest
+    body: dict[str, Any]
+    step: int  # assistant messages already in the turn (0: the turn's first request)
+    agent: bool  # it offered tools: the agent loop, not an auxiliary call (title, probe)
+    reply: ScriptItem
+
+    @property
+    def token(self) -> str | None:
+        return self.request.token
+
+    @property
+    def session_id(self) -> str | None:
+        return self.request.session_id
+
+    @property
+    def received_at(self) -> float:
+        return self.request.received_at
+
+    @property
+    def tool_names(self) -> list[str]:
+        tools = self.body.get("tools")
+        return [t.get("name", "") for t in tools if isinstance(t, Mapping)] if tools else []
+
+    def mentions(self, needle: str) -> bool:
+        """Whether any string in the body (system, messages, tool results) contains `needle`."""
+        return any(needle in text for text in _strings(self.body))
+
+
+@dataclass(frozen=True)
+class TokenRefresh:
+    """One refresh-token grant the token endpoint honored."""
+
+    old_refresh_token: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    received_at: float
+
+
+def make_profile_doc(
+    email: str,
+    account_uuid: str | None = None,
+    organization_uuid: str | None = None,
+    organization_type: str = "claude_max",
+    rate_limit_tier: str = "default_claude_max_20x",
+) -> dict[str, Any]:
+    """A realistic `/api/oauth/profile` answer; uuids derive from the email when not given."""
+    account_uuid = account_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"account:{email}"))
+    organization_uuid = organization_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"org:{email}"))
+    return {
+        "account": {
+            "uuid": account_uuid,
+            "email": email,
+            "email_address": email,
+            "full_name": "Fake User",
+            "display_name": "Fake",
+            "has_claude_max": organization_type == "claude_max",
+            "has_claude_pro": organization_type == "claude_pro",
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+        "organization": {
+            "uuid": organization_uuid,
+            "name": f"{email}'s Organization",
+            "organization_type": organization_type,
+            "billing_type": "stripe_subscription",
+            "rate_limit_tier": rate_limit_tier,
+            "has_extra_usage_enabled": False,
+            "subscription_created_at": "2026-01-01T00:00:00Z",
+        },
+    }
+
+
+def ratelimit_headers(
+    now: float,
+    five_hour: float = 0.1,
+    seven_day: float = 0.4,
+    five_hour_resets_in: float = 3 * 3600.0,
+    seven_day_resets_in: float = 3 * 86400.0,
+    status: str = "allowed",
+) -> dict[str, str]:
+    """The `anthropic-ratelimit-unified-*` headers of a /v1/messages answer (0-1, Unix s)."""
+    five_reset = int(now + five_hour_resets_in)
+    week_reset = int(now + seven_day_resets_in)
+    five_binds = five_hour >= seven_day
+    claim, reset = ("five_hour", five_reset) if five_binds else ("seven_day", week_reset)
+    return {
+        "anthropic-ratelimit-unified-status": status,
+        "anthropic-ratelimit-unified-reset": str(reset),
+        "anthropic-ratelimit-unified-representative-claim": claim,
+        "anthropic-ratelimit-unified-fallback": "available",
+        "anthropic-ratelimit-unified-5h-status": status,
+        "anthropic-ratelimit-unified-5h-utilization": f"{five_hour:g}",
+        "anthropic-ratelimit-unified-5h-reset": str(five_reset),
+        "anthropic-ratelimit-unified-7d-status": status,
+        "anthropic-ratelimit-unified-7d-utilization": f"{seven_day:g}",
+        "anthropic-ratelimit-unified-7d-reset": str(week_reset),
+    }
+
+
 def _bearer(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
@@ -141,7 +429,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self.server.app._serve(self)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_CONNECT = _dispatch
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -205,7 +493,26 @@ class FakeAnthropicServer:
         self._routes: dict[tuple[str, str], Handler] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # /v1/messages
+        self.default_reply: ScriptItem = end_turn()
+        self._queue: deque[ScriptItem] = deque()
+        self._session_queues: dict[str, deque[ScriptItem]] = {}
+        self._each_turn: tuple[ScriptItem, ...] = ()
+        self._calls: list[MessagesCall] = []
+        self._ratelimit: dict[str | None, dict[str, str]] = {}
+        self._ids = itertools.count(1)
+        # OAuth
+        self._profiles: dict[str, dict[str, Any]] = {}
+        self._grants: dict[str, tuple[str, str, int]] = {}
+        self._spent: set[str] = set()
+        self._refreshes: list[TokenRefresh] = []
         self.add_route("GET", USAGE_PATH, self._usage_route)
+        self.add_route("POST", MESSAGES_PATH, self._messages_route)
+        self.add_route("POST", COUNT_TOKENS_PATH, self._count_tokens_route)
+        self.add_route("POST", TOKEN_PATH, self._token_route)
+        self.add_route("GET", PROFILE_PATH, self._profile_route)
+        for method in ("GET", "HEAD"):
+            self.add_route(method, HELLO_PATH, lambda _: FakeResponse.json(200, {}))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -299,6 +606,64 @@ class FakeAnthropicServer:
         with self._lock:
             self._faults.clear()
 
+    def script_each_turn(self, *replies: ScriptItem) -> None:
+        """Answer step k of every turn (of every session) with `replies[k]`.
+
+        The step is the number of assistant messages since the turn's prompt, read from the
+        request itself, so `script_each_turn(bash("echo hi"), end_turn("ok"))` gives each
+        new conversation, and each later turn, one tool call and then a final answer.
+        Steps past the end get `default_reply`. Queued replies (`script_messages`) go first.
+        """
+        with self._lock:
+            self._each_turn = tuple(replies)
+
+    def script_messages(self, *replies: ScriptItem, session_id: str | None = None) -> None:
+        """Queue replies for the next agent requests, in order (of one session when given)."""
+        with self._lock:
+            if session_id is None:
+                self._queue.extend(replies)
+            else:
+                self._session_queues.setdefault(session_id, deque()).extend(replies)
+
+    def clear_script(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._session_queues.clear()
+            self._each_turn = ()
+
+    def set_ratelimit_headers(
+        self, headers: Mapping[str, str] | None, token: str | None = None
+    ) -> None:
+        """Headers added to every /v1/messages answer for `token` (None: for any token).
+
+        Build them with `ratelimit_headers(now, five_hour=0.3, ...)`; None removes them.
+        """
+        with self._lock:
+            if headers is None:
+                self._ratelimit.pop(token, None)
+            else:
+                self._ratelimit[token] = dict(headers)
+
+    def set_profile(self, access_token: str, doc: Any) -> None:
+        """What GET /api/oauth/profile answers for this token (default: derived from it)."""
+        with self._lock:
+            self._profiles[access_token] = doc
+
+    def add_refresh_grant(
+        self,
+        refresh_token: str,
+        access_token: str,
+        new_refresh_token: str,
+        expires_in: int = 8 * 3600,
+    ) -> None:
+        """Make POST /v1/oauth/token trade `refresh_token` (once) for this new pair.
+
+        A refresh token that was never granted gets a minted pair; one already spent gets
+        400 invalid_grant, as the real endpoint does for a reused refresh token.
+        """
+        with self._lock:
+            self._grants[refresh_token] = (access_token, new_refresh_token, expires_in)
+
     # ------------------------------------------------------------ inspection
 
     def requests(self, token: str | None = None) -> list[RecordedRequest]:
@@ -313,6 +678,31 @@ class FakeAnthropicServer:
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._calls.clear()
+            self._refreshes.clear()
+
+    def messages_calls(
+        self, token: str | None = None, session_id: str | None = None, *, agent: bool = True
+    ) -> list[MessagesCall]:
+        """POST /v1/messages calls so far, oldest first (agent-loop calls only by default)."""
+        with self._lock:
+            calls = list(self._calls)
+        return [
+            c
+            for c in calls
+            if (token is None or c.token == token)
+            and (session_id is None or c.session_id == session_id)
+            and (c.agent or not agent)
+        ]
+
+    def token_refreshes(self) -> list[TokenRefresh]:
+        """Refresh-token grants honored so far, oldest first."""
+        with self._lock:
+            return list(self._refreshes)
+
+    def connect_attempts(self) -> list[str]:
+        """`host:port` of every CONNECT (the server used as an HTTPS proxy), oldest first."""
+        return [r.path for r in self.requests() if r.method == "CONNECT"]
 
     # ------------------------------------------------------------ serving
 
@@ -330,7 +720,9 @@ class FakeAnthropicServer:
         except ValueError:
             length = 0
         body = handler.rfile.read(length) if length > 0 else b""
-        return RecordedRequest(handler.command, handler.path, headers, _bearer(headers), body)
+        return RecordedRequest(
+            handler.command, handler.path, headers, _bearer(headers), body, time.time()
+        )
 
     def _take_fault(self, token: str | None) -> _Fault | None:
         with self._lock:
@@ -351,6 +743,8 @@ class FakeAnthropicServer:
         return self._fault_response(fault, request)
 
     def _route(self, request: RecordedRequest) -> FakeResponse:
+        if request.method == "CONNECT":
+            return api_error(403, "permission_error", "fake API: no tunnels, loopback only")
         with self._lock:
             handler = self._routes.get((request.method, request.route))
         if handler is None:
@@ -392,6 +786,92 @@ class FakeAnthropicServer:
         if body is None:
             return api_error(401, "authentication_error", "Invalid bearer token")
         return FakeResponse(200, body, {"Content-Type": "application/json"})
+
+    def _messages_route(self, request: RecordedRequest) -> FakeResponse:
+        try:
+            body = request.json()
+        except ValueError:
+            return api_error(400, "invalid_request_error", "body is not JSON")
+        if not isinstance(body, dict):
+            return api_error(400, "invalid_request_error", "body is not a JSON object")
+        agent = bool(body.get("tools"))
+        step = turn_step(body)
+        with self._lock:
+            reply = self._next_reply(request.session_id, step) if agent else self.default_reply
+            call = MessagesCall(request, body, step, agent, reply)
+            self._calls.append(call)
+            extra = self._ratelimit.get(request.token, self._ratelimit.get(None, {}))
+            suffix = f"{next(self._ids):06d}"
+        if isinstance(reply, FakeResponse):
+            return reply
+        model = str(body.get("model") or "claude-fake")
+        headers = {"request-id": f"req_fake_{suffix}", **extra}
+        if body.get("stream"):
+            sse = message_sse(reply, model, suffix)
+            headers["Content-Type"] = "text/event-stream; charset=utf-8"
+            headers["Cache-Control"] = "no-cache"
+            return FakeResponse(200, sse, headers, hang=reply.delay)
+        doc = message_json(reply, model, suffix)
+        return replace(FakeResponse.json(200, doc, **headers), hang=reply.delay)
+
+    def _next_reply(self, session_id: str | None, step: int) -> ScriptItem:
+        """Caller holds the lock: session queue, then global queue, then the turn script."""
+        queue = self._session_queues.get(session_id or "")
+        if queue:
+            return queue.popleft()
+        if self._queue:
+            return self._queue.popleft()
+        if step < len(self._each_turn):
+            return self._each_turn[step]
+        return self.default_reply
+
+    def _count_tokens_route(self, request: RecordedRequest) -> FakeResponse:
+        return FakeResponse.json(200, {"input_tokens": max(1, len(request.body) // 4)})
+
+    def _profile_route(self, request: RecordedRequest) -> FakeResponse:
+        if request.token is None:
+            return api_error(401, "authentication_error", "missing bearer token")
+        with self._lock:
+            doc = self._profiles.get(request.token)
+        if doc is None:
+            digest = uuid.uuid5(uuid.NAMESPACE_URL, request.token).hex[:8]
+            doc = make_profile_doc(f"user-{digest}@example.invalid")
+        return FakeResponse.json(200, doc)
+
+    def _token_route(self, request: RecordedRequest) -> FakeResponse:
+        try:
+            form = request.json()
+        except ValueError:
+            form = None
+        if not isinstance(form, dict) or form.get("grant_type") != "refresh_token":
+            return FakeResponse.json(400, {"error": "unsupported_grant_type"})
+        old = form.get("refresh_token")
+        if not isinstance(old, str) or not old:
+            return FakeResponse.json(400, {"error": "invalid_request"})
+        with self._lock:
+            if old in self._spent:
+                return FakeResponse.json(
+                    400, {"error": "invalid_grant", "error_description": "refresh token reused"}
+                )
+            self._spent.add(old)
+            n = next(self._ids)
+            access, new_refresh, expires_in = self._grants.pop(
+                old, (f"sk-ant-oat01-fake-minted-{n}", f"sk-ant-ort01-fake-minted-{n}", 8 * 3600)
+            )
+            self._refreshes.append(
+                TokenRefresh(old, access, new_refresh, expires_in, request.received_at)
+            )
+        scope = form.get("scope") or "user:inference user:profile user:sessions:claude_code"
+        return FakeResponse.json(
+            200,
+            {
+                "token_type": "Bearer",
+                "access_token": access,
+                "refresh_token": new_refresh,
+                "expires_in": expires_in,
+                "scope": scope,
+            },
+        )
 
     def _send(self, handler: BaseHTTPRequestHandler, response: FakeResponse) -> None:
         if response.hang > 0 and self._stopping.wait(response.hang):

@@ -1,0 +1,62 @@
+"""Fixtures for the end-to-end tests on the real Claude Code CLI (marker `e2e`).
+
+`claude_bin` installs the pinned CLI from npm once per session (cached between runs, see
+scripts/install-claude-code.sh); the tests are skipped only when npm itself is missing, and
+a failed install is an error. `refresh_proxy` needs mitmproxy (the `e2e` extra).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+
+from .claude_harness import (
+    CLAUDE_CODE_VERSION,
+    ClaudeSandbox,
+    RefreshProxy,
+    install_claude_code,
+    mitmdump_path,
+)
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def claude_bin() -> Path:
+    if shutil.which("npm") is None:
+        pytest.skip(f"npm not found: cannot install Claude Code {CLAUDE_CODE_VERSION} for e2e")
+    return install_claude_code()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeAnthropicServer]:
+    with FakeAnthropicServer() as server:
+        yield server
+
+
+@pytest.fixture
+def claude_sandbox(
+    tmp_path: Path, fake_api: FakeAnthropicServer, claude_bin: Path
+) -> Iterator[ClaudeSandbox]:
+    with ClaudeSandbox(tmp_path, fake_api, claude_bin) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def refresh_proxy(tmp_path: Path, fake_api: FakeAnthropicServer) -> Iterator[RefreshProxy]:
+    mitmdump = mitmdump_path()
+    if mitmdump is None:
+        pytest.skip("mitmdump not found: install the e2e extra (pip install -e '.[e2e]')")
+    with RefreshProxy(fake_api, tmp_path / "proxy", mitmdump) as proxy:
+        yield proxy
