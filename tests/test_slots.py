@@ -246,3 +246,35 @@ def test_fingerprints_not_tokens_in_metadata(tmp_path):
     store = setup_two(tmp_path)
     text = store.state.path("slots").read_text()
     assert "sk-ant" not in text and fingerprint(refresh_token("bob")) in text
+
+
+def test_flip_never_discards_an_unattributed_live_credential(tmp_path):
+    store = make_store(tmp_path)
+    for name in ("a", "b"):
+        write_slot(store.claude_dir, name, credential_bytes(name))
+    # Claude Code refreshed before anything was recorded: a regular file nobody can attribute
+    store.live_path.write_bytes(credential_bytes("a", 2))
+    for _ in range(2):
+        with pytest.raises(SlotError, match="in no slot and its owner is unknown"):
+            store.flip("b")
+    assert not store.live_path.is_symlink()
+    assert load_credential(store.live_path).refresh_token == refresh_token("a", 2)
+    [orphan] = store.backup_dir.glob("_orphan.*")  # kept once, however often it is refused
+    assert load_credential(orphan).refresh_token == refresh_token("a", 2)
+    # once it is captured into a slot, the flip goes ahead
+    store.add("a2")
+    assert store.flip("b").slot == "b"
+    assert load_credential(store.slot_path("a2")).refresh_token == refresh_token("a", 2)
+
+
+def test_observe_records_the_live_slot_for_a_later_heal(tmp_path):
+    store = make_store(tmp_path)
+    for name in ("a", "b"):
+        write_slot(store.claude_dir, name, credential_bytes(name))
+    link_live(store.claude_dir, "a")  # linked by hand: no metadata yet
+    store.observe()
+    store.live_path.unlink()
+    store.live_path.write_bytes(credential_bytes("a", 2))  # refreshed by Claude Code
+    result = store.heal()
+    assert (result.owner, result.method) == ("a", "last-live")
+    assert load_credential(store.slot_path("a")).refresh_token == refresh_token("a", 2)

@@ -502,6 +502,7 @@ def cmd_install(m: Any, args: argparse.Namespace) -> int:
     path = installer.settings_path(args.scope, m.config.claude_dir, project)
     if args.command == "install":
         result = installer.install(path, dry_run=args.dry_run)
+        m.slots.observe()  # remember the live slot now, so a later refresh can be attributed
     else:
         result = installer.uninstall(path, dry_run=args.dry_run)
     m.events.append(

@@ -221,6 +221,7 @@ class SubscriptionManager:
         self, refresh: bool = True, model: str | None = None, log: bool = True
     ) -> Decision:
         """Decide what to do now (pure policy over fresh-enough data); never flips."""
+        self.slots.observe()
         usage = self.check_usage(refresh=refresh)
         decision = self.policy.decide(self.view(usage, model), self.clock())
         if log:

@@ -40,6 +40,7 @@ SLOT_PREFIX = LIVE_NAME + "."
 BACKUP_DIR_NAME = ".gptme-subscription-backups"
 META_DOC = "slots"
 LINEAGE_KEEP = 50
+ORPHAN_PREFIX = "_orphan"  # not a valid slot name, so never pruned as a slot's backup
 
 
 class SlotError(Exception):
@@ -500,10 +501,45 @@ class SlotStore:
                 raise SlotError(f"slot {name} is {info.health.value} ({info.detail}); not linked")
             if previous is None and heal is not None and heal.owner:
                 previous = heal.owner
+            self._refuse_to_discard_live()
             self._link(name)
             with contextlib.suppress(CredentialError):
                 self._remember(name, load_credential(self.slot_path(name)), live=True)
             return FlipResult(slot=name, previous=previous, heal=heal)
+
+    def _refuse_to_discard_live(self) -> None:
+        """Replacing the live path must never drop the only copy of a refresh token.
+
+        After heal, a live regular file whose refresh token is in no slot belongs to nobody we
+        know (a login or refresh we could not attribute). It is kept as an orphan backup and
+        the flip is refused, whatever the caller's force: a person attributes it with
+        `slot add NAME` (or `heal` once its owner is known).
+        """
+        if self.live_state().kind is not LiveKind.REGULAR_FILE:
+            return
+        try:
+            data = read_credential_bytes(self.live_path)
+            cred = parse_credential(data)
+        except CredentialError:
+            return  # nothing usable to lose (e.g. emptied by invalid_grant)
+        fp = cred.refresh_fingerprint
+        if fp is None or any(_refresh_fp(self.slot_path(n)) == fp for n in self.list_slots()):
+            return
+        fsutil.ensure_private_dir(self.backup_dir)
+        digest = content_fingerprint(data)
+        kept = sorted(self.backup_dir.glob(f"{ORPHAN_PREFIX}.*.{digest}"))
+        orphan = (
+            kept[0]
+            if kept
+            else self.backup_dir / f"{ORPHAN_PREFIX}.{int(self.clock() * 1000)}.{digest}"
+        )
+        if not kept:
+            fsutil.atomic_write_bytes(orphan, data)
+        raise SlotError(
+            "the live credential (refresh token " + fp + ") is in no slot and its owner is "
+            "unknown; not replaced (copy kept in " + str(orphan) + "). Capture it with "
+            "`gptme-subscription slot add NAME`"
+        )
 
     def add(self, name: str, source: Path | None = None, force: bool = False) -> CredentialInfo:
         """Capture the live credential (or `source`) into a new slot and link to it if live."""
