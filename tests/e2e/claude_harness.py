@@ -459,12 +459,13 @@ class ClaudeSandbox:
         output_format: str = "json",
         extra_args: Sequence[str] = (),
     ) -> list[str]:
+        resuming = any(arg in ("--resume", "-r", "--continue", "-c") for arg in extra_args)
         return [
             self.claude_bin,
             "-p",
             prompt,
-            "--session-id",
-            session_id,
+            # a resumed conversation keeps its own id (2.1.330 refuses --session-id with it)
+            *([] if resuming else ["--session-id", session_id]),
             "--output-format",
             output_format,
             *(["--verbose"] if output_format == "stream-json" else []),
