@@ -15,6 +15,7 @@ import pytest
 from gptme_subscription_plugin.claude_code.installer import (
     HOOK_SPECS,
     InstallError,
+    hook_command,
     install,
     installed_events,
     settings_path,
@@ -121,7 +122,7 @@ def test_plugin_hooks_json_matches_the_installer():
         [group] = doc["hooks"][event]
         assert group.get("matcher") == matcher
         [handler] = group["hooks"]
-        assert handler["command"] == f'"${{CLAUDE_PLUGIN_ROOT}}/hooks/run" hook {name}'
+        assert handler["command"] == hook_command('"${CLAUDE_PLUGIN_ROOT}/hooks/run"', name)
         assert handler["timeout"] == timeout
     assert set(doc["hooks"]) == {e for e, *_ in HOOK_SPECS}
     assert os.access(ROOT / "hooks" / "run", os.X_OK)
@@ -215,3 +216,11 @@ def test_statusline_records_rate_limits_and_wraps(cli_env):
     assert "statusline" in json.dumps(cached)
     broken = run_cli(cli_env, "statusline", stdin="{nope")
     assert broken.returncode == 0 and broken.stdout.strip() == "slot ?"
+
+
+def test_doctor_flags_a_hook_command_that_no_longer_exists(cli_env, tmp_path):
+    settings = Path(cli_env["HOME"]) / ".claude/settings.json"
+    install(settings, "/gone/bin/gptme-subscription")
+    proc = run_cli(cli_env, "doctor", "--project-dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert "not executable: /gone/bin/gptme-subscription" in proc.stdout

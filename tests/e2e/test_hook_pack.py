@@ -17,10 +17,12 @@ import pytest
 
 from gptme_subscription_plugin.fake_api import (
     FakeAnthropicServer,
+    api_error,
     bash,
     end_turn,
     make_profile_doc,
     make_usage_doc,
+    ratelimit_headers,
 )
 
 from .claude_harness import ClaudeSandbox, RefreshProxy
@@ -225,3 +227,24 @@ def test_a_broken_installation_never_fails_the_session(
 
     result.check()
     assert result.result["result"] == "fine"
+
+
+def test_a_rate_limit_moves_the_next_turn_to_another_slot_at_once(
+    claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer
+) -> None:
+    setup(claude_sandbox, fake_api)
+    now = time.time()
+    limited = ratelimit_headers(now, five_hour=1.0, status="rejected")
+    fake_api.script_messages(api_error(429, "rate_limit_error", "limited", **limited))
+
+    hit = run(claude_sandbox, fake_api, "hit the limit")
+
+    assert hit.returncode == 1  # Claude Code gives up the turn: StopFailure(rate_limit)
+    # our StopFailure hook hands off to a detached worker (Claude Code does not wait for it)
+    assert wait_for(lambda: claude_sandbox.live_target() == ".credentials.json.b", 15)
+    rotation = json.loads((claude_sandbox.root / "state" / "rotation.json").read_text())
+    assert rotation["limited"]["a"] > now
+    fake_api.script_each_turn(end_turn("served by b"))
+    after = time.time()
+    ok = run(claude_sandbox, fake_api, "try again").check()
+    assert tokens_of(fake_api, ok.session_id, since=after) == [TOK_B]

@@ -26,6 +26,11 @@ EVENT_ALIASES = {
     "SessionEnd": "session-end",
 }
 EVENTS = set(EVENT_ALIASES.values())
+# Claude Code does not wait for StopFailure hooks: in `-p` mode it exits right after the
+# failed turn and a hook still running is killed (measured on 2.1.330: a `sleep 1` hook never
+# finished). So that hook only hands its payload to a detached worker and returns.
+DETACHED = {"stop-failure": "stop-failure-worker"}
+WORKERS = set(DETACHED.values())
 
 
 class HookTimeout(Exception):
@@ -62,24 +67,48 @@ def run(event: str, payload: Mapping[str, object], env: Mapping[str, str]) -> di
         from .fast import session_end
 
         return session_end(payload, env)
+    if event in DETACHED:
+        detach(DETACHED[event], payload)
+        return None
     # This process is ours alone: skip pydantic's plugin discovery, which reads every
     # installed distribution's metadata (~20 ms) before the first model is built.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .hooks import HANDLERS
 
-    return HANDLERS[event](payload, env)
+    return HANDLERS[event.removesuffix("-worker")](payload, env)
+
+
+def detach(worker: str, payload: Mapping[str, object]) -> None:
+    """Run `hook <worker>` in its own session, fed the payload, without waiting for it."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gptme_subscription_plugin", "hook", worker],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(payload).encode())
+    proc.stdin.close()
 
 
 def main(argv: Sequence[str]) -> int:
     """Entry point; returns 0 whatever happens."""
     event = EVENT_ALIASES.get(argv[0], argv[0]) if argv else ""
-    if event not in EVENTS:
+    if event not in EVENTS and event not in WORKERS:
         print(
             f"gptme-subscription hook: unknown event {event!r} (expected one of "
             f"{', '.join(sorted(EVENTS))})",
             file=sys.stderr,
         )
         return 0
+    if event in DETACHED:
+        # Claude Code signals its hooks when it exits; hold on long enough to hand off
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
     env = os.environ
     budget = _budget(env)
     if budget > 0 and hasattr(signal, "SIGALRM"):

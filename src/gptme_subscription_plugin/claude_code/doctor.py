@@ -79,9 +79,13 @@ def _command_checks(doc: dict[str, Any], scope: str) -> list[Check]:
                 cmd = h.get("command") if isinstance(h, dict) else None
                 if isinstance(cmd, str) and "gptme" in cmd:
                     try:
-                        commands.add(shlex.split(cmd)[0])
-                    except (ValueError, IndexError):
+                        words = shlex.split(cmd)
+                    except ValueError:
                         continue
+                    if "exec" in words:  # `trap '' ...; exec <ours> hook stop-failure`
+                        words = words[words.index("exec") + 1 :]
+                    if words:
+                        commands.add(words[0])
     missing = [c for c in sorted(commands) if "/" in c and not os.access(c, os.X_OK)]
     if missing:
         return [

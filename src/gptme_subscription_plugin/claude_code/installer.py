@@ -79,6 +79,17 @@ def our_command_prefix() -> str:
     return f"{shlex.quote(sys.executable)} -m gptme_subscription_plugin"
 
 
+# Claude Code signals a StopFailure hook as it exits (2.1.330, -p mode) without waiting for
+# it; ignoring the signals from the shell on (inherited across exec) lets the hook hand its
+# work to a detached worker.
+SIGNAL_SHIELDED = {"stop-failure"}
+
+
+def hook_command(prefix: str, name: str) -> str:
+    command = f"{prefix} hook {name}"
+    return f"trap '' HUP INT TERM; exec {command}" if name in SIGNAL_SHIELDED else command
+
+
 def is_ours(command: Any) -> bool:
     return isinstance(command, str) and any(m in command for m in OUR_MARKERS)
 
@@ -138,7 +149,7 @@ def with_our_hooks(doc: dict[str, Any], prefix: str) -> dict[str, Any]:
         if matcher is not None:
             group["matcher"] = matcher
         group["hooks"] = [
-            {"type": "command", "command": f"{prefix} hook {name}", "timeout": timeout}
+            {"type": "command", "command": hook_command(prefix, name), "timeout": timeout}
         ]
         hooks.setdefault(event, []).append(group)
     new["hooks"] = hooks
