@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .crashpoints import crash_point
 from .fsutil import ensure_private_dir
 
 STALE_S = 60.0
@@ -114,15 +115,88 @@ def claude_credential_lock(
     claude_dir = Path(claude_dir)
     if not claude_dir.is_dir():
         ensure_private_dir(claude_dir)
+    reclaim_dead_locks(claude_dir)
     held = _acquire_pair(claude_dir, wait_s, stale_s)
-    refresher = _Refresher(held, refresh_s)
+    record = _OwnRecord(claude_dir, held)
+    refresher = _Refresher(held, refresh_s, record)
     try:
+        record.write()
         refresher.start()
+        crash_point("lock:held")
         yield
     finally:
         refresher.stop()
         for lock in reversed(held):
             lock.release()
+        record.remove()
+
+
+OWN_RECORD_GLOB = ".gsp-lock-*.json"
+
+
+class _OwnRecord:
+    """Our own note of the locks this process holds: `<claude_dir>/.gsp-lock-<pid>.json`.
+
+    Not Claude Code's owner record (we never write that one, see the module doc) and never a
+    file inside a lock directory (proper-lockfile releases with rmdir). If we are killed while
+    holding, the next run of ours finds the note, sees the pid is dead and the lock's mtime is
+    still exactly our last heartbeat, and removes it at once instead of blocking Claude Code's
+    refresh for the 60 s stale period (2.1.330 gives up a refresh after ~8 s).
+    """
+
+    def __init__(self, claude_dir: Path, held: list[_HeldLock]) -> None:
+        self.path = claude_dir / f".gsp-lock-{os.getpid()}.json"
+        self.held = held
+
+    def write(self) -> None:
+        doc = {
+            "pid": os.getpid(),
+            "locks": [{"path": str(h.path), "mtime_ns": h.mtime_ns} for h in self.held],
+        }
+        # A plain temp+rename, deliberately without crash points: the note must follow the
+        # mkdir as closely as possible (a kill in between leaves a lock the 60 s rule frees).
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, json.dumps(doc).encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def reclaim_dead_locks(claude_dir: Path) -> list[Path]:
+    """Remove locks left by a process of ours that died holding them; returns what it removed."""
+    removed: list[Path] = []
+    for note in sorted(Path(claude_dir).glob(OWN_RECORD_GLOB)):
+        try:
+            doc = json.loads(note.read_text(encoding="utf-8"))
+            pid = int(doc["pid"])
+            locks = [(Path(e["path"]), int(e["mtime_ns"])) for e in doc["locks"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _pid_alive(pid):
+            continue
+        for path, mtime_ns in locks:
+            if _remove_stale(path, mtime_ns):
+                removed.append(path)
+        with contextlib.suppress(OSError):
+            note.unlink()
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _HeldLock:
@@ -174,8 +248,9 @@ class _HeldLock:
 class _Refresher:
     """Daemon thread that keeps held locks fresh (proper-lockfile's `update` option)."""
 
-    def __init__(self, held: list[_HeldLock], interval_s: float) -> None:
+    def __init__(self, held: list[_HeldLock], interval_s: float, record: _OwnRecord) -> None:
         self._held = held
+        self._record = record
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="claude-lock-refresh", daemon=True)
@@ -192,6 +267,7 @@ class _Refresher:
         while not self._stop.wait(self._interval_s):
             for lock in self._held:
                 lock.touch()
+            self._record.write()
 
 
 _TAKEN, _BUSY, _UNAVAILABLE = "taken", "busy", "unavailable"

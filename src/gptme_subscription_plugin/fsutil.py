@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .crashpoints import crash_point
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 TEMP_MARKER = ".tmp-gsp-"
@@ -59,6 +61,7 @@ def atomic_write_bytes(target: Path, data: bytes, mode: int = FILE_MODE) -> None
             os.fsync(fd)
         finally:
             os.close(fd)
+        crash_point("write:before-rename")
         os.replace(tmp, target)
     except BaseException:
         _unlink_quietly(tmp)
@@ -75,6 +78,7 @@ def atomic_symlink(target_name: str, link: Path) -> None:
     tmp = temp_path_for(link)
     os.symlink(target_name, tmp)
     try:
+        crash_point("symlink:before-rename")
         os.replace(tmp, link)
     except BaseException:
         _unlink_quietly(tmp)
@@ -87,6 +91,40 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
     except OSError:
         pass
+
+
+def sweep_dead_temp_files(directory: Path) -> list[Path]:
+    """Remove our temp files whose writer is dead: a crash mid-write leaves them behind.
+
+    The writer's pid is in the name (`temp_path_for`); a live writer's file is never touched.
+    """
+    removed: list[Path] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        _, marker, rest = name.partition(TEMP_MARKER)
+        pid = rest.split("-", 1)[0]
+        if not marker or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        path = directory / name
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sweep_temp_files(directory: Path, prefix: str, older_than_s: float, now: float) -> list[Path]:

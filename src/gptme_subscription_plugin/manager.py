@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import fsutil
 from .config import Config
 from .credentials import CredentialError, CredentialInfo, load_credential
 from .policy import (
@@ -106,6 +107,14 @@ class SubscriptionManager:
             lock_wait=config.lock_wait,
             clock=clock,
         )
+        self.repair()
+
+    def repair(self) -> None:
+        """What a crashed run may have left: temp files of dead writers, our dead locks."""
+        self.slots.repair()
+        state = self.config.state_dir
+        for directory in (state, state / "usage", state / "sessions", state / "warned"):
+            fsutil.sweep_dead_temp_files(directory)
 
     # ------------------------------------------------------------ observing
 

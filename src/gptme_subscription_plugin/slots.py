@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from . import fsutil
-from .claude_locks import claude_credential_lock
+from .claude_locks import claude_credential_lock, reclaim_dead_locks
 from .config import validate_slot_name
+from .crashpoints import crash_point
 from .credentials import (
     AccountIdentity,
     Credential,
@@ -263,7 +264,15 @@ class SlotStore:
         """Claude Code's credential locks: no refresh interleaves with our change."""
         fsutil.ensure_private_dir(self.claude_dir)
         with claude_credential_lock(self.claude_dir, wait_s=self.lock_wait):
+            self.repair()
             yield
+
+    def repair(self) -> list[Path]:
+        """Clean up after a crashed run of ours: temp files whose writer died, dead locks."""
+        removed = reclaim_dead_locks(self.claude_dir)
+        for directory in (self.claude_dir, self.backup_dir):
+            removed += fsutil.sweep_dead_temp_files(directory)
+        return removed
 
     def _backup(self, name: str) -> Path | None:
         """Copy the slot's current bytes into its backup ring before it is overwritten."""
@@ -306,12 +315,14 @@ class SlotStore:
         except CredentialError:
             pass
         self._backup(name)
+        crash_point("slot:backed-up")
         fsutil.ensure_private_dir(self.claude_dir)
         fsutil.atomic_write_bytes(path, data)
         return True
 
     def _link(self, name: str) -> None:
         fsutil.atomic_symlink(f"{SLOT_PREFIX}{name}", self.live_path)
+        crash_point("link:before-touch")
         # Claude Code re-reads the credential when the mtime it last saw changes
         os.utime(self.slot_path(name))
 
@@ -420,6 +431,7 @@ class SlotStore:
                 "capture it with `gptme-subscription slot add NAME`",
             )
         changed = self.write_slot(owner, data)
+        crash_point("heal:slot-written")
         self._link(owner)
         # trust oauthAccount for a slot only when it picked the owner or nothing is on record
         trusted = identity if method == "identity" or self.identity_of(owner) is None else None
@@ -502,7 +514,9 @@ class SlotStore:
             if previous is None and heal is not None and heal.owner:
                 previous = heal.owner
             self._refuse_to_discard_live()
+            crash_point("flip:before-link")
             self._link(name)
+            crash_point("flip:linked")
             with contextlib.suppress(CredentialError):
                 self._remember(name, load_credential(self.slot_path(name)), live=True)
             return FlipResult(slot=name, previous=previous, heal=heal)
@@ -577,6 +591,7 @@ class SlotStore:
                 )
             identity = self.live_identity() if from_live else None
             self.write_slot(name, data)
+            crash_point("add:slot-written")
             live = self.live_state()
             make_live = from_live and live.kind is LiveKind.REGULAR_FILE
             if make_live:

@@ -22,6 +22,7 @@ from typing import Any
 
 import filelock
 
+from .crashpoints import crash_point
 from .fsutil import FILE_MODE, atomic_write_text, ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class StateStore:
             if not isinstance(doc, dict):
                 raise TypeError(f"update of {name!r} must produce a dict, got {type(doc).__name__}")
             if json.dumps(doc, sort_keys=True) != before or not path.exists():
+                crash_point("state:locked")
                 atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
             return doc
 
