@@ -18,11 +18,12 @@ TEMP_MARKER = ".tmp-gsp-"
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) as 0700 if missing; tighten an existing dir we own."""
+    """Create `path` (and parents) as 0700 if missing; strip group/other access from it."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     try:
-        if path.stat().st_mode & 0o777 != DIR_MODE:
-            path.chmod(DIR_MODE)
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:  # only ever take access away: a dir made read-only stays read-only
+            path.chmod(mode & 0o700)
     except PermissionError:
         pass
     return path

@@ -8,6 +8,7 @@ and writes every decision, switch, pending switch, heal and refusal to the event
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import time
@@ -299,6 +300,7 @@ class SubscriptionManager:
                 blockers=blockers,
             )
         try:
+            self.state.ensure_writable()  # a flip we could not record must not happen
             flip = self.slots.flip(slot)
         except Exception as exc:  # lock busy, refused slot, disk error: report, change nothing
             return self._refuse(slot, _one_line(exc))
@@ -388,7 +390,8 @@ class SubscriptionManager:
     # ------------------------------------------------------------ internals
 
     def _refuse(self, slot: str | None, detail: str) -> SwitchOutcome:
-        self.events.append("refusal", self.clock(), action="switch", slot=slot, reason=detail)
+        with contextlib.suppress(OSError):  # the refusal stands even if it cannot be logged
+            self.events.append("refusal", self.clock(), action="switch", slot=slot, reason=detail)
         return SwitchOutcome("refused", slot, detail)
 
     def _set_pending(self, slot: str, reason: str, mode: str, now: float) -> None:

@@ -43,6 +43,10 @@ class StateBusy(Exception):
     """Another process held a state document's lock for longer than we wait."""
 
 
+class StateUnwritable(OSError):
+    """The state dir cannot take a write (read-only, full, permission denied)."""
+
+
 def validate_name(name: str) -> str:
     """Document names become file names: letters, digits, `_` and `-` only, so no path tricks."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
@@ -64,6 +68,25 @@ class StateStore:
 
     def path(self, name: str) -> Path:
         return self.state_dir / f"{validate_name(name)}.json"
+
+    def ensure_writable(self) -> None:
+        """Fail before acting, not halfway: an action whose record cannot be kept is refused."""
+        probe = self.state_dir / f".probe-{os.getpid()}"
+        try:
+            ensure_private_dir(self.state_dir)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.write(fd, b"probe\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StateUnwritable(
+                exc.errno, f"state dir {self.state_dir} is not writable ({exc.strerror})"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
     def read(self, name: str) -> dict[str, Any]:
         """The document, or {} when missing; a corrupt one is moved aside (under the lock)."""
