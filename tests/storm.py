@@ -1,0 +1,252 @@
+"""A hook storm: many sessions firing every hook at once on one claude dir and state dir.
+
+Used by tests/test_storm.py (invariants) and benchmarks/storm.py (p50/p99 hook time). Each
+session runs Claude Code's real order of events, SessionStart, then turns of
+UserPromptSubmit, a burst of concurrent PreToolUse, Stop, then SessionEnd, as real hook
+processes. Meanwhile a stand-in for Claude Code refreshes the live token now and then (under
+its lock protocol, replacing the link with a regular file), the usage server makes slots run
+out, and the policy switches. Everything is bounded in count and time and talks to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
+from gptme_subscription_plugin.fsutil import atomic_symlink, atomic_write_bytes, ensure_private_dir
+
+ACCOUNTS = ("a", "b", "c")
+
+
+def credential(name: str, gen: int) -> bytes:
+    doc = {
+        "claudeAiOauth": {
+            "accessToken": f"sk-ant-oat01-storm-{name}-{gen}",
+            "refreshToken": f"sk-ant-ort01-storm-{name}-{gen}",
+            "expiresAt": int((time.time() + 8 * 3600) * 1000),
+            "scopes": ["user:inference", "user:profile"],
+        }
+    }
+    return json.dumps(doc).encode()
+
+
+@dataclass
+class StormResult:
+    durations: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    refresh_tokens: set[str] = field(default_factory=set)
+    current_tokens: dict[str, str] = field(default_factory=dict)
+    refreshes: int = 0
+    hooks_run: int = 0
+    elapsed: float = 0.0
+
+    def percentile(self, event: str | None, q: float) -> float:
+        values = sorted(v for e, vs in self.durations.items() if event in (None, e) for v in vs)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    def median(self, event: str | None = None) -> float:
+        values = [v for e, vs in self.durations.items() if event in (None, e) for v in vs]
+        return statistics.median(values) if values else float("nan")
+
+
+class Storm:
+    def __init__(
+        self,
+        root: Path,
+        server: FakeAnthropicServer,
+        sessions: int = 16,
+        concurrency: int = 4,
+        turns: int = 3,
+        seconds: float = 60.0,
+        refreshes_per_account: int = 3,
+        seed: int = 7,
+    ):
+        self.root = root
+        self.server = server
+        self.sessions = sessions
+        self.concurrency = concurrency
+        self.turns = turns
+        self.deadline = time.monotonic() + seconds
+        self.refreshes_per_account = refreshes_per_account
+        self.rng = random.Random(seed)
+        self.home = ensure_private_dir(root / "home")
+        self.claude = ensure_private_dir(self.home / ".claude")
+        self.state = root / "state"
+        self.generation = dict.fromkeys(ACCOUNTS, 1)
+        self.result = StormResult()
+        self._lock = threading.Lock()
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(root / "cfg"),
+            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
+            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
+            "GPTME_SUBSCRIPTION_POLL_INTERVAL": "2",
+            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
+            "GPTME_SUBSCRIPTION_LOCK_WAIT": "20",
+            "GPTME_SUBSCRIPTION_MIN_DWELL": "0",
+        }
+
+    # ------------------------------------------------------------ setup
+
+    def prepare(self) -> None:
+        for name in ACCOUNTS:
+            atomic_write_bytes(self.claude / f".credentials.json.{name}", credential(name, 1))
+            self._publish(name, weekly=self.rng.uniform(10, 60))
+        atomic_symlink(".credentials.json.a", self.claude / ".credentials.json")
+        self._cli("install", "claude-code")  # records the live slot, like a real install
+
+    def _publish(self, name: str, weekly: float) -> None:
+        gen = self.generation[name]
+        token = f"sk-ant-oat01-storm-{name}-{gen}"
+        self.server.set_usage(
+            token,
+            make_usage_doc(
+                time.time(),
+                five_hour=weekly / 3,
+                seven_day=weekly,
+                seven_day_resets_in=(2 + ACCOUNTS.index(name)) * 86400,
+            ),
+        )
+        with self._lock:
+            self.result.refresh_tokens.add(f"sk-ant-ort01-storm-{name}-{gen}")
+            self.result.current_tokens[name] = f"sk-ant-ort01-storm-{name}-{gen}"
+
+    def _cli(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", *args],
+            env=self.env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
+    # ------------------------------------------------------------ the storm
+
+    def hook(self, event: str, session: str, extra: dict | None = None) -> None:
+        if time.monotonic() > self.deadline:
+            return
+        payload = {
+            "session_id": session,
+            "hook_event_name": event,
+            "cwd": str(self.root),
+            **(extra or {}),
+        }
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", "hook", event],
+            input=json.dumps(payload),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.perf_counter() - started
+        with self._lock:
+            self.result.durations.setdefault(event, []).append(took)
+            self.result.hooks_run += 1
+            if proc.returncode != 0:
+                self.result.failures.append(f"{event}: exit {proc.returncode}")
+            out = proc.stdout.strip()
+            if out:
+                try:
+                    json.loads(out)
+                except ValueError:
+                    self.result.failures.append(f"{event}: stdout is not JSON: {out[:80]}")
+            if "sk-ant" in proc.stdout + proc.stderr:
+                self.result.failures.append(f"{event}: a token was printed")
+
+    def session(self, index: int, pool: ThreadPoolExecutor) -> None:
+        sid = f"storm-{index:02d}"
+        self.hook("session-start", sid, {"source": "startup"})
+        for _ in range(self.turns):
+            self.hook("user-prompt-submit", sid, {"prompt": "go"})
+            burst = [
+                pool.submit(self.hook, "pre-tool-use", sid, {"tool_name": "Bash"})
+                for _ in range(self.concurrency)
+            ]
+            for f in burst:
+                f.result()
+            self.hook("stop", sid, {"stop_hook_active": False})
+        self.hook("session-end", sid, {"reason": "other"})
+
+    def claude_code(self, stop: threading.Event) -> None:
+        """Stand-in for Claude Code's token refresh: under its lock, link -> regular file."""
+        budget = dict.fromkeys(ACCOUNTS, self.refreshes_per_account)
+        while not stop.wait(self.rng.uniform(0.3, 0.8)):
+            live = self.claude / ".credentials.json"
+            if not live.is_symlink():
+                continue
+            name = os.readlink(live).rsplit(".", 1)[-1]
+            if budget.get(name, 0) <= 0:
+                continue
+            if not self._with_claude_lock(lambda n=name: self._refresh(n)):
+                continue
+            budget[name] -= 1
+
+    def _refresh(self, name: str) -> None:
+        live = self.claude / ".credentials.json"
+        if not live.is_symlink() or os.readlink(live) != f".credentials.json.{name}":
+            return
+        self.generation[name] += 1
+        atomic_write_bytes(live, credential(name, self.generation[name]))  # replaces the link
+        doc = {"oauthAccount": {"accountUuid": f"uuid-{name}", "emailAddress": f"{name}@x"}}
+        atomic_write_bytes(self.home / ".claude.json", json.dumps(doc).encode())
+        self._publish(name, weekly=self.rng.choice([30.0, 97.0]))  # sometimes it ran out
+        with self._lock:
+            self.result.refreshes += 1
+
+    def _with_claude_lock(self, action: Callable[[], None]) -> bool:
+        """proper-lockfile as Claude Code does it: mkdir both dirs, give up after ~8 s."""
+        primary = self.claude / ".oauth_refresh.lock"
+        legacy = Path(str(self.claude) + ".lock")
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            try:
+                os.mkdir(primary)
+            except FileExistsError:
+                time.sleep(0.05)
+                continue
+            try:
+                os.mkdir(legacy)
+            except FileExistsError:
+                os.rmdir(primary)
+                time.sleep(0.05)
+                continue
+            try:
+                action()
+                return True
+            finally:
+                os.rmdir(legacy)
+                os.rmdir(primary)
+        return False
+
+    def run(self) -> StormResult:
+        self.prepare()
+        started = time.monotonic()
+        stop = threading.Event()
+        refresher = threading.Thread(target=self.claude_code, args=(stop,), daemon=True)
+        refresher.start()
+        workers = self.sessions * (self.concurrency + 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            sessions = [pool.submit(self.session, i, pool) for i in range(self.sessions)]
+            for f in sessions:
+                f.result()
+        stop.set()
+        refresher.join(15)
+        self.result.elapsed = time.monotonic() - started
+        self._cli("heal")  # the next boundary hook after the storm
+        return self.result
