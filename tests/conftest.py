@@ -13,3 +13,81 @@ from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 def fake_server() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer() as server:
         yield server
+
+
+# ---------------------------------------------------------------- secrets and modes, everywhere
+
+SECRET_MARK = b"sk-ant-"  # every token in every fixture carries it
+STATE_FILES = (
+    "events.jsonl",
+    "hook-status.json",
+    "config-cache.json",
+    "rotation.json",
+    "slots.json",
+)
+
+
+def _our_state_dirs(root):
+    return [d for d in root.rglob("state") if d.is_dir() and not d.is_symlink()]
+
+
+def _leaks_and_modes(root):
+    """Files our tool wrote that hold a token, or are not 0600 / 0700."""
+    import stat as stat_mod
+
+    problems = []
+    for state in _our_state_dirs(root):
+        for path in [state, *state.rglob("*")]:
+            if path.is_symlink():
+                continue
+            mode = stat_mod.S_IMODE(path.lstat().st_mode)
+            if path.is_dir() and mode != 0o700:
+                problems.append(f"{path}: dir mode {oct(mode)}")
+            elif path.is_file():
+                if mode != 0o600:
+                    problems.append(f"{path}: file mode {oct(mode)}")
+                if SECRET_MARK in path.read_bytes():
+                    problems.append(f"{path}: holds a token")
+    for path in root.rglob("*"):
+        if SECRET_MARK.decode() in path.name:
+            problems.append(f"{path}: a token in a file name")
+        if path.name in STATE_FILES and path.is_file() and SECRET_MARK in path.read_bytes():
+            problems.append(f"{path}: holds a token")
+    return sorted(set(problems))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks_no_loose_modes(request, tmp_path):
+    """After every test: the state it left holds no token and is private (0600/0700)."""
+    yield
+    problems = _leaks_and_modes(tmp_path)
+    if request.node.get_closest_marker("planted_files"):  # modes of its own files: theirs
+        problems = [p for p in problems if "mode" not in p]
+    assert not problems, "\n".join(problems[:20])
+
+
+def _is_ours(cmd) -> bool:
+    words = cmd if isinstance(cmd, (list, tuple)) else [cmd]
+    return any(
+        "gptme_subscription_plugin" in str(w) or "gptme-subscription" in str(w) for w in words
+    )
+
+
+def pytest_configure(config):
+    """Every run of our CLI or hooks in any test: stdout and stderr must hold no token."""
+    import subprocess
+
+    original = subprocess.run
+
+    def checked_run(*args, **kwargs):
+        result = original(*args, **kwargs)
+        cmd = args[0] if args else kwargs.get("args")
+        if _is_ours(cmd):
+            for stream in (result.stdout, result.stderr):
+                if stream is None:
+                    continue
+                text = stream if isinstance(stream, str) else stream.decode("utf-8", "replace")
+                assert SECRET_MARK.decode() not in text, f"token printed by {cmd!r}"
+        return result
+
+    subprocess.run = checked_run

@@ -131,6 +131,7 @@ def test_plain_ids_are_used_as_is() -> None:
     assert session_key("x/y") == session_key("x/y") != session_key("x/z")
 
 
+@pytest.mark.planted_files  # writes files of its own into a state dir
 @pytest.mark.parametrize(
     "content",
     [

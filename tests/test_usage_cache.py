@@ -235,6 +235,7 @@ def hold_lock() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
             proc.communicate(timeout=10)
 
 
+@pytest.mark.planted_files  # writes files of its own into a state dir
 def test_single_in_flight_poll_across_processes(cache, server, hold_lock) -> None:
     cache.record(oauth_snapshot(T0 - 30))
     holder = hold_lock(cache.dir / "a.poll.lock")
@@ -334,6 +335,7 @@ def test_files_are_private_and_hold_no_token(cache, server) -> None:
     assert cache.slots() == ["a"]
 
 
+@pytest.mark.planted_files  # writes files of its own into a state dir
 def test_corrupt_cache_file_costs_one_poll(cache, server) -> None:
     cache.dir.mkdir(parents=True)
     (cache.dir / "a.json").write_text("{not json")

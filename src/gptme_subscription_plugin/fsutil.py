@@ -19,7 +19,16 @@ TEMP_MARKER = ".tmp-gsp-"
 
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) as 0700 if missing; strip group/other access from it."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    missing = []
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):  # parents too: mkdir(parents=True) would use 0755
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
     try:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:  # only ever take access away: a dir made read-only stays read-only

@@ -47,11 +47,11 @@ def read_stdin_payload() -> dict[str, object]:
 
 
 def parse_payload(raw: str) -> dict[str, object]:
-    """Claude Code's stdin JSON: empty input is an empty payload, else it must be an object."""
+    """Claude Code's stdin JSON object; anything else is rejected (and nothing is done)."""
     if len(raw) > MAX_STDIN:
         raise ValueError("hook input is implausibly large")
     if not raw.strip():
-        return {}
+        raise ValueError("no hook input on stdin (Claude Code sends a JSON object)")
     doc = json.loads(raw)
     if not isinstance(doc, dict):
         raise ValueError("hook input is not a JSON object")

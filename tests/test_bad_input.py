@@ -1,0 +1,218 @@
+"""Property-based fuzzing of every input the tool reads from outside.
+
+Hook stdin for every event, the config loader (env and config.toml), slot names. No
+traceback escapes, hooks return 0, and input that is rejected changes nothing on disk.
+(The credential, usage-endpoint, statusline and usage-script parsers are fuzzed next to
+their unit tests.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gptme_subscription_plugin.claude_code import dispatch
+from gptme_subscription_plugin.config import Config, ConfigError, load_config
+from gptme_subscription_plugin.manager import SubscriptionManager
+from gptme_subscription_plugin.slots import SlotError
+
+from .helpers import credential_bytes, link_live, write_slot
+
+EVENTS = sorted(dispatch.EVENTS)
+SLOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+json_leaf = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+    max_leaves=20,
+)
+hook_keys = st.sampled_from(
+    [
+        "session_id",
+        "hook_event_name",
+        "cwd",
+        "transcript_path",
+        "tool_name",
+        "tool_input",
+        "error",
+        "source",
+        "reason",
+        "prompt",
+        "stop_hook_active",
+        "rate_limits",
+    ]
+)
+payloads = st.dictionaries(hook_keys, json_value | st.text(max_size=80), max_size=8)
+raw_inputs = (
+    st.binary(max_size=300)
+    | json_value.map(json.dumps)
+    | payloads.map(json.dumps)
+    | st.text(max_size=200)
+)
+
+
+class Sandbox:
+    """One claude dir + state dir shared by the examples (hypothesis runs many)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="gsp-fuzz-"))
+        self.home = self.root / "home"
+        self.claude = self.home / ".claude"
+        for name in ("a", "b"):
+            write_slot(self.claude, name, credential_bytes(name, expires_at=time.time() + 3600))
+        link_live(self.claude, "a")
+        self.env = {
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.root / "cfg"),
+            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.root / "state"),
+            "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
+            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "0.2",
+        }
+
+    def snapshot(self) -> dict[str, bytes | str]:
+        out: dict[str, bytes | str] = {}
+        for path in sorted(self.root.rglob("*")):
+            key = str(path.relative_to(self.root))
+            if path.is_symlink():
+                out[key] = os.readlink(path)
+            elif path.is_file():
+                out[key] = path.read_bytes()
+        return out
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+SANDBOX = Sandbox()
+
+
+def run_hook(event: str, raw: bytes) -> tuple[int, str, str]:
+    """dispatch.main in this process, as Claude Code would call it, with `raw` on stdin."""
+    stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    saved_stdin = sys.stdin
+    sys.stdin = stdin
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = dispatch.main([event])
+    finally:
+        sys.stdin = saved_stdin
+    return code, out.getvalue(), err.getvalue()
+
+
+def is_rejected(raw: bytes) -> bool:
+    """Input a hook must ignore: not a JSON object."""
+    try:
+        return not isinstance(json.loads(raw.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError):
+        return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=st.sampled_from(EVENTS), raw=raw_inputs)
+def test_every_hook_survives_any_stdin(event, raw):
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    original_detach = dispatch.detach
+
+    def inline(worker: str, payload: dict) -> None:  # run the worker here, not detached
+        dispatch.run(worker, payload, os.environ)
+
+    dispatch.detach = inline  # type: ignore[assignment]
+    try:
+        with SANDBOX.environment():
+            before = SANDBOX.snapshot()
+            code, out, err = run_hook(event, data)
+            after = SANDBOX.snapshot()
+    finally:
+        dispatch.detach = original_detach  # type: ignore[assignment]
+    assert code == 0
+    assert "Traceback" not in err and err.count("\n") <= 1
+    assert out == "" or isinstance(json.loads(out), dict)
+    assert "sk-ant" not in out + err
+    if is_rejected(data):
+        assert after == before, "rejected input changed files on disk"
+
+
+config_keys = st.sampled_from(
+    sorted(f.upper() for f in Config.__dataclass_fields__) + ["CREDS_DIR", "BOGUS"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(config_keys, st.text(max_size=40), max_size=5))
+def test_config_env_fuzz_only_ever_raises_config_error(values):
+    env = {"HOME": "/nonexistent-home", **{f"GPTME_SUBSCRIPTION_{k}": v for k, v in values.items()}}
+    try:
+        config = load_config(env=env)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc)
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.text(max_size=200)
+    | st.dictionaries(
+        st.sampled_from(sorted(Config.__dataclass_fields__) + ["nope"]),
+        json_leaf | st.lists(st.text(max_size=8), max_size=3),
+        max_size=4,
+    ).map(lambda d: "\n".join(f"{k} = {json.dumps(v)}" for k, v in d.items()))
+)
+def test_config_file_fuzz_only_ever_raises_config_error(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "gptme-subscription" / "config.toml"
+        cfg.parent.mkdir()
+        cfg.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            load_config(env={"HOME": tmp, "XDG_CONFIG_HOME": tmp})
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+
+
+names = st.text(max_size=80) | st.sampled_from(
+    ["..", "../x", "a/b", "a\x00b", "x" * 65, "é", "slot.1", " a", "-a", ""]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names)
+def test_slot_names_are_refused_unless_plain(name):
+    manager = SubscriptionManager(load_config(env=SANDBOX.env))
+    before = SANDBOX.snapshot()
+    if SLOT_RE.fullmatch(name):
+        manager.slots.slot_path(name)  # accepted: plain identifier
+        return
+    try:
+        manager.slots.slot_path(name)
+    except SlotError as exc:
+        assert "invalid slot name" in str(exc)
+    else:
+        raise AssertionError(f"{name!r} accepted")
+    outcome = manager.switch_to(name)
+    assert outcome.status == "refused"
+    after = SANDBOX.snapshot()
+    assert {k: v for k, v in after.items() if "events" not in k} == {
+        k: v for k, v in before.items() if "events" not in k
+    }
