@@ -40,19 +40,31 @@ def sandbox(root: Path) -> dict[str, str]:
     now = time.time()
     cache = UsageCache(state, poll_interval=3600)
     for i, name in enumerate(("alice", "bob", "carol")):
-        cred = {"claudeAiOauth": {"accessToken": f"bench-access-{name}",
-                                  "refreshToken": f"bench-refresh-{name}",
-                                  "expiresAt": int((now + 86400) * 1000)}}
+        cred = {
+            "claudeAiOauth": {
+                "accessToken": f"bench-access-{name}",
+                "refreshToken": f"bench-refresh-{name}",
+                "expiresAt": int((now + 86400) * 1000),
+            }
+        }
         fsutil.atomic_write_text(claude / f".credentials.json.{name}", json.dumps(cred))
-        snap = UsageSnapshot(name, "oauth", now,
-                             five_hour=UsageWindow(0.1 * i, now + 3600, FIVE_HOUR_S),
-                             seven_day=UsageWindow(0.2 + 0.1 * i, now + (2 + i) * 86400, SEVEN_DAY_S))
+        snap = UsageSnapshot(
+            name,
+            "oauth",
+            now,
+            five_hour=UsageWindow(0.1 * i, now + 3600, FIVE_HOUR_S),
+            seven_day=UsageWindow(0.2 + 0.1 * i, now + (2 + i) * 86400, SEVEN_DAY_S),
+        )
         cache.poll(name, lambda s=snap: s, now)  # counts as a fresh poll: hooks will not poll
     fsutil.atomic_symlink(".credentials.json.alice", claude / ".credentials.json")
-    return {"PATH": os.environ.get("PATH", ""), "HOME": str(home),
-            "XDG_CONFIG_HOME": str(root / "cfg"), "GPTME_SUBSCRIPTION_STATE_DIR": str(state),
-            "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
-            "GPTME_SUBSCRIPTION_POLL_INTERVAL": "3600"}
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(root / "cfg"),
+        "GPTME_SUBSCRIPTION_STATE_DIR": str(state),
+        "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
+        "GPTME_SUBSCRIPTION_POLL_INTERVAL": "3600",
+    }
 
 
 def timed(cmd: list[str], env: dict[str, str], stdin: str, runs: int) -> float:
@@ -79,8 +91,7 @@ def main() -> int:
         print(f"bare python -c pass: {bare * 1000:.1f} ms (median of {args.runs})")
         print(f"{'hook':<20} {'median ms':>10} {'x bare':>8} {'target':>8}")
         worst_ok = True
-        for event in ("pre-tool-use", "session-start", "user-prompt-submit", "stop",
-                      "session-end"):
+        for event in ("pre-tool-use", "session-start", "user-prompt-submit", "stop", "session-end"):
             stdin = json.dumps({"session_id": "bench", "hook_event_name": event, "cwd": str(root)})
             median = timed([script, "hook", event], env, stdin, args.runs)
             ratio = median / bare

@@ -33,23 +33,34 @@ def main() -> int:
         with FakeAnthropicServer() as server:
             storm = Storm(root, server, args.sessions, args.concurrency, args.turns, seconds=300)
             result = storm.run()
-            events = [json.loads(line) for line in
-                      (storm.state / "events.jsonl").read_text().splitlines()]
+            events = [
+                json.loads(line) for line in (storm.state / "events.jsonl").read_text().splitlines()
+            ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     switches = sum(1 for e in events if e.get("kind") == "switch")
     pending = sum(1 for e in events if e.get("kind") == "pending")
     heals = sum(1 for e in events if e.get("kind") == "heal")
-    print(f"{args.sessions} sessions x {args.concurrency} concurrent hooks, {args.turns} turns: "
-          f"{result.hooks_run} hook processes in {result.elapsed:.1f} s; "
-          f"{result.refreshes} token refreshes, {heals} heals, {switches} switches, "
-          f"{pending} pending; failures: {len(result.failures)}")
+    print(
+        f"{args.sessions} sessions x {args.concurrency} concurrent hooks, {args.turns} turns: "
+        f"{result.hooks_run} hook processes in {result.elapsed:.1f} s; "
+        f"{result.refreshes} token refreshes, {heals} heals, {switches} switches, "
+        f"{pending} pending; failures: {len(result.failures)}"
+    )
     print(f"{'hook':<20} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}")
-    for event in ("session-start", "user-prompt-submit", "pre-tool-use", "stop", "session-end",
-                  None):
+    for event in (
+        "session-start",
+        "user-prompt-submit",
+        "pre-tool-use",
+        "stop",
+        "session-end",
+        None,
+    ):
         runs = sum(len(v) for e, v in result.durations.items() if event in (None, e))
-        print(f"{event or 'all':<20} {runs:>5} {result.median(event) * 1000:>8.0f} "
-              f"{result.percentile(event, 0.99) * 1000:>8.0f}")
+        print(
+            f"{event or 'all':<20} {runs:>5} {result.median(event) * 1000:>8.0f} "
+            f"{result.percentile(event, 0.99) * 1000:>8.0f}"
+        )
     return 1 if result.failures else 0
 
 

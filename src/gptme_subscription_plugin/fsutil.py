@@ -7,6 +7,7 @@ Files are 0600 and directories 0700 because they hold (or sit beside) credential
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -25,10 +26,8 @@ def ensure_private_dir(path: Path) -> Path:
         missing.append(parent)
         parent = parent.parent
     for directory in reversed(missing):  # parents too: mkdir(parents=True) would use 0755
-        try:
+        with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            pass
     try:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:  # only ever take access away: a dir made read-only stays read-only
