@@ -97,21 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--json", action="store_true")
     sl = slot_sub.add_parser("list", help="list slots with credential health")
     sl.add_argument("--json", action="store_true")
-    p = add("install", "install the Claude Code hooks (and statusline) into a settings.json")
-    p.add_argument("target", choices=["claude-code"])
+    p = add(
+        "install",
+        "claude-code: the hooks (and statusline) into a settings.json; "
+        "gptme: the subscription plugin into a workspace's gptme.toml",
+    )
+    p.add_argument("target", choices=["claude-code", "gptme"])
     p.add_argument(
         "--scope",
         choices=["user", "project", "local"],
         default="user",
-        help="user: <claude dir>/settings.json; project: .claude/settings.json; "
+        help="claude-code: user: <claude dir>/settings.json; project: .claude/settings.json; "
         "local: .claude/settings.local.json",
     )
     p.add_argument("--project-dir", type=Path, default=None, help="project root (default: cwd)")
+    p.add_argument(
+        "--workspace", type=Path, default=None, help="gptme: the workspace (default: cwd)"
+    )
     p.add_argument("--dry-run", action="store_true", help="show the result, write nothing")
-    p = add("uninstall", "remove our hooks (and restore a wrapped statusline)")
-    p.add_argument("target", choices=["claude-code"])
+    p = add("uninstall", "remove our hooks (claude-code) or the plugin (gptme) again")
+    p.add_argument("target", choices=["claude-code", "gptme"])
     p.add_argument("--scope", choices=["user", "project", "local"], default="user")
     p.add_argument("--project-dir", type=Path, default=None)
+    p.add_argument("--workspace", type=Path, default=None)
     p.add_argument("--dry-run", action="store_true")
     p = add("doctor", "check installation, slots, locks and env overrides; say what to fix")
     p.add_argument("--project-dir", type=Path, default=None)
@@ -496,6 +504,8 @@ def cmd_slot(m: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_install(m: Any, args: argparse.Namespace) -> int:
+    if args.target == "gptme":
+        return cmd_install_gptme(m, args)
     from .claude_code import installer
 
     project = (args.project_dir or Path.cwd()).resolve()
@@ -524,6 +534,43 @@ def cmd_install(m: Any, args: argparse.Namespace) -> int:
         print(json.dumps(result.after, indent=2))
     else:
         print(f"{verb} {path}" + (f" (backup: {result.backup})" if result.backup else ""))
+    for note in result.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
+    """The gptme plugin into (or out of) a workspace's gptme.toml; never imports gptme."""
+    from .gptme_plugin import installer
+
+    workspace = (args.workspace or Path.cwd()).resolve()
+    if not workspace.is_dir():
+        print(f"gptme-subscription: workspace {workspace} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "install":
+        result = installer.install(workspace, dry_run=args.dry_run)
+        m.slots.observe()  # remember the live slot now, so a later refresh can be attributed
+    else:
+        result = installer.uninstall(workspace, dry_run=args.dry_run)
+    m.events.append(
+        args.command,
+        m.clock(),
+        target=args.target,
+        path=str(result.path),
+        changed=result.changed,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        _print_json({**result.to_dict(), "dry_run": args.dry_run})
+        return EXIT_OK
+    verb = "installed into" if args.command == "install" else "removed from"
+    if not result.changed:
+        print(f"nothing to do: {result.path} is already up to date")
+    elif args.dry_run:
+        print(f"dry run: would write {result.path}:")
+        print(result.text, end="")
+    else:
+        print(f"{verb} {result.path}" + (f" (backup: {result.backup})" if result.backup else ""))
     for note in result.notes:
         print(f"note: {note}")
     return EXIT_OK

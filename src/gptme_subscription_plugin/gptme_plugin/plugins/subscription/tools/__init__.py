@@ -1,0 +1,1 @@
+"""Tool modules of the folder plugin (gptme collects every public submodule)."""
