@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add("demo", "run the core in a throwaway sandbox through a scripted day")
     p.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    p = add("simulate", "routing simulator: policies x scenarios x seeds (offline, seeded)")
+    p.add_argument("--scenario", action="append", help="scenario(s), comma-separated (all)")
+    p.add_argument("--seeds", type=int, default=8, help="seeds per scenario (default 8)")
+    p.add_argument("--policy", action="append", help="policies to show, comma-separated (all)")
+    p.add_argument("--from-transcripts", type=Path, metavar="DIR", help="replay *.jsonl in DIR")
+    p.add_argument("--fleet", action="append", help="tiers for the replay (default max5,max5)")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="plot slot use (needs [plot])")
+    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
     return parser
 
 
@@ -168,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "simulate":
+        from .sim.cli import run_simulate
+
+        return run_simulate(args)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -266,15 +266,18 @@ def rank_candidates(
 
 
 def forget_old_usage(view: PolicyView, thresholds: Thresholds, now: float) -> PolicyView:
-    """Usage older than `usage_max_age` says nothing about now: treat it as unknown."""
-    if all(s.usage is None or s.usage.age(now) <= thresholds.usage_max_age for s in view.slots):
+    """The live slot's usage older than `usage_max_age` says nothing about now: unknown.
+
+    The live slot is being spent, so an old reading of it is wrong by an unknown amount. An idle
+    slot's last reading stands: nothing here has used it since, its windows count as empty once
+    past their reset, and its weekly reset time is what ranking by expiry needs. (Idle slots go
+    unobserved for good reasons: their access tokens expire and this tool never refreshes a
+    token to look at usage.)
+    """
+    live = view.slot(view.live)
+    if live is None or live.usage is None or live.usage.age(now) <= thresholds.usage_max_age:
         return view
-    slots = tuple(
-        replace(s, usage=None)
-        if s.usage is not None and s.usage.age(now) > thresholds.usage_max_age
-        else s
-        for s in view.slots
-    )
+    slots = tuple(replace(s, usage=None) if s.name == view.live else s for s in view.slots)
     return replace(view, slots=slots)
 
 

@@ -1,0 +1,758 @@
+"""The discrete-event simulator: a fleet, a workload, the hook pack, and any Policy.
+
+Ground truth (what Anthropic counts) lives in `_Account`; the policy never sees it. What the
+policy sees is built the way production builds it:
+
+- the statusline records the live slot's 5-hour and weekly use after each response of a
+  session that runs it (0-100 percentages, parsed by the production parser);
+- the usage endpoint is polled at Stop and SessionStart, at most once per `poll_interval`
+  (180 s) per slot, only for slots whose access token has not expired (production never
+  refreshes a token to look at usage), with production's backoff after failures; answers are
+  0-100 with ISO resets, parsed by the production parser;
+- both feed a per-slot cache that merges windows (newer wins) and marks data stale exactly as
+  `usage/cache.py` does.
+
+The hook pack's decision points are mirrored from `claude_code/hooks.py` and `manager.py`:
+SessionStart polls; UserPromptSubmit applies a pending switch when no other session is
+mid-turn, then marks the turn busy; Stop marks idle, applies a pending switch, evaluates with
+a refresh and applies (pending while someone else is mid-turn); StopFailure with a rate limit
+marks the live slot limited until its reset and evaluates on cached data; StopFailure for any
+other error does nothing (as in production). One live credential serves every session; a
+request is bound to the account that is live when it starts. A flip while any session is
+mid-turn or mid-request is counted as a violation (the engine never does it on purpose).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..policy import Decision, Policy, PolicyView, SlotView, Thresholds, can_serve, exhaustion
+from ..usage.oauth import parse_oauth_usage
+from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
+from ..usage.statusline import parse_statusline_rate_limits
+from .fleet import FleetAccount
+from .model import FIVE_HOURS, HOUR, WEEK
+from .workload import Request, Session, Workload
+
+TOKEN_LIFETIME = 8 * HOUR  # Claude Code's OAuth access tokens (reference: ~8 h)
+REFRESH_BUFFER = 300.0  # Claude Code refreshes when a token expires within 5 minutes
+DEFAULT_LIMIT_S = 3600.0  # hooks.py: a rate limit with no known reset
+MAX_BACKOFF = 3600.0  # usage/cache.py defaults
+MAX_RETRY_AFTER = 24 * 3600.0
+ENDPOINT_RETRY_AFTER = 3600.0  # the usage endpoint's Retry-After when it rate-limits
+MAX_TURN_RETRY = 1800.0
+SAMPLE_EVERY = 900.0
+
+_TURN, _REQUEST, _TURN_END, _SAMPLE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """Production settings the hook pack runs with (config defaults)."""
+
+    poll_interval: float = 180.0
+    session_ttl: float = 1800.0
+    cache_ttl: float = 300.0
+    outages: tuple[tuple[float, float], ...] = ()  # the usage endpoint answers 429 in these
+
+
+@dataclass
+class RunMetrics:
+    """Everything one run measured; `capture` counts useful quota only (see README)."""
+
+    capture: float = 0.0
+    served: float = 0.0
+    stalls: int = 0  # refused requests while another account could have served them
+    refused: int = 0
+    rate_limited: int = 0  # 429s seen by sessions
+    auth_errors: int = 0
+    stall_hours: float = 0.0  # time sessions waited on refused requests
+    swaps: int = 0
+    swaps_per_day: float = 0.0
+    mid_turn_swaps: int = 0
+    mid_request_swaps: int = 0
+    violations: int = 0
+    cache_extra: float = 0.0  # units spent re-writing caches left warm on another account
+    cache_extra_pct: float = 0.0  # the same, as a share of served useful units
+    wait_cache_extra: float = 0.0  # units re-writing caches that expired while a session waited
+    polls: int = 0
+    decisions: int = 0
+    requests: int = 0
+    closed_windows: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunResult:
+    metrics: RunMetrics
+    switches: list[tuple[float, str | None, str, str]] = field(default_factory=list)
+    samples: list[tuple[float, str | None, tuple[tuple[float, float], ...]]] = field(
+        default_factory=list
+    )
+    windows: list[tuple[str, float, float, float, float]] = field(default_factory=list)
+    # with record=True: (session, turn index, start, end, account) of every served request
+    requests: list[tuple[str, int, float, float, str]] = field(default_factory=list)
+
+
+class _Account:
+    """Ground truth of one account (never shown to the policy)."""
+
+    __slots__ = (
+        "spec",
+        "name",
+        "c5",
+        "c7",
+        "caps",
+        "week_end",
+        "week_used",
+        "week_useful",
+        "model_used",
+        "five_until",
+        "five_used",
+        "broken_at",
+        "token_exp",
+        "closed",
+    )
+
+    def __init__(self, spec: FleetAccount):
+        self.spec = spec
+        self.name = spec.name
+        self.c5 = spec.five_hour_cap
+        self.c7 = spec.weekly_cap
+        self.caps = dict(spec.model_caps)
+        self.week_end = spec.first_reset
+        self.week_used = self.week_useful = spec.initial_weekly * self.c7
+        initial = dict(spec.initial_models)
+        self.model_used = {m: initial.get(m, 0.0) * cap for m, cap in self.caps.items()}
+        self.five_until: float | None = None
+        self.five_used = 0.0
+        self.broken_at = spec.broken_at
+        self.token_exp = spec.token_expires_at
+        self.closed: list[tuple[float, float, float, float]] = []  # end, useful, used, cap
+
+    def roll(self, t: float, horizon: float) -> None:
+        """Advance the windows to `t`: close a 5-hour window, close weekly windows."""
+        if self.five_until is not None and t >= self.five_until:
+            self.five_until = None
+            self.five_used = 0.0
+        while t >= self.week_end:
+            if self.week_end <= horizon:
+                self.closed.append((self.week_end, self.week_useful, self.week_used, self.c7))
+            self.week_used = self.week_useful = 0.0
+            for m in self.model_used:
+                self.model_used[m] = 0.0
+            self.week_end += WEEK
+
+    def broken(self, t: float) -> bool:
+        return self.broken_at is not None and t >= self.broken_at
+
+    def admits(self, model: str) -> str | None:
+        """None while every window that applies is under 100%, else the spent window.
+
+        A request admitted under the limit completes and is charged in full, so use can end
+        slightly above 100% (the endpoint reports such values); capture is capped at 100%.
+        """
+        if self.five_used >= self.c5:
+            return FIVE_HOUR
+        if self.week_used >= self.c7:
+            return SEVEN_DAY
+        cap = self.caps.get(model)
+        if cap is not None and self.model_used[model] >= cap:
+            return f"seven_day_{model}"
+        return None
+
+    def charge(self, t: float, cost: float, useful: float, model: str) -> None:
+        if self.five_until is None:
+            self.five_until = t + FIVE_HOURS
+        self.five_used += cost
+        self.week_used += cost
+        self.week_useful += useful
+        if model in self.model_used:
+            self.model_used[model] += cost
+
+    def fractions(self) -> tuple[float, float | None, float, float]:
+        """(5h use, 5h reset or None, weekly use, weekly reset) as headers would say."""
+        u5 = self.five_used / self.c5 if self.five_until is not None else 0.0
+        return u5, self.five_until, self.week_used / self.c7, self.week_end
+
+
+class _SlotCache:
+    """Mirror of usage/cache.py for one slot, in memory: merge, poll budget, staleness."""
+
+    __slots__ = (
+        "name",
+        "windows",
+        "last_attempt",
+        "last_success",
+        "next_allowed",
+        "hard_until",
+        "backoff_count",
+        "last_error",
+        "last_error_at",
+        "_merged",
+    )
+
+    def __init__(self, name: str):
+        self.name = name
+        self.windows: dict[str, tuple[UsageWindow, float, str]] = {}
+        self.last_attempt: float | None = None
+        self.last_success: float | None = None
+        self.next_allowed: float | None = None
+        self.hard_until: float | None = None
+        self.backoff_count = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._merged: UsageSnapshot | None = None
+
+    def merge(self, snapshot: UsageSnapshot) -> None:
+        """Per window, the newer observation wins (ties go to the incoming one)."""
+        incoming: dict[str, UsageWindow | None] = {
+            FIVE_HOUR: snapshot.five_hour,
+            SEVEN_DAY: snapshot.seven_day,
+        }
+        for name, window in snapshot.models.items():
+            incoming["model:" + name] = window
+        for key, maybe in incoming.items():
+            old = self.windows.get(key)
+            if maybe is not None and (old is None or old[1] <= snapshot.observed_at):
+                self.windows[key] = (maybe, snapshot.observed_at, snapshot.source)
+        self._merged = None
+
+    def get(self, now: float, poll_interval: float) -> UsageSnapshot | None:
+        if not self.windows:
+            return None
+        if self._merged is None:
+            newest = max(self.windows.values(), key=lambda o: o[1])
+            five, seven = self.windows.get(FIVE_HOUR), self.windows.get(SEVEN_DAY)
+            self._merged = UsageSnapshot(
+                slot=self.name,
+                source=newest[2],
+                observed_at=newest[1],
+                five_hour=five[0] if five else None,
+                seven_day=seven[0] if seven else None,
+                models={k[6:]: o[0] for k, o in self.windows.items() if k.startswith("model:")},
+            )
+        snap = self._merged
+        stale = now - snap.observed_at > poll_interval * 2 or (
+            self.last_error is not None
+            and self.last_error_at is not None
+            and self.last_error_at >= snap.observed_at
+        )
+        if stale:
+            return UsageSnapshot(
+                snap.slot,
+                snap.source,
+                snap.observed_at,
+                snap.five_hour,
+                snap.seven_day,
+                snap.models,
+                True,
+            )
+        return snap
+
+    @staticmethod
+    def _waiting(until: float | None, now: float) -> bool:
+        return until is not None and now < until <= now + max(MAX_BACKOFF, MAX_RETRY_AFTER)
+
+    def may_poll(self, now: float, poll_interval: float) -> bool:
+        if self._waiting(self.hard_until, now) or self._waiting(self.next_allowed, now):
+            return False
+        last = self.last_attempt
+        return last is None or abs(now - last) >= poll_interval
+
+    def succeeded(self, now: float) -> None:
+        self.last_attempt = self.last_success = now
+        self.next_allowed = self.hard_until = None
+        self.backoff_count = 0
+        self.last_error = self.last_error_at = None
+
+    def failed(self, now: float, kind: str, retry_after: float | None, poll_interval: float):
+        base = max(poll_interval, 1.0)
+        backoff = min(MAX_BACKOFF, base * 2 ** min(self.backoff_count, 60))
+        wait = max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))
+        self.last_attempt = self.last_error_at = now
+        self.backoff_count += 1
+        self.next_allowed = now + wait
+        self.hard_until = now + wait if kind == "rate_limited" else None
+        self.last_error = kind
+
+
+class _SessionState:
+    __slots__ = (
+        "index",
+        "session",
+        "turn",
+        "req",
+        "started",
+        "in_turn",
+        "req_end",
+        "cache_acct",
+        "last_end",
+        "fails",
+        "fail_since",
+        "next_in_lane",
+    )
+
+    def __init__(self, index: int, session: Session):
+        self.index = index
+        self.session = session
+        self.turn = 0
+        self.req = 0
+        self.started = False
+        self.in_turn = False
+        self.req_end = -1.0
+        self.cache_acct = -1
+        self.last_end = -1e18
+        self.fails = 0
+        self.fail_since: float | None = None
+        self.next_in_lane: _SessionState | None = None
+
+
+_ISO: dict[float, str] = {}
+
+
+def _iso(ts: float) -> str:
+    text = _ISO.get(ts)
+    if text is None:
+        if len(_ISO) > 100_000:
+            _ISO.clear()
+        text = _ISO[ts] = datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return text
+
+
+def endpoint_document(acct: FleetAccount, fractions: dict[str, tuple[float, float | None]]):
+    """What `/api/oauth/usage` answers for the windows given as (fraction, reset)."""
+
+    def window(key: str) -> dict[str, Any] | None:
+        if key not in fractions:
+            return None
+        frac, reset = fractions[key]
+        return {
+            "utilization": round(frac * 100.0, 1),
+            "resets_at": None if reset is None else _iso(reset),
+        }
+
+    doc: dict[str, Any] = {
+        "five_hour": window(FIVE_HOUR),
+        "seven_day": window(SEVEN_DAY),
+        "seven_day_opus": window("opus"),
+        "seven_day_sonnet": window("sonnet"),
+        "seven_day_oauth_apps": None,
+        "extra_usage": None,
+        "limits": [],
+    }
+    for model, _ in acct.model_caps:
+        if model in ("opus", "sonnet"):
+            continue
+        frac, reset = fractions[model]
+        doc["limits"].append(
+            {
+                "kind": "weekly_scoped",
+                "group": "weekly",
+                "percent": round(frac * 100.0),
+                "resets_at": None if reset is None else _iso(reset),
+                "scope": {"model": {"id": None, "display_name": model.title()}},
+                "is_active": False,
+            }
+        )
+    return doc
+
+
+class Simulator:
+    """One run: `Simulator(workload, fleet, policy).run()` -> RunResult. Deterministic."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        fleet: tuple[FleetAccount, ...],
+        policy: Policy,
+        options: SimOptions | None = None,
+        thresholds: Thresholds | None = None,
+        sample: bool = False,
+        record: bool = False,
+    ):
+        self.workload = workload
+        self.policy = policy
+        self.opt = options or SimOptions()
+        # the manager's own thresholds (Config defaults), whatever policy runs
+        self.thresholds = thresholds or Thresholds()
+        self.sample = sample
+        self.record = record
+        self.end = workload.end
+        self.accounts = [_Account(a) for a in fleet]
+        self.specs = fleet
+        self.names = [a.name for a in fleet]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.cache = [_SlotCache(n) for n in self.names]
+        self.sessions = [_SessionState(i, s) for i, s in enumerate(workload.sessions)]
+        # hook-pack state (rotation.json and the turn registry)
+        self.live: int | None = 0
+        self.last_switch_at: float | None = None
+        self.pending: tuple[int, str, str] | None = None
+        self.limited: dict[int, float] = {}
+        self.left_exhausted: dict[int, float] = {}
+        self.registry: dict[int, list[Any]] = {}  # session -> [busy, last_seen]
+        self.busy: set[int] = set()
+        self._heap: list[tuple[float, int, int, int]] = []
+        self._seq = 0
+        self._obs: list[tuple[float, int, int, tuple[float, float | None, float, float]]] = []
+        self.m = RunMetrics()
+        self.result = RunResult(self.m)
+        self._observe: Callable[..., None] | None = getattr(policy, "observe_switch", None)
+        attach = getattr(policy, "attach", None)
+        if attach is not None:  # only the hindsight oracle asks for the ground truth
+            attach(self)
+
+    # ------------------------------------------------------------ event plumbing
+
+    def _push(self, t: float, kind: int, si: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, si))
+
+    def run(self) -> RunResult:
+        lanes: dict[int, list[_SessionState]] = {}
+        for s in self.sessions:
+            lanes.setdefault(s.session.lane, []).append(s)
+        for queue in lanes.values():
+            for prev, nxt in zip(queue, queue[1:], strict=False):
+                prev.next_in_lane = nxt
+            first = queue[0].session.turns[0].at
+            if first < self.end:
+                self._push(first, _TURN, queue[0].index)
+        if self.sample:
+            t = self.workload.start
+            while t < self.end:
+                self._push(t, _SAMPLE, -1)
+                t += SAMPLE_EVERY
+        # the person set things up just now: every slot's token was good for one poll
+        self._refresh(self.workload.start)
+        heap = self._heap
+        end = self.end
+        while heap:
+            t, _, kind, si = heapq.heappop(heap)
+            if t >= end:
+                break
+            if kind == _REQUEST:
+                self._request(self.sessions[si], t)
+            elif kind == _TURN:
+                self._turn_start(self.sessions[si], t)
+            elif kind == _TURN_END:
+                self._turn_end(self.sessions[si], t)
+            else:
+                self._take_sample(t)
+        self._finish()
+        return self.result
+
+    # ------------------------------------------------------------ sessions
+
+    def _turn_start(self, s: _SessionState, t: float) -> None:
+        if not s.started:
+            s.started = True
+            self._hook_session_start(s, t)
+        self._hook_user_prompt_submit(s, t)
+        s.in_turn = True
+        self._request(s, t)
+
+    def _request(self, s: _SessionState, t: float) -> None:
+        req = s.session.turns[s.turn].requests[s.req]
+        live = self.live
+        if live is None:  # nothing linked: Claude Code has no credential
+            self._fail(s, t, req, "authentication_failed")
+            return
+        a = self.accounts[live]
+        a.roll(t, self.end)
+        if a.broken(t):
+            self._fail(s, t, req, "authentication_failed")
+            return
+        if a.admits(req.model) is not None:
+            self._fail(s, t, req, "rate_limit")
+            return
+        m = self.m
+        cost = req.warm
+        if not req.natural_cold:
+            if t - s.last_end > self.opt.cache_ttl:
+                cost = req.cold  # the session waited (a stall or a retry): its cache expired
+                m.wait_cache_extra += cost - req.useful
+            elif s.cache_acct != live:
+                cost = req.cold  # warm on another account: the price of a swap
+                m.cache_extra += cost - req.useful
+        else:
+            cost = req.cold
+        a.charge(t, cost, req.useful, req.model)
+        m.requests += 1
+        m.served += req.useful
+        if s.fail_since is not None:
+            m.stall_hours += (t - s.fail_since) / HOUR
+            s.fail_since = None
+        s.fails = 0
+        if a.token_exp - REFRESH_BUFFER <= t:
+            a.token_exp = t + TOKEN_LIFETIME  # Claude Code refreshes the live token on use
+        done = t + req.duration
+        if self.record:
+            self.result.requests.append((s.session.sid, s.turn, t, done, a.name))
+        s.cache_acct = live
+        s.last_end = done
+        s.req_end = done
+        if s.session.statusline:
+            self._seq += 1
+            heapq.heappush(self._obs, (done, self._seq, live, a.fractions()))
+        s.req += 1
+        if s.req < len(s.session.turns[s.turn].requests):
+            entry = self.registry.get(s.index)
+            if entry is not None:
+                entry[1] = done  # PreToolUse refreshes the busy entry
+            self._push(done + req.tool_after, _REQUEST, s.index)
+        else:
+            self._push(done, _TURN_END, s.index)
+
+    def _fail(self, s: _SessionState, t: float, req: Request, error: str) -> None:
+        m = self.m
+        m.refused += 1
+        if error == "rate_limit":
+            m.rate_limited += 1
+        else:
+            m.auth_errors += 1
+        if self._another_could_serve(t, req):
+            m.stalls += 1
+        if s.fail_since is None:
+            s.fail_since = t
+        s.in_turn = False
+        self._hook_stop_failure(s, t, error)
+        s.fails += 1
+        delay = min(MAX_TURN_RETRY, s.session.retry * 2 ** (s.fails - 1))
+        self._push(t + delay, _TURN, s.index)
+
+    def _another_could_serve(self, t: float, req: Request) -> bool:
+        for i, a in enumerate(self.accounts):
+            if i == self.live:
+                continue
+            a.roll(t, self.end)
+            if not a.broken(t) and a.admits(req.model) is None:
+                return True
+        return False
+
+    def _turn_end(self, s: _SessionState, t: float) -> None:
+        s.in_turn = False
+        self._hook_stop(s, t)
+        s.turn += 1
+        s.req = 0
+        turns = s.session.turns
+        if s.turn < len(turns):
+            nxt = turns[s.turn]
+            self._push(max(nxt.at, t + nxt.think), _TURN, s.index)
+        else:  # SessionEnd: unregister; the lane's next session may start
+            self.registry.pop(s.index, None)
+            self.busy.discard(s.index)
+            nxt_session = s.next_in_lane
+            if nxt_session is not None:
+                first = nxt_session.session.turns[0].at
+                self._push(max(first, t), _TURN, nxt_session.index)
+
+    # ------------------------------------------------------------ hooks (claude_code/hooks.py)
+
+    def _hook_session_start(self, s: _SessionState, t: float) -> None:
+        self._mark_idle(s.index, t)
+        self._refresh(t)  # refresh_summary(refresh=True): polls within the budget
+
+    def _hook_user_prompt_submit(self, s: _SessionState, t: float) -> None:
+        self._apply_pending(s.index, t)
+        self.registry[s.index] = [True, t]
+        self.busy.add(s.index)
+
+    def _hook_stop(self, s: _SessionState, t: float) -> None:
+        self._mark_idle(s.index, t)
+        outcome = self._apply_pending(s.index, t)
+        decision = self._evaluate(t, refresh=True)
+        if outcome != "switched":
+            self._apply(decision, s.index, t)
+
+    def _hook_stop_failure(self, s: _SessionState, t: float, error: str) -> None:
+        self._mark_idle(s.index, t)
+        if error != "rate_limit":
+            return  # production ignores every other API error
+        live = self.live
+        if live is not None:
+            self.limited[live] = self._limited_until(live, t)
+        decision = self._evaluate(t, refresh=False)
+        self._apply(decision, s.index, t)
+
+    def _limited_until(self, slot: int, now: float) -> float:
+        """hooks.limited_until: the spent window's reset if known, else the 5h reset, else 1 h."""
+        usage = self.cache[slot].get(now, self.opt.poll_interval)
+        spent = exhaustion(usage, self.thresholds, now)
+        if spent is not None and spent[1] is not None and spent[1] > now:
+            return spent[1]
+        five = usage.five_hour if usage is not None else None
+        if five is not None and five.resets_at is not None and five.resets_at > now:
+            return five.resets_at
+        return now + DEFAULT_LIMIT_S
+
+    def _mark_idle(self, si: int, t: float) -> None:
+        self.registry[si] = [False, t]
+        self.busy.discard(si)
+
+    def _others_busy(self, si: int | None, now: float) -> bool:
+        ttl = self.opt.session_ttl
+        return any(other != si and now - self.registry[other][1] <= ttl for other in self.busy)
+
+    # ------------------------------------------------------------ manager.py
+
+    def _flush_observations(self, now: float) -> None:
+        obs = self._obs
+        while obs and obs[0][0] <= now:
+            at, _, slot, (u5, r5, u7, r7) = heapq.heappop(obs)
+            rate_limits: dict[str, Any] = {
+                SEVEN_DAY: {"used_percentage": round(u7 * 100.0), "resets_at": r7}
+            }
+            if r5 is not None:
+                rate_limits[FIVE_HOUR] = {"used_percentage": round(u5 * 100.0), "resets_at": r5}
+            snap = parse_statusline_rate_limits({"rate_limits": rate_limits}, self.names[slot], at)
+            if snap is not None:
+                self.cache[slot].merge(snap)
+
+    def _refresh(self, now: float) -> None:
+        """check_usage(refresh=True): poll each slot the budget allows and a token permits."""
+        interval = self.opt.poll_interval
+        for i, cache in enumerate(self.cache):
+            a = self.accounts[i]
+            if a.token_exp <= now or not cache.may_poll(now, interval):
+                continue
+            self.m.polls += 1
+            a.roll(now, self.end)
+            if a.broken(now):
+                cache.failed(now, "auth", None, interval)
+            elif any(lo <= now < hi for lo, hi in self.opt.outages):
+                cache.failed(now, "rate_limited", ENDPOINT_RETRY_AFTER, interval)
+            else:
+                u5, r5, u7, r7 = a.fractions()
+                fractions: dict[str, tuple[float, float | None]] = {
+                    FIVE_HOUR: (u5, r5),
+                    SEVEN_DAY: (u7, r7),
+                }
+                for model, cap in a.caps.items():
+                    fractions[model] = (a.model_used[model] / cap, r7)
+                doc = endpoint_document(a.spec, fractions)
+                cache.merge(parse_oauth_usage(doc, a.name, now))
+                cache.succeeded(now)
+
+    def view(self, now: float) -> PolicyView:
+        """The policy's whole input, as manager.view builds it (model unknown at Stop)."""
+        interval = self.opt.poll_interval
+        slots = tuple(
+            SlotView(
+                name=name,
+                usable=True,  # the files look healthy offline, even a revoked credential
+                health="valid" if self.accounts[i].token_exp > now else "stale",
+                usage=self.cache[i].get(now, interval),
+                limited_until=self.limited.get(i),
+                left_exhausted_at=self.left_exhausted.get(i),
+            )
+            for i, name in enumerate(self.names)
+        )
+        return PolicyView(
+            live=None if self.live is None else self.names[self.live],
+            slots=slots,
+            last_switch_at=self.last_switch_at,
+        )
+
+    def _evaluate(self, now: float, refresh: bool) -> Decision:
+        self._flush_observations(now)
+        if refresh:
+            self._refresh(now)
+        self.m.decisions += 1
+        return self.policy.decide(self.view(now), now)
+
+    def _apply(self, decision: Decision, si: int | None, now: float) -> str | None:
+        if decision.wants_switch and decision.target is not None:
+            return self._switch_to(decision.target, decision.mode, si, now)
+        return None
+
+    def _apply_pending(self, si: int | None, now: float) -> str | None:
+        if self.pending is None:
+            return None
+        if self._others_busy(si, now):
+            return None
+        target, mode, _ = self.pending
+        if mode != "manual" and not self._still_worth_it(target, now):
+            self.pending = None
+            return None
+        return self._switch_to(self.names[target], mode, si, now)
+
+    def _still_worth_it(self, target: int, now: float) -> bool:
+        self._flush_observations(now)
+        slot = self.view(now).slot(self.names[target])
+        return slot is not None and can_serve(slot, self.thresholds, now, None)
+
+    def _switch_to(self, name: str, mode: str, si: int | None, now: float) -> str:
+        target = self.index.get(name)
+        if target is None:
+            return "refused"
+        if self.live == target:
+            if self.pending is not None and self.pending[0] == target:
+                self.pending = None
+            return "unchanged"
+        if self._others_busy(si, now):
+            self.pending = (target, mode, name)
+            return "pending"
+        self._flip(target, mode, now)
+        return "switched"
+
+    def _flip(self, target: int, mode: str, now: float) -> None:
+        m = self.m
+        for s in self.sessions:
+            if s.in_turn:
+                m.mid_turn_swaps += 1
+            if s.req_end > now:
+                m.mid_request_swaps += 1
+        m.swaps += 1
+        previous = self.live
+        self.live = target
+        self.last_switch_at = now
+        self.pending = None
+        if mode == "exhausted" and previous is not None:
+            self.left_exhausted[previous] = now
+        for slot in [k for k, until in self.limited.items() if until <= now]:
+            del self.limited[slot]
+        prev_name = None if previous is None else self.names[previous]
+        self.result.switches.append((now, prev_name, self.names[target], mode))
+        if self._observe is not None:
+            self._observe(prev_name, self.names[target], mode, now)
+
+    # ------------------------------------------------------------ results
+
+    def _take_sample(self, t: float) -> None:
+        values = []
+        for a in self.accounts:
+            a.roll(t, self.end)
+            u5, _, u7, _ = a.fractions()
+            values.append((u5, u7))
+        live = None if self.live is None else self.names[self.live]
+        self.result.samples.append((t, live, tuple(values)))
+
+    def _finish(self) -> None:
+        m = self.m
+        end = self.end
+        useful = cap = 0.0
+        for a in self.accounts:
+            a.roll(end, end)
+            for close, used_useful, used, c7 in a.closed:
+                useful += min(used_useful, c7)
+                cap += c7
+                self.result.windows.append((a.name, close, used_useful / c7, used / c7, c7))
+                m.closed_windows += 1
+        for s in self.sessions:
+            if s.fail_since is not None:
+                m.stall_hours += (end - s.fail_since) / HOUR
+        demand = self.workload.demand()
+        m.capture = useful / cap if cap else 0.0
+        m.cache_extra_pct = m.cache_extra / m.served if m.served else 0.0
+        m.served = m.served / demand if demand else 1.0
+        m.violations = m.mid_turn_swaps + m.mid_request_swaps
+        days = (end - self.workload.start) / (24 * HOUR)
+        m.swaps_per_day = m.swaps / days if days else 0.0
