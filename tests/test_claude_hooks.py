@@ -185,6 +185,40 @@ def test_stop_failure_rate_limit_switches_at_once(sb):
     assert switch[-1]["slot"] == "bob" and "rate-limited" in switch[-1]["reason"]
 
 
+def test_stop_failure_on_a_refused_credential_marks_it_rejected_and_switches(sb):
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    out, _ = sb.hook(
+        "stop-failure",
+        payload("StopFailure", error="authentication_failed", error_details="401"),
+    )
+    assert out is None
+    deadline = time.monotonic() + 15
+    while sb.live() != "bob" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sb.live() == "bob"
+    rotation = json.loads((sb.state / "rotation.json").read_text())
+    assert rotation["rejected"]["alice"]["source"] == "StopFailure authentication_failed"
+    assert "limited" not in rotation or "alice" not in rotation["limited"]
+    status = subprocess.run(
+        [sys.executable, "-m", "gptme_subscription_plugin", "status", "--json"],
+        env=sb.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    alice = next(s for s in json.loads(status.stdout)["slots"] if s["name"] == "alice")
+    assert alice["rejected"]["source"] == "StopFailure authentication_failed"
+    again = subprocess.run(
+        [sys.executable, "-m", "gptme_subscription_plugin", "switch", "alice"],
+        env=sb.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "refused alice's credential" in again.stderr + again.stdout
+    assert sb.live() == "bob"
+
+
 def test_stop_failure_for_other_errors_changes_nothing(sb):
     out, _ = sb.hook("stop-failure", payload("StopFailure", error="server_error"))
     time.sleep(1.5)  # give the detached worker time to (not) act

@@ -56,7 +56,9 @@ def test_install_merges_keeps_everything_and_is_idempotent(tmp_path):
     assert installed_events(doc) == {e for e, *_ in HOOK_SPECS}
     assert {"type": "command", "command": "notify-send done"} in doc["hooks"]["Stop"][0]["hooks"]
     assert doc["hooks"]["PreToolUse"][0]["matcher"] == "Write"
-    assert doc["hooks"]["StopFailure"][0]["matcher"] == "rate_limit"
+    assert doc["hooks"]["StopFailure"][0]["matcher"] == (
+        "rate_limit|authentication_failed|oauth_org_not_allowed"
+    )
     assert (
         doc["statusLine"]["command"] == f"{PREFIX} statusline --wrap 'echo '\"'\"'my line'\"'\"''"
     )

@@ -198,8 +198,8 @@ def test_recommend_for_a_model_with_a_spent_weekly_window(sb):
 
 
 def test_recommend_when_nothing_can_serve(sb):
-    sb.set_usage("alice", five=95, week=99)
-    sb.set_usage("bob", five=95, week=99)
+    sb.set_usage("alice", five=95, week=100)
+    sb.set_usage("bob", five=95, week=100)
     head, data = run_md("```subscription recommend\n```")
     assert head.startswith("subscription recommend: no slot can serve now")
     assert data["recommended"] is None and data["ok"] is False

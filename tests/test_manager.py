@@ -240,3 +240,29 @@ def test_a_pending_policy_switch_is_dropped_when_its_target_ran_out(env):
     assert m.switch_to("bob").status == "pending"
     m.turns.mark_idle("other", clock())
     assert m.apply_pending().status == "switched"
+
+
+def test_a_401_from_the_usage_endpoint_marks_the_slot_rejected_until_a_new_login(env):
+    m, clock, server = env
+    server.remove_usage(access("bob"))  # bob's token is refused from now on: revoked
+    m.check_usage(refresh=True)
+    bob = m.view().slot("bob")
+    assert (bob.usable, bob.health) == (False, "rejected")
+    assert m.evaluate(refresh=False).target != "bob"
+    events = [json.loads(line) for line in (m.config.state_dir / "events.jsonl").open()]
+    assert any(e["kind"] == "credential-rejected" and e["slot"] == "bob" for e in events)
+    # the person logs bob in again: a new credential, so the rejection no longer stands
+    write_slot(m.config.claude_dir, "bob", credential_bytes("bob", 2, expires_at=T0 + 8 * H))
+    bob = m.view().slot("bob")
+    assert (bob.usable, bob.health) == (True, "valid")
+
+
+def test_a_rejection_is_lifted_by_a_successful_poll_after_the_probe_cooldown(env):
+    m, clock, server = env
+    m.record_rejection("carol", "StopFailure authentication_failed")
+    m.check_usage(refresh=True)  # carol answers now, but too soon after the refusal
+    assert m.view().slot("carol").health == "rejected"
+    clock.now += m.config.thresholds.probe_cooldown + m.config.poll_interval
+    m.check_usage(refresh=True)
+    assert m.view().slot("carol").health == "valid"
+    assert "rejected" not in m.rotation_state() or "carol" not in m.rotation_state()["rejected"]

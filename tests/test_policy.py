@@ -14,8 +14,11 @@ from gptme_subscription_plugin.policy import (
     Thresholds,
     can_serve,
     exhaustion,
+    expected_recovery,
     forget_old_usage,
     format_duration,
+    is_limited,
+    may_serve,
     pace_gap,
     rank_candidates,
     slot_pressure,
@@ -101,11 +104,76 @@ def test_soonest_expiring_candidate_first_but_five_hour_headroom_wins():
 
 
 def test_all_exhausted_defers_until_soonest_recovery():
+    # a is rate-limited for 5 h, b's 5-hour window is spent for 6 h: nothing to try
     d = decide(
-        "a", slot("a", week=0.99, week_reset_in=5 * H), slot("b", five=0.95, five_reset_in=H)
+        "a",
+        slot("a", week=0.99, week_reset_in=5 * H, limited_until=NOW + 5 * H),
+        slot("b", five=1.0, five_reset_in=6 * H, limited_until=NOW + 6 * H),
     )
     assert d.action == "defer" and d.mode == "all-exhausted" and d.target is None
-    assert d.retry_at == NOW + H
+    assert d.retry_at == NOW + 5 * H
+
+
+def test_past_its_thresholds_the_live_slot_serves_its_last_quota_before_anything_moves():
+    d = decide("a", slot("a", week=0.97), slot("b", five=0.95), slot("c", week=0.99))
+    assert (d.action, d.mode, d.target, d.urgent) == ("stay", "last-quota", None, True)
+
+
+def test_a_refusing_live_slot_moves_to_the_slot_with_the_most_left_under_the_hard_limit():
+    d = decide(
+        "a",
+        slot("a", week=0.97, limited_until=NOW + H),
+        slot("b", week=0.99),
+        slot("c", five=0.93, week=0.4),
+    )
+    assert (d.action, d.mode, d.target) == ("switch", "last-resort", "c")
+
+
+def test_when_every_reading_says_spent_a_slot_that_never_refused_is_tried():
+    # b reads 100 % (a rounded statusline percentage, hours old) but has not answered 429
+    d = decide(
+        "a",
+        slot("a", week=1.0, limited_until=NOW + 3 * H),
+        slot("b", week=1.0, week_reset_in=8 * H, observed_at=NOW - 14 * H),
+        slot("c", five=1.0, limited_until=NOW + 4 * H),
+    )
+    assert (d.action, d.mode, d.target) == ("switch", "untried", "b")
+
+
+def test_when_nothing_serves_switch_ahead_to_the_slot_back_soonest():
+    d = decide(
+        "a",
+        slot("a", five=1.0, limited_until=NOW + 4 * H),
+        slot("b", five=1.0, five_reset_in=0.5 * H, limited_until=NOW + 0.5 * H),
+    )
+    assert (d.action, d.mode, d.target, d.retry_at) == (
+        "switch",
+        "soonest-recovery",
+        "b",
+        NOW + 0.5 * H,
+    )
+
+
+def test_with_the_model_unknown_a_spent_model_window_ranks_a_slot_last_but_keeps_it():
+    opus_spent = slot("b", models={"opus": 0.97}, week_reset_in=H * 30)
+    fine = slot("c", week_reset_in=H * 50)
+    ranked = rank_candidates(PolicyView("a", (slot("a"), opus_spent, fine)), T, NOW, "a")
+    assert [s.name for s in ranked] == ["c", "b"]
+    alone = rank_candidates(PolicyView("a", (slot("a"), opus_spent)), T, NOW, "a")
+    assert [s.name for s in alone] == ["b"]  # it still serves Sonnet
+    # the live slot's spent Opus window is urgent only when another slot serves every model
+    d = decide("a", slot("a", models={"opus": 0.97}), fine)
+    assert (d.action, d.target, d.urgent) == ("switch", "c", True) and "opus" in d.reason
+    d = decide("a", slot("a", models={"opus": 0.97}), slot("b", models={"opus": 0.99}))
+    assert d.action == "stay"
+
+
+def test_a_rate_limit_is_expected_to_lift_at_the_soonest_reset_in_sight():
+    weekly_spent = usage("a", five=0.5, week=0.97, week_reset_in=3 * 24 * H, five_reset_in=2 * H)
+    assert expected_recovery(weekly_spent, T, NOW) == NOW + 2 * H  # the 5-hour window first
+    no_window = UsageSnapshot("a", "t", NOW, seven_day=UsageWindow(0.97, NOW + 30 * H, SEVEN_DAY_S))
+    assert expected_recovery(no_window, T, NOW) == NOW + 30 * H
+    assert expected_recovery(None, T, NOW, default=600) == NOW + 600
 
 
 def test_broken_live_credential_switches_even_during_manual_hold():
@@ -124,10 +192,10 @@ def test_rate_limited_live_slot_switches():
 def test_never_switches_to_broken_limited_or_exhausted_slots():
     d = decide(
         "a",
-        slot("a", week=0.99),
+        slot("a", week=1.0, week_reset_in=2 * H),
         slot("b", usable=False),
-        slot("c", limited_until=NOW + 60),
-        slot("d", week=0.97),
+        slot("c", limited_until=NOW + 4 * H),
+        slot("d", week=1.0, limited_until=NOW + 5 * H),
     )
     assert d.action == "defer" and d.target is None
 
@@ -197,7 +265,7 @@ def test_probe_cooldown_skips_a_recently_left_slot_until_new_data():
     left = NOW - 600
     stale = SlotView("b", usage=usage("b", observed_at=left - 1), left_exhausted_at=left)
     d = decide("a", slot("a", week=0.99), stale)
-    assert d.action == "defer"
+    assert d.target is None and d.mode == "last-quota"
     fresh = SlotView("b", usage=usage("b", observed_at=NOW), left_exhausted_at=left)
     assert decide("a", slot("a", week=0.99), fresh).target == "b"
 
@@ -315,8 +383,18 @@ def test_never_switches_to_a_slot_that_cannot_serve(view):
     view = forget_old_usage(view, T, NOW)  # what the policy knows: aged-out usage is unknown
     if d.action == "switch":
         target = view.slot(d.target)
-        assert target is not None and target.name != view.live
-        assert can_serve(target, T, NOW, view.model)
+        assert target is not None and target.name != view.live and target.usable
+        others = [s for s in view.slots if s.name != view.live]
+        better = rank_candidates(view, T, NOW, exclude=view.live)
+        if d.mode == "last-resort":  # past our thresholds, under the hard limit
+            assert may_serve(target, NOW, view.model) and not better
+        elif d.mode == "untried":  # every reading says spent; never to a refusing slot
+            assert not is_limited(target, NOW) and not better
+            assert not any(may_serve(s, NOW, view.model) for s in others)
+        elif d.mode == "soonest-recovery":
+            assert not any(s.usable and not is_limited(s, NOW) for s in others)
+        else:
+            assert can_serve(target, T, NOW, view.model)
     assert d.reason and "\n" not in d.reason
 
 
@@ -325,7 +403,7 @@ def test_never_switches_to_a_slot_that_cannot_serve(view):
 def test_switch_targets_are_the_top_ranked_candidate_when_urgent(view):
     d = DefaultPolicy(T).decide(view, NOW)
     view = forget_old_usage(view, T, NOW)
-    if d.urgent and d.action == "switch":
+    if d.urgent and d.action == "switch" and d.mode == "exhausted":
         assert d.target == rank_candidates(view, T, NOW, exclude=view.live)[0].name
 
 

@@ -43,6 +43,7 @@ class Row:
     usage: UsageSnapshot | None
     pressure: float | None
     limited_until: float | None = None
+    rejected: dict | None = None
 
 
 def test_status_table_shows_everything_a_person_needs():
@@ -51,11 +52,20 @@ def test_status_table_shows_everything_a_person_needs():
             "alice", True, CredentialInfo("p", Health.VALID, "valid"), snap("alice", 0.2, 0.5), 0.52
         ),
         Row("bob", False, CredentialInfo("p", Health.MALFORMED, "bad"), None, None, NOW + 600),
+        Row(
+            "carol",
+            False,
+            CredentialInfo("p", Health.VALID, "valid"),
+            None,
+            None,
+            rejected={"at": NOW - 60, "source": "StopFailure authentication_failed"},
+        ),
     ]
     text = status_table(
         rows, NOW, {"slot": "bob", "mode": "manual", "since": NOW - 60, "reason": "by hand"}, ["s1"]
     )
     assert "* alice" in text and "  bob" in text
+    assert "REJECTED (StopFailure authentication_failed): reauth" in text
     assert "1h00m" in text and "2d00h" in text  # reset countdowns
     assert "sonnet" in text and "52%" in text
     assert "malformed, limited 10m, no usage data" in text

@@ -152,12 +152,23 @@ def test_stop_failure_rate_limit_marks_the_slot_and_the_policy_moves():
     assert sim.left_exhausted == {0: now}
 
 
-def test_other_api_errors_are_ignored_like_the_hook_pack_does():
+def test_a_refused_credential_is_marked_rejected_and_the_policy_moves():
     s = Session("S", tuple(turn(T0 + i * 600, req(T0 + i * 600, tool=0)) for i in range(5)))
     spy = Spy(DefaultPolicy())
-    m = Simulator(workload(s), (account("a", broken_at=T0), account("b")), spy).run().metrics
-    assert m.auth_errors > 0 and m.requests == 0 and m.stalls == m.auth_errors
-    assert spy.calls == []  # StopFailure(authentication_failed) never evaluates: stuck on a
+    sim = Simulator(workload(s), (account("a", broken_at=T0), account("b")), spy, record=True)
+    m = sim.run().metrics
+    assert m.auth_errors == 1 and m.stalls == 1 and m.requests == 5  # the retry too
+    now, view, decision = spy.calls[0]  # StopFailure(authentication_failed) evaluates
+    assert (view.slot("a").usable, view.slot("a").health) == (False, "rejected")
+    assert (decision.action, decision.target) == ("switch", "b")
+    assert {acct for *_, acct in sim.result.requests} == {"b"}
+
+
+def test_other_api_errors_are_ignored_like_the_hook_pack_does():
+    s = Session("S", (turn(T0, req(T0, tool=0)),), retry=60.0)
+    sim = Simulator(workload(s), (account("a"), account("b")), Spy(DefaultPolicy()))
+    sim._hook_stop_failure(sim.sessions[0], T0, "overloaded")
+    assert sim.limited == {} and sim.rejected == set() and sim.live == 0 and sim.m.decisions == 0
 
 
 def test_the_policy_sees_observations_only_never_ground_truth():

@@ -380,9 +380,9 @@ def test_500_is_a_server_error(fake_server) -> None:
     assert (err.kind, err.status) == ("server", 500)
 
 
-def test_unknown_token_is_an_auth_error(fake_server) -> None:
-    err = _fetch_error(fake_server.base_url)
-    assert (err.kind, err.status) == ("auth", 401)
+def test_an_unknown_token_is_rejected(fake_server) -> None:
+    err = _fetch_error(fake_server.base_url)  # 401: revoked or signed out, not a scope problem
+    assert (err.kind, err.status) == ("rejected", 401)
 
 
 def test_timeout_is_bounded(fake_server) -> None:

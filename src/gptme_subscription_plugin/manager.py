@@ -71,6 +71,7 @@ class SlotReport:
     pressure: float | None
     limited_until: float | None
     poll: dict[str, Any] = field(default_factory=dict)
+    rejected: dict[str, Any] | None = None  # Anthropic refused this very credential
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class SlotReport:
             "pressure": self.pressure,
             "limited_until": self.limited_until,
             "poll": self.poll,
+            "rejected": self.rejected,
         }
 
 
@@ -191,6 +193,10 @@ class SubscriptionManager:
                 self.events.append(
                     "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
                 )
+                if poll.error_kind == "rejected":
+                    self.record_rejection(name, "the usage endpoint answered 401")
+            elif poll is not None and poll.polled:
+                self._clear_rejection_after_success(name, now)
             snapshot = poll.snapshot if poll is not None else None
             result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
@@ -207,11 +213,12 @@ class SubscriptionManager:
         views = []
         for name in self.slot_names():
             info = self.slots.check(name)
+            rejected = standing_rejection(rot, name, info) is not None
             views.append(
                 SlotView(
                     name=name,
-                    usable=info.health.usable,
-                    health=info.health.value,
+                    usable=info.health.usable and not rejected,
+                    health=REJECTED if rejected else info.health.value,
                     usage=usage.get(name),
                     limited_until=_float(limited.get(name)),
                     left_exhausted_at=_float(left.get(name)),
@@ -254,6 +261,7 @@ class SubscriptionManager:
                 pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
                 limited_until=_float(rot.get("limited", {}).get(name)),
                 poll=self.usage.status(name, now),
+                rejected=standing_rejection(rot, name, self.slots.check(name)),
             )
             for name in self.slot_names()
         ]
@@ -281,6 +289,13 @@ class SubscriptionManager:
                 slot,
                 f"slot {slot} is {info.health.value} ({info.detail}); "
                 f"see `gptme-subscription reauth {slot}`",
+            )
+        rejected = standing_rejection(self.rotation_state(), slot, info)
+        if rejected is not None and not force:
+            return self._refuse(
+                slot,
+                f"Anthropic refused {slot}'s credential ({rejected.get('source')}); log it in "
+                f"again (`gptme-subscription reauth {slot}`) or use --force",
             )
         live = self.get_active_subscription()
         if live == slot and self.slots.detect_drift() is None:
@@ -383,6 +398,32 @@ class SubscriptionManager:
         self.state.update(ROTATION_DOC, update)
         self.events.append("rate-limited", now, slot=slot, until=until)
 
+    def record_rejection(self, slot: str, source: str) -> None:
+        """Anthropic refused this slot's credential (a 401, StopFailure
+        authentication_failed): it is unusable until its credential changes (a new login
+        or refresh) or a usage poll succeeds with it `probe_cooldown` later."""
+        now = self.clock()
+        info = self.slots.check(slot)
+        entry = {"at": now, "credential": credential_key(info), "source": source}
+
+        def update(doc: dict[str, Any]) -> None:
+            doc.setdefault("rejected", {})[slot] = entry
+
+        self.state.update(ROTATION_DOC, update)
+        self.events.append("credential-rejected", now, slot=slot, source=source)
+
+    def _clear_rejection_after_success(self, slot: str, now: float) -> None:
+        entry = self.rotation_state().get("rejected", {}).get(slot)
+        at = _float(entry.get("at")) if isinstance(entry, dict) else None
+        if at is None or now - at < self.config.thresholds.probe_cooldown:
+            return
+
+        def update(doc: dict[str, Any]) -> None:
+            doc.get("rejected", {}).pop(slot, None)
+
+        self.state.update(ROTATION_DOC, update)
+        self.events.append("credential-accepted", now, slot=slot, source="usage endpoint")
+
     def record_usage(self, snapshot: UsageSnapshot) -> None:
         """Feed a free observation (statusline, response headers) into the shared cache."""
         self.usage.record(snapshot)
@@ -432,6 +473,28 @@ class SubscriptionManager:
         self.events.append(
             "switch", now, slot=slot, previous=previous, mode=mode, reason=reason, forced=forced
         )
+
+
+REJECTED = "rejected"  # SlotView.health of a credential Anthropic refused
+
+
+def credential_key(info: CredentialInfo) -> str | None:
+    """Which credential a rejection was about: its refresh token's fingerprint (or the access
+    token's when it has none), so a new login into the slot clears the rejection."""
+    return info.refresh_fingerprint or info.access_fingerprint
+
+
+def standing_rejection(
+    rotation: dict[str, Any], slot: str, info: CredentialInfo
+) -> dict[str, Any] | None:
+    """The rejection record while the slot still holds the very credential that was refused."""
+    entry = rotation.get("rejected", {}).get(slot)
+    if not isinstance(entry, dict):
+        return None
+    key = entry.get("credential")
+    if key is None or key != credential_key(info):
+        return None
+    return {"at": _float(entry.get("at")), "source": str(entry.get("source", "?"))}
 
 
 def _decision_fields(decision: Decision) -> dict[str, Any]:

@@ -22,13 +22,16 @@ by 5-hour headroom first, then soonest weekly reset, then lower pressure, then p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from .usage.snapshot import UsageSnapshot, UsageWindow
 
 Action = Literal["stay", "switch", "hold", "defer"]
+
+# Switch ahead to a slot that is back this much sooner than the live one (when none serves).
+RECOVERY_MARGIN = 600.0
 
 
 @dataclass(frozen=True)
@@ -174,21 +177,102 @@ def slot_pressure(
 def exhaustion(
     usage: UsageSnapshot | None, thresholds: Thresholds, now: float, model: str | None = None
 ) -> tuple[str, float | None] | None:
-    """The first spent window as (label, reset time), or None while the slot can serve."""
+    """The first spent window as (label, reset time), or None while nothing is spent.
+
+    With `model` unknown every per-model window counts: this says what is spent, for people
+    and for recovery times. Whether the slot can still serve is `blocking`'s question.
+    """
+    spent = spent_windows(usage, thresholds, now, model, every_model=True)
+    return spent[0] if spent else None
+
+
+def blocking(
+    usage: UsageSnapshot | None, thresholds: Thresholds, now: float, model: str | None = None
+) -> tuple[str, float | None] | None:
+    """The spent window that stops this slot serving `model`, or None.
+
+    The 5-hour and weekly windows bind every request; a per-model weekly window binds only
+    requests for that model. With the model unknown (a Stop hook does not know which model the
+    next turn uses), a spent Opus window leaves the slot serving everything else.
+    """
+    spent = spent_windows(usage, thresholds, now, model, every_model=False)
+    return spent[0] if spent else None
+
+
+def spent_windows(
+    usage: UsageSnapshot | None,
+    thresholds: Thresholds,
+    now: float,
+    model: str | None,
+    every_model: bool,
+) -> list[tuple[str, float | None]]:
+    """Every window at or past its exhaustion threshold, as (label, reset time), in order:
+    weekly, 5-hour, then per-model windows (the given model's, or all when `every_model`)."""
     if usage is None:
-        return None
+        return []
     checks: list[tuple[str, UsageWindow | None, float]] = [
         ("weekly", usage.seven_day, thresholds.weekly_exhausted),
         ("5-hour", usage.five_hour, thresholds.five_hour_exhausted),
     ]
-    checks += [
-        (f"{name} weekly", window, thresholds.model_weekly_exhausted)
-        for name, window in _model_windows(usage, model)
+    if model or every_model:
+        checks += [
+            (f"{name} weekly", window, thresholds.model_weekly_exhausted)
+            for name, window in _model_windows(usage, model)
+        ]
+    return [
+        (label, window.resets_at)
+        for label, window, limit in checks
+        if window is not None and window.effective_utilization(now) >= limit
     ]
-    for label, window, limit in checks:
-        if window is not None and window.effective_utilization(now) >= limit:
-            return label, window.resets_at
-    return None
+
+
+def spent_models(usage: UsageSnapshot | None, thresholds: Thresholds, now: float) -> list[str]:
+    """Models whose own weekly window is spent (the slot still serves the others)."""
+    if usage is None:
+        return []
+    return [
+        name
+        for name, window in sorted(usage.models.items())
+        if window.effective_utilization(now) >= thresholds.model_weekly_exhausted
+    ]
+
+
+def hard_room(usage: UsageSnapshot | None, now: float, model: str | None = None) -> float | None:
+    """What is left before the hard limit (100 %) of the tightest window that binds `model`.
+
+    Past our thresholds a slot still serves until Anthropic's own limit; when nothing is left
+    under the thresholds anywhere, this is where the last of the quota is.
+    """
+    if usage is None:
+        return None
+    windows = [usage.five_hour, usage.seven_day]
+    entry = usage.model_entry(model) if model else None
+    if entry is not None:
+        windows.append(entry[1])
+    used = [w.effective_utilization(now) for w in windows if w is not None]
+    return None if not used else 1.0 - max(used)
+
+
+def expected_recovery(
+    usage: UsageSnapshot | None, thresholds: Thresholds, now: float, default: float = 3600.0
+) -> float:
+    """When a slot that just answered 429 should serve again: the soonest reset among its
+    spent windows and its open 5-hour window; else `default` seconds from now.
+
+    The soonest, not the first in some order: a wrong early guess costs one refused request
+    (and the slot is marked again), a wrong late one leaves quota idle for days. The 5-hour
+    window counts even when it reads below its threshold: it moves fastest, so it is the
+    reading most likely to be behind when a 429 arrives.
+    """
+    resets = [
+        reset
+        for _, reset in spent_windows(usage, thresholds, now, None, every_model=True)
+        if reset is not None and reset > now
+    ]
+    five = usage.five_hour if usage is not None else None
+    if five is not None and five.resets_at is not None and five.resets_at > now:
+        resets.append(five.resets_at)
+    return min(resets) if resets else now + default
 
 
 def pace_gap(window: UsageWindow | None, now: float) -> float | None:
@@ -223,12 +307,20 @@ def is_limited(slot: SlotView, now: float) -> bool:
 
 
 def can_serve(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> bool:
-    """Usable credential, not rate-limited, no spent window."""
+    """Usable credential, not rate-limited, no spent window that binds `model`."""
     return (
         slot.usable
         and not is_limited(slot, now)
-        and exhaustion(slot.usage, thresholds, now, model) is None
+        and blocking(slot.usage, thresholds, now, model) is None
     )
+
+
+def may_serve(slot: SlotView, now: float, model: str | None) -> bool:
+    """Usable, not rate-limited and under the hard limit: past our thresholds, but not out."""
+    if not slot.usable or is_limited(slot, now):
+        return False
+    room = hard_room(slot.usage, now, model)
+    return room is None or room > 0
 
 
 def in_probe_cooldown(slot: SlotView, thresholds: Thresholds, now: float) -> bool:
@@ -252,10 +344,11 @@ def rank_candidates(
         and not in_probe_cooldown(s, thresholds, now)
     ]
 
-    def key(s: SlotView) -> tuple[int, float, float, int, str]:
+    def key(s: SlotView) -> tuple[int, int, float, float, int, str]:
         pressure = slot_pressure(s.usage, thresholds, now, view.model)
         return (
             0 if has_five_hour_headroom(s.usage, thresholds, now) else 1,
+            0 if view.model or not spent_models(s.usage, thresholds, now) else 1,
             weekly_reset(s.usage, now),
             0.5 if pressure is None else pressure,
             order.get(s.name, len(order)),
@@ -263,6 +356,38 @@ def rank_candidates(
         )
 
     return sorted(eligible, key=key)
+
+
+def rank_last_resort(view: PolicyView, now: float, exclude: str | None = None) -> list[SlotView]:
+    """Slots past our thresholds but under the hard limit, most room first, then expiry."""
+    eligible = [s for s in view.slots if s.name != exclude and may_serve(s, now, view.model)]
+
+    def key(s: SlotView) -> tuple[float, float, str]:
+        room = hard_room(s.usage, now, view.model)
+        return (-(0.5 if room is None else room), weekly_reset(s.usage, now), s.name)
+
+    return sorted(eligible, key=key)
+
+
+def rank_untried(
+    view: PolicyView, thresholds: Thresholds, now: float, exclude: str | None = None
+) -> list[SlotView]:
+    """Usable slots that read as spent but have not answered 429: readings lag (rounded
+    statusline percentages, hours-old polls, a reset not seen yet), a refusal does not.
+    Soonest expected recovery first."""
+    eligible = [s for s in view.slots if s.name != exclude and s.usable and not is_limited(s, now)]
+    return sorted(eligible, key=lambda s: (recovery_time(s, thresholds, now, view.model), s.name))
+
+
+def recovery_time(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> float:
+    """When `slot` is expected to serve `model` again (now if it can; inf if never known)."""
+    if not slot.usable:
+        return math.inf
+    blocked = blocking(slot.usage, thresholds, now, model)
+    t = now if blocked is None else (blocked[1] if blocked[1] is not None else math.inf)
+    if is_limited(slot, now) and slot.limited_until is not None:
+        t = max(t, slot.limited_until)
+    return t
 
 
 def forget_old_usage(view: PolicyView, thresholds: Thresholds, now: float) -> PolicyView:
@@ -283,17 +408,9 @@ def forget_old_usage(view: PolicyView, thresholds: Thresholds, now: float) -> Po
 
 def soonest_recovery(view: PolicyView, thresholds: Thresholds, now: float) -> float | None:
     """Earliest moment some usable slot is expected to serve again."""
-    times: list[float] = []
-    for s in view.slots:
-        if not s.usable:
-            continue
-        blocked = exhaustion(s.usage, thresholds, now, view.model)
-        t = blocked[1] if blocked else now
-        if is_limited(s, now) and s.limited_until is not None:
-            t = max(t or now, s.limited_until)
-        if t is not None:
-            times.append(t)
-    return min(times) if times else None
+    times = [recovery_time(s, thresholds, now, view.model) for s in view.slots]
+    finite = [t for t in times if t != math.inf]
+    return min(finite) if finite else None
 
 
 def describe_usage(usage: UsageSnapshot | None, now: float) -> str:
@@ -343,25 +460,7 @@ class DefaultPolicy:
 
         urgent = self._urgent_problem(live, view, now)
         if urgent is not None:
-            candidates = rank_candidates(view, t, now, exclude=view.live)
-            if candidates:
-                best = candidates[0]
-                return make(
-                    "switch",
-                    "exhausted",
-                    f"{urgent}; switching to {best.name} ({describe_usage(best.usage, now)})",
-                    target=best.name,
-                    urgent=True,
-                )
-            retry = soonest_recovery(view, t, now)
-            wait = f"; soonest recovery in {format_duration(retry - now)}" if retry else ""
-            return make(
-                "defer",
-                "all-exhausted",
-                f"{urgent}; no other slot can serve{wait}",
-                urgent=True,
-                retry_at=retry,
-            )
+            return self._urgent_move(urgent, live, view, now, make)
         assert live is not None  # _urgent_problem covers a missing live slot
 
         if (
@@ -393,6 +492,7 @@ class DefaultPolicy:
 
     def _urgent_problem(self, live: SlotView | None, view: PolicyView, now: float) -> str | None:
         """Why the live slot cannot go on at all, or None."""
+        t = self.thresholds
         if view.live is None:
             return "no live slot"
         if live is None:
@@ -403,12 +503,98 @@ class DefaultPolicy:
             return (
                 f"{live.name} rate-limited for {format_duration((live.limited_until or now) - now)}"
             )
-        spent = exhaustion(live.usage, self.thresholds, now, view.model)
+        spent = blocking(live.usage, t, now, view.model)
+        if spent is None and not view.model:
+            # the next turn's model is unknown: a spent per-model window is urgent only when
+            # some other slot serves every model
+            models = spent_models(live.usage, t, now)
+            cands = rank_candidates(view, t, now, exclude=live.name)
+            if models and cands and not spent_models(cands[0].usage, t, now):
+                spent = exhaustion(live.usage, t, now)
         if spent is not None:
             label, reset = spent
             when = f", resets in {format_duration(reset - now)}" if reset is not None else ""
             return f"{live.name} {label} quota exhausted{when}"
         return None
+
+    def _urgent_move(
+        self,
+        urgent: str,
+        live: SlotView | None,
+        view: PolicyView,
+        now: float,
+        make: Callable[..., Decision],
+    ) -> Decision:
+        """The live slot cannot go on: the best slot under its thresholds; else the last of
+        the quota (the live slot's own first: a move costs a cold cache); else whichever slot
+        recovers soonest; else defer."""
+        t = self.thresholds
+        candidates = rank_candidates(view, t, now, exclude=view.live)
+        if candidates:
+            best = candidates[0]
+            return make(
+                "switch",
+                "exhausted",
+                f"{urgent}; switching to {best.name} ({describe_usage(best.usage, now)})",
+                target=best.name,
+                urgent=True,
+            )
+        if live is not None and may_serve(live, now, view.model):
+            return make(
+                "stay",
+                "last-quota",
+                f"{urgent}; no other slot is under its thresholds: using the last of "
+                f"{live.name} ({describe_usage(live.usage, now)})",
+                urgent=True,
+            )
+        last = rank_last_resort(view, now, exclude=view.live)
+        if last:
+            best = last[0]
+            return make(
+                "switch",
+                "last-resort",
+                f"{urgent}; every slot is past its thresholds, {best.name} has the most left "
+                f"({describe_usage(best.usage, now)})",
+                target=best.name,
+                urgent=True,
+            )
+        untried = rank_untried(view, t, now, exclude=view.live)
+        if untried and (live is None or not live.usable or is_limited(live, now)):
+            best = untried[0]
+            return make(
+                "switch",
+                "untried",
+                f"{urgent}; every slot reads as spent, but {best.name} has not refused a "
+                f"request: trying it ({describe_usage(best.usage, now)})",
+                target=best.name,
+                urgent=True,
+            )
+        retry = soonest_recovery(view, t, now)
+        live_back = math.inf if live is None else recovery_time(live, t, now, view.model)
+        others = sorted(
+            (recovery_time(s, t, now, view.model), s.name)
+            for s in view.slots
+            if s.name != view.live
+        )
+        if others and others[0][0] != math.inf and others[0][0] + RECOVERY_MARGIN < live_back:
+            back, name = others[0]
+            return make(
+                "switch",
+                "soonest-recovery",
+                f"{urgent}; no slot can serve now, {name} is back soonest (in "
+                f"{format_duration(back - now)}): switching ahead",
+                target=name,
+                urgent=True,
+                retry_at=back,
+            )
+        wait = f"; soonest recovery in {format_duration(retry - now)}" if retry else ""
+        return make(
+            "defer",
+            "all-exhausted",
+            f"{urgent}; no other slot can serve{wait}",
+            urgent=True,
+            retry_at=retry,
+        )
 
     def _optional_switch(
         self, live: SlotView, candidates: Sequence[SlotView], now: float

@@ -51,6 +51,8 @@ def status_table(
         marker = "* " if r.live else "  "
         pressure = "?" if r.pressure is None else f"{round(r.pressure * 100)}%"
         cred = r.credential.health.value
+        if r.rejected is not None:
+            cred = f"REJECTED ({r.rejected['source']}): reauth"
         if r.limited_until and r.limited_until > now:
             cred += f", limited {format_duration(r.limited_until - now)}"
         if usage is not None and usage.stale:

@@ -109,6 +109,8 @@ def advice(decision: Decision) -> str:
     """One line of what it means for the agent."""
     if decision.action == "defer":
         return f"every slot is spent or limited ({decision.reason}); expect rate limits"
+    if decision.mode == "last-quota":
+        return f"no other slot has room ({decision.reason}); expect rate limits soon"
     if decision.action == "switch":
         return f"will switch to {decision.target} at the next turn boundary ({decision.mode})"
     if decision.mode == "no-data":

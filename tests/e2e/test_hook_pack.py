@@ -248,3 +248,28 @@ def test_a_rate_limit_moves_the_next_turn_to_another_slot_at_once(
     after = time.time()
     ok = run(claude_sandbox, fake_api, "try again").check()
     assert tokens_of(fake_api, ok.session_id, since=after) == [TOK_B]
+
+
+def test_a_refused_credential_moves_the_next_turn_to_another_slot(
+    claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer
+) -> None:
+    setup(claude_sandbox, fake_api)
+    # a's credential is revoked server-side: the API answers 401, as it does for a dead token
+    fake_api.script_messages(
+        api_error(401, "authentication_error", "OAuth token revoked"),
+        api_error(401, "authentication_error", "OAuth token revoked"),
+        api_error(401, "authentication_error", "OAuth token revoked"),
+        api_error(401, "authentication_error", "OAuth token revoked"),
+    )
+
+    hit = run(claude_sandbox, fake_api, "use the revoked login")
+
+    assert hit.returncode == 1  # Claude Code gives up: StopFailure(authentication_failed)
+    assert wait_for(lambda: claude_sandbox.live_target() == ".credentials.json.b", 15)
+    rotation = json.loads((claude_sandbox.root / "state" / "rotation.json").read_text())
+    assert rotation["rejected"]["a"]["source"] == "StopFailure authentication_failed"
+    fake_api.clear_script()
+    fake_api.script_each_turn(end_turn("served by b"))
+    after = time.time()
+    ok = run(claude_sandbox, fake_api, "try again").check()
+    assert tokens_of(fake_api, ok.session_id, since=after) == [TOK_B]

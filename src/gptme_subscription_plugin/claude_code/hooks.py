@@ -19,11 +19,13 @@ from typing import Any
 from ..config import load_config
 from ..hookstatus import write_hook_status
 from ..manager import SubscriptionManager, SwitchOutcome
-from ..policy import Decision, exhaustion
+from ..policy import Decision, expected_recovery
 from ..summary import Summary, summarize
 
 OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 DEFAULT_LIMIT_S = 3600.0  # a rate limit with no known reset: look again in an hour
+# StopFailure errors that mean Anthropic refused the live slot's credential itself
+REJECTED_ERRORS = ("authentication_failed", "oauth_org_not_allowed")
 
 
 def make_manager(env: Mapping[str, str]) -> SubscriptionManager:
@@ -157,20 +159,24 @@ def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
 
 
 def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
-    """A turn ended on an API error; on a rate limit, mark the slot limited and move at once."""
+    """A turn ended on an API error. A rate limit marks the live slot limited until its
+    expected recovery; a refused credential marks it rejected; either way, move at once when
+    nobody else is mid-turn. Other errors (overloaded, server errors) say nothing about the
+    slot and change nothing."""
     m = make_manager(env)
     sid = session_of(payload)
     now = m.clock()
     if sid:
         m.turns.mark_idle(sid, now)
-    if payload.get("error") != "rate_limit":
+    error = payload.get("error")
+    if error != "rate_limit" and error not in REJECTED_ERRORS:
         return None
+    heal_if_drifted(m)  # the slot, not a drifted live file, is what gets marked
     live = m.get_active_subscription()
-    if live is None:
-        heal_if_drifted(m)
-        live = m.get_active_subscription()
-    if live is not None:
+    if live is not None and error == "rate_limit":
         m.record_rate_limit(live, limited_until(m, live, now))
+    elif live is not None:
+        m.record_rejection(live, f"StopFailure {error}")
     decision = m.evaluate(refresh=False)
     outcome = m.apply(decision, session_id=sid)
     refresh_summary(m, decision if outcome is None else None)
@@ -179,15 +185,9 @@ def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | N
 
 
 def limited_until(m: SubscriptionManager, slot: str, now: float) -> float:
-    """When the rate-limited slot is expected back: the spent window's reset, if known."""
+    """When the rate-limited slot is expected back (`policy.expected_recovery`)."""
     usage = m.check_usage(refresh=False, names=[slot]).get(slot)
-    spent = exhaustion(usage, m.config.thresholds, now)
-    if spent is not None and spent[1] is not None and spent[1] > now:
-        return spent[1]
-    five = usage.five_hour if usage is not None else None
-    if five is not None and five.resets_at is not None and five.resets_at > now:
-        return five.resets_at
-    return now + DEFAULT_LIMIT_S
+    return expected_recovery(usage, m.config.thresholds, now, DEFAULT_LIMIT_S)
 
 
 HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict | None]] = {

@@ -22,13 +22,16 @@ from typing import Any
 from .. import fsutil
 
 SCOPES = ("user", "project", "local")
+# StopFailure errors the hook acts on (a rate limit; Anthropic refusing the credential); the
+# others (overloaded, server errors, ...) say nothing about the slot.
+STOP_FAILURE_MATCHER = "rate_limit|authentication_failed|oauth_org_not_allowed"
 # (Claude Code event, matcher or None, our hook name, timeout in seconds)
 HOOK_SPECS: tuple[tuple[str, str | None, str, int], ...] = (
     ("SessionStart", None, "session-start", 30),
     ("UserPromptSubmit", None, "user-prompt-submit", 30),
     ("PreToolUse", "*", "pre-tool-use", 10),
     ("Stop", None, "stop", 30),
-    ("StopFailure", "rate_limit", "stop-failure", 30),
+    ("StopFailure", STOP_FAILURE_MATCHER, "stop-failure", 30),
     ("SessionEnd", None, "session-end", 5),
 )
 OUR_MARKERS = ("gptme-subscription", "gptme_subscription_plugin")

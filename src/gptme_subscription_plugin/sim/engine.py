@@ -16,10 +16,12 @@ The hook pack's decision points are mirrored from `claude_code/hooks.py` and `ma
 SessionStart polls; UserPromptSubmit applies a pending switch when no other session is
 mid-turn, then marks the turn busy; Stop marks idle, applies a pending switch, evaluates with
 a refresh and applies (pending while someone else is mid-turn); StopFailure with a rate limit
-marks the live slot limited until its reset and evaluates on cached data; StopFailure for any
-other error does nothing (as in production). One live credential serves every session; a
-request is bound to the account that is live when it starts. A flip while any session is
-mid-turn or mid-request is counted as a violation (the engine never does it on purpose).
+marks the live slot limited until its expected recovery, StopFailure authentication_failed
+(and a 401 from the usage endpoint) marks the slot's credential rejected, and both evaluate on
+cached data; StopFailure for any other error does nothing (as in production). One live
+credential serves every session; a request is bound to the account that is live when it
+starts. A flip while any session is mid-turn or mid-request is counted as a violation (the
+engine never does it on purpose).
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..policy import Decision, Policy, PolicyView, SlotView, Thresholds, can_serve, exhaustion
+from ..policy import (
+    Decision,
+    Policy,
+    PolicyView,
+    SlotView,
+    Thresholds,
+    can_serve,
+    expected_recovery,
+)
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 from ..usage.statusline import parse_statusline_rate_limits
@@ -396,6 +406,7 @@ class Simulator:
         self.last_switch_at: float | None = None
         self.pending: tuple[int, str, str] | None = None
         self.limited: dict[int, float] = {}
+        self.rejected: set[int] = set()  # rotation.json "rejected": a refused credential
         self.left_exhausted: dict[int, float] = {}
         self.registry: dict[int, list[Any]] = {}  # session -> [busy, last_seen]
         self.busy: set[int] = set()
@@ -574,24 +585,20 @@ class Simulator:
 
     def _hook_stop_failure(self, s: _SessionState, t: float, error: str) -> None:
         self._mark_idle(s.index, t)
-        if error != "rate_limit":
+        if error not in ("rate_limit", "authentication_failed"):
             return  # production ignores every other API error
         live = self.live
-        if live is not None:
+        if live is not None and error == "rate_limit":
             self.limited[live] = self._limited_until(live, t)
+        elif live is not None:
+            self.rejected.add(live)  # manager.record_rejection
         decision = self._evaluate(t, refresh=False)
         self._apply(decision, s.index, t)
 
     def _limited_until(self, slot: int, now: float) -> float:
-        """hooks.limited_until: the spent window's reset if known, else the 5h reset, else 1 h."""
+        """hooks.limited_until: `policy.expected_recovery` on the cached usage."""
         usage = self.cache[slot].get(now, self.opt.poll_interval)
-        spent = exhaustion(usage, self.thresholds, now)
-        if spent is not None and spent[1] is not None and spent[1] > now:
-            return spent[1]
-        five = usage.five_hour if usage is not None else None
-        if five is not None and five.resets_at is not None and five.resets_at > now:
-            return five.resets_at
-        return now + DEFAULT_LIMIT_S
+        return expected_recovery(usage, self.thresholds, now, DEFAULT_LIMIT_S)
 
     def _mark_idle(self, si: int, t: float) -> None:
         self.registry[si] = [False, t]
@@ -626,7 +633,8 @@ class Simulator:
             self.m.polls += 1
             a.roll(now, self.end)
             if a.broken(now):
-                cache.failed(now, "auth", None, interval)
+                cache.failed(now, "rejected", None, interval)
+                self.rejected.add(i)  # check_usage records the 401 as a rejection
             elif any(lo <= now < hi for lo, hi in self.opt.outages):
                 cache.failed(now, "rate_limited", ENDPOINT_RETRY_AFTER, interval)
             else:
@@ -647,8 +655,12 @@ class Simulator:
         slots = tuple(
             SlotView(
                 name=name,
-                usable=True,  # the files look healthy offline, even a revoked credential
-                health="valid" if self.accounts[i].token_exp > now else "stale",
+                usable=i not in self.rejected,  # files look healthy; Anthropic said otherwise
+                health="rejected"
+                if i in self.rejected
+                else "valid"
+                if self.accounts[i].token_exp > now
+                else "stale",
                 usage=self.cache[i].get(now, interval),
                 limited_until=self.limited.get(i),
                 left_exhausted_at=self.left_exhausted.get(i),

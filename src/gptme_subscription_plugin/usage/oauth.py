@@ -46,7 +46,7 @@ NAMED_MODEL_WINDOWS = {"seven_day_opus": "opus", "seven_day_sonnet": "sonnet"}
 LIMIT_KIND_FALLBACK = {"session": FIVE_HOUR, "weekly_all": SEVEN_DAY}
 
 FETCH_ERROR_KINDS = frozenset(
-    {"rate_limited", "auth", "server", "timeout", "network", "garbage", "script"}
+    {"rate_limited", "auth", "rejected", "server", "timeout", "network", "garbage", "script"}
 )
 
 
@@ -369,11 +369,18 @@ def _http_error(exc: urllib.error.HTTPError, now: float) -> UsageFetchError:
             status=status,
             retry_after=retry_after,
         )
-    if status in (401, 403):
+    if status == 401:
+        # only unexpired tokens are sent (never a refresh to look at usage), so a 401 means
+        # the credential itself is refused: revoked, signed out, or replaced by a newer login
+        return UsageFetchError(
+            "rejected",
+            "usage endpoint refused the token (HTTP 401: revoked or signed out)",
+            status=status,
+        )
+    if status == 403:
         return UsageFetchError(
             "auth",
-            f"usage endpoint refused the token (HTTP {status}: expired, revoked or "
-            "missing the user:profile scope)",
+            "usage endpoint refused the token (HTTP 403: missing the user:profile scope)",
             status=status,
         )
     return UsageFetchError(
