@@ -181,7 +181,7 @@ def test_turn_pre_retells_the_summary_once_per_pressure_crossing(sb, conv):
     )
     (note,) = fire(HookType.TURN_PRE, manager=conv)
     assert note.hide and note.content.startswith("[subscription] live slot alice: 5h 10%")
-    assert "weekly 93%" in note.content and "pressure 98%" in note.content
+    assert "weekly 93%" in note.content and "pressure 95%" in note.content
     assert fire(HookType.TURN_PRE, manager=conv) == []  # told once per crossing
 
 

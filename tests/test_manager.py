@@ -134,7 +134,7 @@ def test_evaluate_polls_within_budget(env):
 
 def test_exhaustion_switches_and_remembers_departure(env):
     m, clock, server = env
-    server.set_usage(access("alice"), usage_doc(0.3, 0.97, T0 + 3 * 24 * H))
+    server.set_usage(access("alice"), usage_doc(0.3, 0.985, T0 + 3 * 24 * H))
     d = m.evaluate()
     assert (d.action, d.target, d.mode) == ("switch", "bob", "exhausted")
     assert m.apply(d).status == "switched"

@@ -85,7 +85,7 @@ def test_healthy_live_slot_stays():
 def test_exhausted_weekly_switches_to_best_candidate():
     d = decide(
         "a",
-        slot("a", week=0.96),
+        slot("a", week=0.985),
         slot("b", week=0.5, week_reset_in=5 * 24 * H),
         slot("c", week=0.2, week_reset_in=2 * 24 * H),
     )
@@ -115,7 +115,7 @@ def test_all_exhausted_defers_until_soonest_recovery():
 
 
 def test_past_its_thresholds_the_live_slot_serves_its_last_quota_before_anything_moves():
-    d = decide("a", slot("a", week=0.97), slot("b", five=0.95), slot("c", week=0.99))
+    d = decide("a", slot("a", week=0.985), slot("b", five=0.95), slot("c", week=0.99))
     assert (d.action, d.mode, d.target, d.urgent) == ("stay", "last-quota", None, True)
 
 
@@ -169,9 +169,9 @@ def test_with_the_model_unknown_a_spent_model_window_ranks_a_slot_last_but_keeps
 
 
 def test_a_rate_limit_is_expected_to_lift_at_the_soonest_reset_in_sight():
-    weekly_spent = usage("a", five=0.5, week=0.97, week_reset_in=3 * 24 * H, five_reset_in=2 * H)
+    weekly_spent = usage("a", five=0.5, week=0.99, week_reset_in=3 * 24 * H, five_reset_in=2 * H)
     assert expected_recovery(weekly_spent, T, NOW) == NOW + 2 * H  # the 5-hour window first
-    no_window = UsageSnapshot("a", "t", NOW, seven_day=UsageWindow(0.97, NOW + 30 * H, SEVEN_DAY_S))
+    no_window = UsageSnapshot("a", "t", NOW, seven_day=UsageWindow(0.99, NOW + 30 * H, SEVEN_DAY_S))
     assert expected_recovery(no_window, T, NOW) == NOW + 30 * H
     assert expected_recovery(None, T, NOW, default=600) == NOW + 600
 
@@ -220,11 +220,11 @@ def test_forward_route_to_quota_that_expires_sooner():
     assert (d.action, d.target, d.mode) == ("switch", "b", "forward-route")
 
 
-def test_forward_route_needs_a_margin_and_remaining_quota():
-    close = decide("a", slot("a", week_reset_in=30 * H), slot("b", week_reset_in=25 * H))
-    assert close.action == "stay"
+def test_forward_route_needs_a_margin_and_a_slot_under_its_thresholds():
+    close = decide("a", slot("a", week_reset_in=30 * H), slot("b", week_reset_in=29 * H))
+    assert close.action == "stay"  # 1 h sooner: inside forward_route_margin (2 h)
     nearly_spent = decide(
-        "a", slot("a", week_reset_in=6 * 24 * H), slot("b", week=0.93, week_reset_in=20 * H)
+        "a", slot("a", week_reset_in=6 * 24 * H), slot("b", week=0.985, week_reset_in=20 * H)
     )
     assert nearly_spent.action == "stay"
 
@@ -243,7 +243,7 @@ def test_rebalance_when_ahead_of_pace():
     d = decide(
         "a",
         slot("a", week=0.75, week_reset_in=3.5 * 24 * H),
-        slot("b", week=0.2, week_reset_in=3.4 * 24 * H),
+        slot("b", week=0.2, week_reset_in=3.45 * 24 * H),
     )
     assert (d.action, d.target, d.mode) == ("switch", "b", "rebalance")
     assert "ahead of weekly pace" in d.reason

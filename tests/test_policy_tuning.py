@@ -60,10 +60,24 @@ def test_expiry_first_routing_uses_an_idle_slots_old_reading():
 
 def test_an_idle_slot_read_as_spent_stays_spent_until_its_reset():
     live = SlotView("a", usage=reading("a", 0.99, 3 * 24 * H, observed_ago=60))
-    spent = SlotView("b", usage=reading("b", 0.97, 20 * H, observed_ago=30 * H))
+    spent = SlotView("b", usage=reading("b", 0.985, 20 * H, observed_ago=30 * H))
     d = DefaultPolicy(T).decide(PolicyView("a", (live, spent)), NOW)
     assert (d.action, d.target) == ("stay", None)  # the last of a, not b
     # once its weekly window has reset, the same old reading counts as empty
-    reset = SlotView("b", usage=reading("b", 0.97, -H, observed_ago=30 * H))
+    reset = SlotView("b", usage=reading("b", 0.985, -H, observed_ago=30 * H))
     d = DefaultPolicy(T).decide(PolicyView("a", (live, reset)), NOW)
     assert (d.action, d.target) == ("switch", "b")
+
+
+def test_a_weekly_window_keeps_its_phase_past_a_reset():
+    # b's last reading is from before its weekly reset 10 h ago: its fresh week ends in 7 d - 10 h,
+    # which is still before a's reset, so b takes over instead of ranking as unknown (last)
+    from gptme_subscription_plugin.policy import weekly_reset
+
+    idle = reading("b", 0.9, -10 * H, observed_ago=30 * H)
+    assert weekly_reset(idle, NOW) == NOW - 10 * H + SEVEN_DAY_S
+    live = SlotView("a", usage=reading("a", 0.3, 6.9 * 24 * H, observed_ago=60))
+    d = DefaultPolicy(T).decide(PolicyView("a", (live, SlotView("b", usage=idle))), NOW)
+    assert (d.action, d.target, d.mode) == ("switch", "b", "forward-route")
+    two_weeks_ago = reading("c", 0.2, -(SEVEN_DAY_S + H), observed_ago=9 * 24 * H)
+    assert weekly_reset(two_weeks_ago, NOW) == NOW + SEVEN_DAY_S - H

@@ -37,7 +37,7 @@ def test_summary_names_live_usage_next_and_advice():
     s = summarize(view, decision, T, NOW)
     assert s.text == (
         "[subscription] live slot a: 5h 42% (resets in 2h00m), weekly 61% (resets in 3d00h), "
-        "sonnet weekly 30%, pressure 64%; next: b (weekly 20%); advice: plenty of room; carry on"
+        "sonnet weekly 30%, pressure 62%; next: b (weekly 20%); advice: plenty of room; carry on"
     )
     assert s.level == 0 and s.live == "a"
 

@@ -38,6 +38,8 @@ from .paths import (
 )
 from .policy import Thresholds
 
+_DEFAULT = Thresholds()
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
@@ -83,22 +85,23 @@ class Config:
     api_base: str = DEFAULT_API_BASE
     poll_interval: Seconds = 180.0
     poll_timeout: Annotated[float, Gt(0), Le(120)] = 8.0
-    probe_cooldown: Seconds = 1800.0
+    probe_cooldown: Seconds = _DEFAULT.probe_cooldown
     lock_wait: Annotated[float, Ge(0), Le(600)] = 9.0
     backup_keep: Annotated[int, Ge(1), Le(100)] = 5
     session_ttl: PositiveSeconds = 1800.0
-    # thresholds (fractions 0-1 and seconds); the policy reads them through `thresholds`
-    weekly_exhausted: Fraction = 0.95
-    five_hour_exhausted: Fraction = 0.90
-    model_weekly_exhausted: Fraction = 0.95
-    five_hour_headroom: Fraction = 0.80
-    rebalance_ahead: Share = 0.10
-    forward_route_margin: Seconds = 12 * 3600.0
-    forward_route_min_remaining: Share = 0.10
-    min_dwell: Seconds = 3600.0
-    manual_hold: Seconds = 8 * 3600.0
-    warn_pressure: Fraction = 0.80
-    usage_max_age: PositiveSeconds = 4 * 3600.0
+    # thresholds (fractions 0-1 and seconds); the policy reads them through `thresholds`, and
+    # their defaults are the policy's own (`Thresholds`), so they are written down once
+    weekly_exhausted: Fraction = _DEFAULT.weekly_exhausted
+    five_hour_exhausted: Fraction = _DEFAULT.five_hour_exhausted
+    model_weekly_exhausted: Fraction = _DEFAULT.model_weekly_exhausted
+    five_hour_headroom: Fraction = _DEFAULT.five_hour_headroom
+    rebalance_ahead: Share = _DEFAULT.rebalance_ahead
+    forward_route_margin: Seconds = _DEFAULT.forward_route_margin
+    forward_route_min_remaining: Share = _DEFAULT.forward_route_min_remaining
+    min_dwell: Seconds = _DEFAULT.min_dwell
+    manual_hold: Seconds = _DEFAULT.manual_hold
+    warn_pressure: Fraction = _DEFAULT.warn_pressure
+    usage_max_age: PositiveSeconds = _DEFAULT.usage_max_age
 
     @property
     def live_path(self) -> Path:
@@ -256,12 +259,14 @@ def _error(merged: Sourced, name: str, message: str) -> ConfigError:
 def _cache_key(
     overrides: Mapping[str, Any], env: Mapping[str, str], path: Path, data: bytes | None
 ) -> str:
-    """Every input that can change the result: our env, the dirs it derives from, the file."""
+    """Every input that can change the result: our env, the dirs it derives from, the file,
+    and the defaults themselves (an upgrade that retunes a threshold must not read old ones)."""
     relevant = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     for key in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "CLAUDE_CONFIG_DIR"):
         relevant[key] = env.get(key, "")
     doc = {
         "v": CACHE_VERSION,
+        "defaults": sorted(dataclasses.asdict(_DEFAULT).items()),
         "env": sorted(relevant.items()),
         "file": str(path),
         "data": hashlib.sha256(data).hexdigest() if data is not None else None,

@@ -250,13 +250,13 @@ def _script(
         return sb.stop("session-A")
 
     def weekly_exhausted() -> tuple[Decision | None, SwitchOutcome | None]:
-        set_usage(alice, five_hour=0.60, five_hour_reset=sb.clock() + 2 * HOUR, seven_day=0.97)
+        set_usage(alice, five_hour=0.60, five_hour_reset=sb.clock() + 2 * HOUR, seven_day=0.99)
         sb.turn("session-A")
         # the statusline hands Claude Code's own rate_limits to us for free after a response
         statusline = {
             "rate_limits": {
                 "five_hour": {"used_percentage": 60, "resets_at": sb.clock() + 2 * HOUR},
-                "seven_day": {"used_percentage": 97, "resets_at": alice.weekly_reset},
+                "seven_day": {"used_percentage": 99, "resets_at": alice.weekly_reset},
             }
         }
         snapshot = parse_statusline_rate_limits(statusline, "alice", sb.clock())
@@ -280,7 +280,7 @@ def _script(
         ("11:40", "Claude Code refreshes bob's token, replacing the link with a file", refresh),
         ("13:00", "the usage endpoint answers bob's poll with 429 Retry-After 900", endpoint_429),
         ("15:40", "alice's 5h window has reset; her weekly quota expires first", five_hour_reset),
-        ("18:10", "the statusline reports alice's weekly quota spent (97%)", weekly_exhausted),
+        ("18:10", "the statusline reports alice's weekly quota spent (99%)", weekly_exhausted),
         ("20:15", "bob hits a rate limit (StopFailure rate_limit) until 22:15", rate_limited),
         ("23:00", "a person switches to bob by hand", manual),
     ]

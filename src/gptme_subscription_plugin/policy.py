@@ -38,14 +38,15 @@ RECOVERY_MARGIN = 600.0
 class Thresholds:
     """Every tunable number of the policy, in one place (filled from Config)."""
 
-    weekly_exhausted: float = 0.95
+    # tuned in the tournament (benchmarks/tournament.py; README, Routing simulator)
+    weekly_exhausted: float = 0.98
     five_hour_exhausted: float = 0.90
     model_weekly_exhausted: float = 0.95
     five_hour_headroom: float = 0.80
     rebalance_ahead: float = 0.10
-    forward_route_margin: float = 12 * 3600.0
-    forward_route_min_remaining: float = 0.10
-    min_dwell: float = 3600.0
+    forward_route_margin: float = 2 * 3600.0
+    forward_route_min_remaining: float = 0.0
+    min_dwell: float = 900.0
     manual_hold: float = 8 * 3600.0
     probe_cooldown: float = 1800.0
     warn_pressure: float = 0.80
@@ -291,10 +292,19 @@ def has_five_hour_headroom(usage: UsageSnapshot | None, thresholds: Thresholds, 
 
 
 def weekly_reset(usage: UsageSnapshot | None, now: float) -> float:
-    """Weekly reset time for ranking; unknown sorts last."""
-    if usage is None or usage.seven_day is None or usage.seven_day.resets_at is None:
+    """Weekly reset time for ranking; unknown sorts last.
+
+    A weekly window keeps its phase: past its reset, the next one closes a whole number of
+    weeks after the last reset seen, so a slot idle since then still ranks by when its fresh
+    quota expires.
+    """
+    week = usage.seven_day if usage is not None else None
+    if week is None or week.resets_at is None:
         return math.inf
-    return usage.seven_day.resets_at if usage.seven_day.is_current(now) else math.inf
+    if week.is_current(now):
+        return week.resets_at
+    period = float(week.window_seconds)
+    return week.resets_at + period * (math.floor((now - week.resets_at) / period) + 1)
 
 
 def weekly_remaining(usage: UsageSnapshot | None, now: float) -> float | None:
