@@ -90,6 +90,15 @@ class HookSandbox:
     def live(self) -> str:
         return os.readlink(self.claude / ".credentials.json").rsplit(".", 1)[1]
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
 
 @pytest.fixture
 def sb(tmp_path, fake_server):
@@ -177,11 +186,14 @@ def test_stop_failure_rate_limit_switches_at_once(sb):
     assert sb.live() == "bob"  # the detached worker moved to another slot
     rotation = json.loads((sb.state / "rotation.json").read_text())
     assert rotation["limited"]["alice"] > time.time()
-    switch = [
-        json.loads(line)
-        for line in (sb.state / "events.jsonl").read_text().splitlines()
-        if '"switch"' in line
-    ]
+
+    def switches() -> list[dict]:  # the worker logs the switch just after the flip
+        lines = (sb.state / "events.jsonl").read_text().splitlines()
+        return [e for e in map(json.loads, lines) if e["kind"] == "switch"]
+
+    while not switches() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    switch = switches()
     assert switch[-1]["slot"] == "bob" and "rate-limited" in switch[-1]["reason"]
 
 
@@ -199,22 +211,10 @@ def test_stop_failure_on_a_refused_credential_marks_it_rejected_and_switches(sb)
     rotation = json.loads((sb.state / "rotation.json").read_text())
     assert rotation["rejected"]["alice"]["source"] == "StopFailure authentication_failed"
     assert "limited" not in rotation or "alice" not in rotation["limited"]
-    status = subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", "status", "--json"],
-        env=sb.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = sb.cli("status", "--json")
     alice = next(s for s in json.loads(status.stdout)["slots"] if s["name"] == "alice")
     assert alice["rejected"]["source"] == "StopFailure authentication_failed"
-    again = subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", "switch", "alice"],
-        env=sb.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = sb.cli("switch", "alice")
     assert again.returncode == 1 and "refused alice's credential" in again.stderr + again.stdout
     assert sb.live() == "bob"
 

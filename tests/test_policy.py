@@ -247,6 +247,12 @@ def test_rebalance_when_ahead_of_pace():
     )
     assert (d.action, d.target, d.mode) == ("switch", "b", "rebalance")
     assert "ahead of weekly pace" in d.reason
+    far = decide(
+        "a",
+        slot("a", week=0.75, week_reset_in=3.5 * 24 * H),
+        slot("b", week=0.2, week_reset_in=4.5 * 24 * H),  # expires a day later: not alike
+    )
+    assert far.action == "stay"
 
 
 def test_dwell_holds_optional_switches_but_not_urgent_ones():

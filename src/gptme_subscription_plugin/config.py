@@ -98,6 +98,7 @@ class Config:
     rebalance_ahead: Share = _DEFAULT.rebalance_ahead
     forward_route_margin: Seconds = _DEFAULT.forward_route_margin
     forward_route_min_remaining: Share = _DEFAULT.forward_route_min_remaining
+    rebalance_window: Seconds = _DEFAULT.rebalance_window
     min_dwell: Seconds = _DEFAULT.min_dwell
     manual_hold: Seconds = _DEFAULT.manual_hold
     warn_pressure: Fraction = _DEFAULT.warn_pressure

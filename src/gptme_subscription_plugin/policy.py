@@ -46,6 +46,7 @@ class Thresholds:
     rebalance_ahead: float = 0.10
     forward_route_margin: float = 2 * 3600.0
     forward_route_min_remaining: float = 0.0
+    rebalance_window: float = 12 * 3600.0  # a rebalance target expires about as soon as this
     min_dwell: float = 900.0
     manual_hold: float = 8 * 3600.0
     probe_cooldown: float = 1800.0
@@ -647,7 +648,7 @@ class DefaultPolicy:
                     gap is not None
                     and gap < 0
                     and has_five_hour_headroom(cand.usage, t, now)
-                    and abs(cand_reset - live_reset) <= t.forward_route_margin
+                    and abs(cand_reset - live_reset) <= t.rebalance_window
                 ):
                     return (
                         "rebalance",
