@@ -469,9 +469,12 @@ class DefaultPolicy:
                 action, view.live, kw.pop("target", None), mode, reason, pressure=pressures, **kw
             )
 
-        urgent = self._urgent_problem(live, view, now)
+        # every slot but the live one that could take over, best first (exclude=None when
+        # nothing is live: then every slot is a candidate)
+        candidates = rank_candidates(view, t, now, exclude=view.live)
+        urgent = self._urgent_problem(live, candidates, view, now)
         if urgent is not None:
-            return self._urgent_move(urgent, live, view, now, make)
+            return self._urgent_move(urgent, live, candidates, view, now, make)
         assert live is not None  # _urgent_problem covers a missing live slot
 
         if (
@@ -485,7 +488,6 @@ class DefaultPolicy:
         if live.usage is None:
             return make("stay", "no-data", f"no usage data for {live.name}; staying")
 
-        candidates = rank_candidates(view, t, now, exclude=live.name)
         optional = self._optional_switch(live, candidates, now)
         if optional is not None:
             mode, target, reason = optional
@@ -501,7 +503,9 @@ class DefaultPolicy:
             return make("switch", mode, f"{reason}; switching to {target.name}", target=target.name)
         return make("stay", "healthy", f"{live.name} healthy: {describe_usage(live.usage, now)}")
 
-    def _urgent_problem(self, live: SlotView | None, view: PolicyView, now: float) -> str | None:
+    def _urgent_problem(
+        self, live: SlotView | None, candidates: Sequence[SlotView], view: PolicyView, now: float
+    ) -> str | None:
         """Why the live slot cannot go on at all, or None."""
         t = self.thresholds
         if view.live is None:
@@ -519,8 +523,7 @@ class DefaultPolicy:
             # the next turn's model is unknown: a spent per-model window is urgent only when
             # some other slot serves every model
             models = spent_models(live.usage, t, now)
-            cands = rank_candidates(view, t, now, exclude=live.name)
-            if models and cands and not spent_models(cands[0].usage, t, now):
+            if models and candidates and not spent_models(candidates[0].usage, t, now):
                 spent = exhaustion(live.usage, t, now)
         if spent is not None:
             label, reset = spent
@@ -532,6 +535,7 @@ class DefaultPolicy:
         self,
         urgent: str,
         live: SlotView | None,
+        candidates: Sequence[SlotView],
         view: PolicyView,
         now: float,
         make: Callable[..., Decision],
@@ -540,7 +544,6 @@ class DefaultPolicy:
         the quota (the live slot's own first: a move costs a cold cache); else whichever slot
         recovers soonest; else defer."""
         t = self.thresholds
-        candidates = rank_candidates(view, t, now, exclude=view.live)
         if candidates:
             best = candidates[0]
             return make(
