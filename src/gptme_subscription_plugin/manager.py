@@ -21,6 +21,7 @@ from . import fsutil
 from .config import Config
 from .credentials import CredentialError, CredentialInfo, load_credential
 from .policy import (
+    REJECTED,
     Decision,
     DefaultPolicy,
     Policy,
@@ -187,6 +188,7 @@ class SubscriptionManager:
                 }
                 polls = {n: fut.result() for n, fut in futures.items()}
         result: dict[str, UsageSnapshot | None] = {}
+        rejected = self.rotation_state().get("rejected", {}) if polls else {}
         for name in wanted:
             poll = polls.get(name)
             if poll is not None and poll.error_kind is not None:
@@ -195,8 +197,8 @@ class SubscriptionManager:
                 )
                 if poll.error_kind == "rejected":
                     self.record_rejection(name, "the usage endpoint answered 401")
-            elif poll is not None and poll.polled:
-                self._clear_rejection_after_success(name, now)
+            elif poll is not None and poll.polled and name in rejected:
+                self._clear_rejection_after_success(name, rejected[name], now)
             snapshot = poll.snapshot if poll is not None else None
             result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
@@ -252,19 +254,22 @@ class SubscriptionManager:
         usage = self.check_usage(refresh=refresh)
         rot = self.rotation_state()
         live = self.get_active_subscription()
-        return [
-            SlotReport(
-                name=name,
-                live=name == live,
-                credential=self.slots.check(name),
-                usage=usage.get(name),
-                pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
-                limited_until=_float(rot.get("limited", {}).get(name)),
-                poll=self.usage.status(name, now),
-                rejected=standing_rejection(rot, name, self.slots.check(name)),
+        reports = []
+        for name in self.slot_names():
+            info = self.slots.check(name)
+            reports.append(
+                SlotReport(
+                    name=name,
+                    live=name == live,
+                    credential=info,
+                    usage=usage.get(name),
+                    pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
+                    limited_until=_float(rot.get("limited", {}).get(name)),
+                    poll=self.usage.status(name, now),
+                    rejected=standing_rejection(rot, name, info),
+                )
             )
-            for name in self.slot_names()
-        ]
+        return reports
 
     # ------------------------------------------------------------ acting
 
@@ -412,8 +417,7 @@ class SubscriptionManager:
         self.state.update(ROTATION_DOC, update)
         self.events.append("credential-rejected", now, slot=slot, source=source)
 
-    def _clear_rejection_after_success(self, slot: str, now: float) -> None:
-        entry = self.rotation_state().get("rejected", {}).get(slot)
+    def _clear_rejection_after_success(self, slot: str, entry: Any, now: float) -> None:
         at = _float(entry.get("at")) if isinstance(entry, dict) else None
         if at is None or now - at < self.config.thresholds.probe_cooldown:
             return
@@ -473,9 +477,6 @@ class SubscriptionManager:
         self.events.append(
             "switch", now, slot=slot, previous=previous, mode=mode, reason=reason, forced=forced
         )
-
-
-REJECTED = "rejected"  # SlotView.health of a credential Anthropic refused
 
 
 def credential_key(info: CredentialInfo) -> str | None:

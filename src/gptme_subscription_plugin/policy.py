@@ -32,6 +32,7 @@ Action = Literal["stay", "switch", "hold", "defer"]
 
 # Switch ahead to a slot that is back this much sooner than the live one (when none serves).
 RECOVERY_MARGIN = 600.0
+REJECTED = "rejected"  # SlotView.health of a credential Anthropic refused
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..policy import (
+    REJECTED,
     Decision,
     Policy,
     PolicyView,
@@ -656,11 +657,7 @@ class Simulator:
             SlotView(
                 name=name,
                 usable=i not in self.rejected,  # files look healthy; Anthropic said otherwise
-                health="rejected"
-                if i in self.rejected
-                else "valid"
-                if self.accounts[i].token_exp > now
-                else "stale",
+                health=self._health(i, now),
                 usage=self.cache[i].get(now, interval),
                 limited_until=self.limited.get(i),
                 left_exhausted_at=self.left_exhausted.get(i),
@@ -672,6 +669,12 @@ class Simulator:
             slots=slots,
             last_switch_at=self.last_switch_at,
         )
+
+    def _health(self, slot: int, now: float) -> str:
+        """What check_credential_file would say of the slot file, or the rejection over it."""
+        if slot in self.rejected:
+            return REJECTED
+        return "valid" if self.accounts[slot].token_exp > now else "stale"
 
     def _evaluate(self, now: float, refresh: bool) -> Decision:
         self._flush_observations(now)
