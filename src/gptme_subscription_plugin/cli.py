@@ -527,28 +527,7 @@ def cmd_install(m: Any, args: argparse.Namespace) -> int:
         m.slots.observe()  # remember the live slot now, so a later refresh can be attributed
     else:
         result = installer.uninstall(path, dry_run=args.dry_run)
-    m.events.append(
-        args.command,
-        m.clock(),
-        target=args.target,
-        path=str(path),
-        changed=result.changed,
-        dry_run=args.dry_run,
-    )
-    if args.json:
-        _print_json({**result.to_dict(), "dry_run": args.dry_run})
-        return EXIT_OK
-    verb = "installed into" if args.command == "install" else "removed from"
-    if not result.changed:
-        print(f"nothing to do: {path} is already up to date")
-    elif args.dry_run:
-        print(f"dry run: would write {path}:")
-        print(json.dumps(result.after, indent=2))
-    else:
-        print(f"{verb} {path}" + (f" (backup: {result.backup})" if result.backup else ""))
-    for note in result.notes:
-        print(f"note: {note}")
-    return EXIT_OK
+    return report_install(m, args, result, json.dumps(result.after, indent=2) + "\n")
 
 
 def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
@@ -564,6 +543,12 @@ def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
         m.slots.observe()  # remember the live slot now, so a later refresh can be attributed
     else:
         result = installer.uninstall(workspace, dry_run=args.dry_run)
+    return report_install(m, args, result, result.text)
+
+
+def report_install(m: Any, args: argparse.Namespace, result: Any, new_text: str) -> int:
+    """Log and print an install or uninstall, whatever it edited (`new_text`: the file it
+    would write, shown on a dry run)."""
     m.events.append(
         args.command,
         m.clock(),
@@ -580,7 +565,7 @@ def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
         print(f"nothing to do: {result.path} is already up to date")
     elif args.dry_run:
         print(f"dry run: would write {result.path}:")
-        print(result.text, end="")
+        print(new_text, end="")
     else:
         print(f"{verb} {result.path}" + (f" (backup: {result.backup})" if result.backup else ""))
     for note in result.notes:
