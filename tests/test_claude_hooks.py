@@ -197,6 +197,63 @@ def test_stop_failure_rate_limit_switches_at_once(sb):
     assert switch[-1]["slot"] == "bob" and "rate-limited" in switch[-1]["reason"]
 
 
+def test_user_prompt_submit_decides_on_cached_usage_when_nobody_else_is_mid_turn(sb):
+    sb.set_usage("alice", five=20, week=99)
+    sb.hook("session-start", payload("SessionStart", source="startup"))  # polls both slots
+    sb.server.reset_requests()
+    out, _ = sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    assert sb.live() == "bob"  # before the turn's first request
+    assert "alice -> bob" in out["systemMessage"]
+    assert not [r for r in sb.server.requests() if r.route == "/api/oauth/usage"]  # no network
+
+
+def test_user_prompt_submit_leaves_the_live_slot_alone_while_another_session_works(sb):
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="B"))  # B is mid-turn
+    sb.set_usage("alice", five=20, week=99)
+    sb.hook("session-start", payload("SessionStart", session="A", source="startup"))
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="A"))
+    assert sb.live() == "alice"
+    sb.hook("stop", payload("Stop", session="B"))  # decides; A is mid-turn now: pending
+    assert sb.live() == "alice"
+    sb.hook("stop", payload("Stop", session="A"))
+    assert sb.live() == "bob"
+
+
+def test_stop_failure_on_a_spent_model_window_limits_only_that_model(sb, tmp_path):
+    now = time.time()
+    for name, opus in (("alice", 100), ("bob", 97)):  # bob: past our threshold, not out
+        sb.server.set_usage(
+            access(name),
+            {
+                "five_hour": {"utilization": 20, "resets_at": iso(now + 3600)},
+                "seven_day": {"utilization": 40, "resets_at": iso(now + 3 * 86400)},
+                "seven_day_opus": {"utilization": opus, "resets_at": iso(now + 3 * 86400)},
+            },
+        )
+    sb.hook("session-start", payload("SessionStart", source="startup"))
+    transcript = tmp_path / "s1.jsonl"
+    answer = {"type": "assistant", "message": {"role": "assistant", "model": "claude-opus-4-5"}}
+    transcript.write_text(json.dumps(answer) + "\n")
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", transcript_path=str(transcript)))
+    assert sb.live() == "alice"  # no slot serves every model: alice serves all but Opus
+    sb.hook(
+        "stop-failure",
+        payload("StopFailure", error="rate_limit", transcript_path=str(transcript)),
+    )
+    deadline = time.monotonic() + 15
+    while sb.live() != "bob" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sb.live() == "bob"  # alice refused Opus, bob has a little Opus left
+    rotation = json.loads((sb.state / "rotation.json").read_text())
+    assert "alice" not in rotation.get("limited", {})
+    # the 5-hour reset is the soonest in sight (that reading may be what lagged)
+    assert rotation["limited_models"]["alice"]["opus"] == pytest.approx(now + 3600, abs=5)
+    status = json.loads(sb.cli("status", "--json").stdout)
+    alice = next(s for s in status["slots"] if s["name"] == "alice")
+    assert alice["limited_until"] is None and set(alice["limited_models"]) == {"opus"}
+    assert "opus limited" in sb.cli("status").stdout
+
+
 def test_stop_failure_on_a_refused_credential_marks_it_rejected_and_switches(sb):
     sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
     out, _ = sb.hook(

@@ -148,6 +148,24 @@ def test_rate_limit_record_drives_a_switch(env):
     assert d.urgent and d.target == "bob"
 
 
+def test_a_per_model_rate_limit_binds_that_model_and_expires_at_the_next_flip(env):
+    m, clock, _ = env
+    m.record_rate_limit("alice", clock() + H, model="opus")
+    m.record_rate_limit("bob", clock() + 60, model="opus")
+    view = m.view()
+    assert view.slot("alice").limited_models == {"opus": clock() + H}
+    assert view.slot("alice").limited_until is None  # Sonnet still goes through
+    d = m.evaluate()  # carol serves every model: worth moving to
+    assert (d.action, d.target, d.urgent) == ("switch", "carol", True) and "opus" in d.reason
+    assert [e.get("model") for e in m.events.tail(3)][:2] == ["opus", "opus"]
+    clock.now += 120
+    assert m.switch_to("bob").status == "switched"
+    assert m.rotation_state()["limited_models"] == {"alice": {"opus": clock() - 120 + H}}
+    report = {r.name: r for r in m.report()}
+    assert report["alice"].limited_models == {"opus": clock() - 120 + H}
+    assert report["bob"].limited_models == {}
+
+
 def test_flip_heals_drift_first_and_loses_no_token(env):
     m, _, _ = env
     home = m.config.home

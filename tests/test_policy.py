@@ -62,12 +62,14 @@ def slot(name: str, **kw) -> SlotView:
     health = kw.pop("health", "valid" if usable else "malformed")
     limited_until = kw.pop("limited_until", None)
     left = kw.pop("left_exhausted_at", None)
+    limited_models = kw.pop("limited_models", {})
     return SlotView(
         name,
         usable=usable,
         health=health,
         usage=usage(name, **kw),
         limited_until=limited_until,
+        limited_models=limited_models,
         left_exhausted_at=left,
     )
 
@@ -358,6 +360,11 @@ def slot_views(draw, name: str) -> SlotView:
         usable=draw(st.booleans()) or draw(st.booleans()),
         usage=snap,
         limited_until=draw(st.none() | st.floats(NOW - H, NOW + H)),
+        limited_models=draw(
+            st.dictionaries(
+                st.sampled_from(["sonnet", "opus"]), st.floats(NOW - H, NOW + H), max_size=2
+            )
+        ),
         left_exhausted_at=draw(st.none() | st.floats(NOW - 2 * H, NOW)),
     )
 
@@ -395,10 +402,10 @@ def test_never_switches_to_a_slot_that_cannot_serve(view):
         if d.mode == "last-resort":  # past our thresholds, under the hard limit
             assert may_serve(target, NOW, view.model) and not better
         elif d.mode == "untried":  # every reading says spent; never to a refusing slot
-            assert not is_limited(target, NOW) and not better
+            assert not is_limited(target, NOW, view.model) and not better
             assert not any(may_serve(s, NOW, view.model) for s in others)
         elif d.mode == "soonest-recovery":
-            assert not any(s.usable and not is_limited(s, NOW) for s in others)
+            assert not any(s.usable and not is_limited(s, NOW, view.model) for s in others)
         else:
             assert can_serve(target, T, NOW, view.model)
     assert d.reason and "\n" not in d.reason

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gptme_subscription_plugin.credentials import CredentialInfo, Health
 from gptme_subscription_plugin.policy import PolicyView, SlotView, Thresholds
@@ -44,6 +44,7 @@ class Row:
     pressure: float | None
     limited_until: float | None = None
     rejected: dict | None = None
+    limited_models: dict = field(default_factory=dict)
 
 
 def test_status_table_shows_everything_a_person_needs():
@@ -60,6 +61,14 @@ def test_status_table_shows_everything_a_person_needs():
             None,
             rejected={"at": NOW - 60, "source": "StopFailure authentication_failed"},
         ),
+        Row(
+            "dave",
+            False,
+            CredentialInfo("p", Health.VALID, "valid"),
+            None,
+            None,
+            limited_models={"opus": NOW + 2 * 3600},
+        ),
     ]
     text = status_table(
         rows, NOW, {"slot": "bob", "mode": "manual", "since": NOW - 60, "reason": "by hand"}, ["s1"]
@@ -69,6 +78,7 @@ def test_status_table_shows_everything_a_person_needs():
     assert "1h00m" in text and "2d00h" in text  # reset countdowns
     assert "sonnet" in text and "52%" in text
     assert "malformed, limited 10m, no usage data" in text
+    assert "valid, opus limited 2h00m, no usage data" in text
     assert "pending switch: -> bob (manual, 1m ago): by hand" in text
     assert "sessions mid-turn: 1 (s1)" in text
 

@@ -67,11 +67,11 @@ class AlwaysNext:
 class SwitchOnce:
     name = "switch-once"
 
-    def __init__(self, target: str):
-        self.target, self.done = target, False
+    def __init__(self, target: str, not_before: float = T0 + 1):
+        self.target, self.not_before, self.done = target, not_before, False
 
     def decide(self, view: PolicyView, now: float) -> Decision:
-        if self.done or view.live == self.target:
+        if self.done or view.live == self.target or now < self.not_before:
             return Decision("stay", view.live, None, "stay", "done")
         self.done = True
         return Decision("switch", view.live, self.target, "once", "once")
@@ -93,8 +93,10 @@ def test_swaps_only_where_no_session_is_mid_turn_and_never_mid_request():
     m = result.metrics
     assert m.violations == 0 and m.mid_turn_swaps == 0 and m.mid_request_swaps == 0
     flips = [t for t, *_ in result.switches]
-    assert flips and flips[0] == pytest.approx(T0 + 240)  # pending until A's Stop
-    assert {acct for sid, _, _, _, acct in result.requests if sid == "A"} == {"a"}
+    # A's prompt finds nobody mid-turn: a flip before its first request; after that B's
+    # prompts and Stops find A mid-turn, so the next flip waits for A's Stop
+    assert flips[:2] == [pytest.approx(T0), pytest.approx(T0 + 240)]
+    assert {acct for sid, _, _, _, acct in result.requests if sid == "A"} == {"b"}
     # no request is in flight, and no turn open, at any flip
     turns: dict[tuple[str, int], list[float]] = {}
     for sid, t_idx, start, end, _ in result.requests:
@@ -155,10 +157,13 @@ def test_stop_failure_rate_limit_marks_the_slot_and_the_policy_moves():
 def test_a_refused_credential_is_marked_rejected_and_the_policy_moves():
     s = Session("S", tuple(turn(T0 + i * 600, req(T0 + i * 600, tool=0)) for i in range(5)))
     spy = Spy(DefaultPolicy())
-    sim = Simulator(workload(s), (account("a", broken_at=T0), account("b")), spy, record=True)
+    # a's token is past its expiry, so no usage poll finds the revocation first
+    broken = account("a", broken_at=T0, token_expires_at=T0 - 1)
+    sim = Simulator(workload(s), (broken, account("b")), spy, record=True)
     m = sim.run().metrics
     assert m.auth_errors == 1 and m.stalls == 1 and m.requests == 5  # the retry too
-    now, view, decision = spy.calls[0]  # StopFailure(authentication_failed) evaluates
+    assert spy.calls[0][2].action == "stay"  # the first prompt: nothing known against a
+    now, view, decision = spy.calls[1]  # StopFailure(authentication_failed) evaluates
     assert (view.slot("a").usable, view.slot("a").health) == (False, "rejected")
     assert (decision.action, decision.target) == ("switch", "b")
     assert {acct for *_, acct in sim.result.requests} == {"b"}
@@ -185,7 +190,11 @@ def test_the_policy_sees_observations_only_never_ground_truth():
     spy = Spy(DefaultPolicy())
     sim = Simulator(workload(talkative), (account("a"), account("b")), spy, opts)
     sim.run()
-    for now, view, _ in spy.calls:
+    assert spy.calls[0][0] == T0 and spy.calls[0][1].slot("a").usage is None
+    spy = Spy(DefaultPolicy())
+    sim = Simulator(workload(talkative), (account("a"), account("b")), spy, opts)
+    sim.run()
+    for now, view, _ in spy.calls[1:]:  # after the first prompt's decision, before any answer
         usage = view.slot("a").usage
         assert usage is not None and usage.source == "statusline" and usage.observed_at <= now
         assert usage.seven_day is not None

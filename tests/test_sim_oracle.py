@@ -84,4 +84,5 @@ def test_clairvoyant_reads_ground_truth_and_goes_where_quota_expires_first():
     )
     wl = Workload((Session("s", turns, statusline=False),), T0, T0 + 3 * DAY)
     result = Simulator(wl, fleet, ClairvoyantPolicy(), record=True).run()
-    assert [acct for *_, acct in result.requests] == ["a", "b", "b", "b"]  # never the broken c
+    # the first prompt already moves (nobody is mid-turn); never to the broken c
+    assert [acct for *_, acct in result.requests] == ["b", "b", "b", "b"]

@@ -73,6 +73,7 @@ class SlotReport:
     limited_until: float | None
     poll: dict[str, Any] = field(default_factory=dict)
     rejected: dict[str, Any] | None = None  # Anthropic refused this very credential
+    limited_models: dict[str, float] = field(default_factory=dict)  # per-model 429s in force
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,7 @@ class SlotReport:
             "usage": self.usage.to_dict() if self.usage else None,
             "pressure": self.pressure,
             "limited_until": self.limited_until,
+            "limited_models": self.limited_models,
             "poll": self.poll,
             "rejected": self.rejected,
         }
@@ -223,6 +225,7 @@ class SubscriptionManager:
                     health=REJECTED if rejected else info.health.value,
                     usage=usage.get(name),
                     limited_until=_float(limited.get(name)),
+                    limited_models=model_limits(rot, name),
                     left_exhausted_at=_float(left.get(name)),
                 )
             )
@@ -267,6 +270,9 @@ class SubscriptionManager:
                     limited_until=_float(rot.get("limited", {}).get(name)),
                     poll=self.usage.status(name, now),
                     rejected=standing_rejection(rot, name, info),
+                    limited_models={
+                        m: until for m, until in model_limits(rot, name).items() if until > now
+                    },
                 )
             )
         return reports
@@ -393,15 +399,20 @@ class SubscriptionManager:
             )
         return result
 
-    def record_rate_limit(self, slot: str, until: float) -> None:
-        """A 429 / StopFailure(rate_limit): the slot serves nothing before `until`."""
+    def record_rate_limit(self, slot: str, until: float, model: str | None = None) -> None:
+        """A 429 / StopFailure(rate_limit): the slot serves nothing before `until`; with
+        `model` (a per-model weekly window ran out), only that model waits."""
         now = self.clock()
 
         def update(doc: dict[str, Any]) -> None:
-            doc.setdefault("limited", {})[slot] = until
+            if model is None:
+                doc.setdefault("limited", {})[slot] = until
+            else:
+                doc.setdefault("limited_models", {}).setdefault(slot, {})[model] = until
 
         self.state.update(ROTATION_DOC, update)
-        self.events.append("rate-limited", now, slot=slot, until=until)
+        extra = {} if model is None else {"model": model}
+        self.events.append("rate-limited", now, slot=slot, until=until, **extra)
 
     def record_rejection(self, slot: str, source: str) -> None:
         """Anthropic refused this slot's credential (a 401, StopFailure
@@ -472,11 +483,29 @@ class SubscriptionManager:
             limited = doc.get("limited", {})
             for name in [n for n, until in limited.items() if (_float(until) or 0) <= now]:
                 limited.pop(name)
+            per_model = doc.get("limited_models", {})
+            for name in list(per_model):
+                kept = {m: u for m, u in model_limits(doc, name).items() if u > now}
+                if kept:
+                    per_model[name] = kept
+                else:
+                    per_model.pop(name)
 
         self.state.update(ROTATION_DOC, update)
         self.events.append(
             "switch", now, slot=slot, previous=previous, mode=mode, reason=reason, forced=forced
         )
+
+
+def model_limits(rotation: dict[str, Any], slot: str) -> dict[str, float]:
+    """The per-model 429s recorded for `slot` (rotation.json "limited_models"), well-formed
+    entries only: a hand-edited or damaged document never breaks a decision."""
+    entry = rotation.get("limited_models", {})
+    entry = entry.get(slot) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return {}
+    limits = {m: _float(u) for m, u in entry.items() if isinstance(m, str)}
+    return {m: u for m, u in limits.items() if u is not None}
 
 
 def credential_key(info: CredentialInfo) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from .usage.snapshot import UsageSnapshot, UsageWindow
+from .usage.snapshot import UsageSnapshot, UsageWindow, normalize_model_key
 
 Action = Literal["stay", "switch", "hold", "defer"]
 
@@ -64,6 +64,8 @@ class SlotView:
     health: str = "valid"
     usage: UsageSnapshot | None = None
     limited_until: float | None = None  # a 429 / StopFailure said: nothing until then
+    # a 429 on a model whose own weekly window is spent: that model waits, the others serve
+    limited_models: Mapping[str, float] = field(default_factory=dict)
     left_exhausted_at: float | None = None  # when we last left it because it ran out
 
 
@@ -314,22 +316,83 @@ def weekly_remaining(usage: UsageSnapshot | None, now: float) -> float | None:
     return None if week is None else 1.0 - week
 
 
-def is_limited(slot: SlotView, now: float) -> bool:
-    return slot.limited_until is not None and slot.limited_until > now
+def model_matches(key: str, model: str) -> bool:
+    """Does the per-model key ("opus") name the family of `model` ("claude-opus-4-5")?"""
+    wanted = normalize_model_key(model)
+    return bool(key) and (key == wanted or key in wanted)
+
+
+def model_limit(slot: SlotView, now: float, model: str) -> float | None:
+    """Until when a per-model 429 keeps `model` off this slot, or None."""
+    ends = [
+        until
+        for key, until in slot.limited_models.items()
+        if until > now and model_matches(key, model)
+    ]
+    return max(ends) if ends else None
+
+
+def limited_models(slot: SlotView, now: float) -> list[str]:
+    """Models a per-model 429 keeps off this slot for now."""
+    return sorted(key for key, until in slot.limited_models.items() if until > now)
+
+
+def is_limited(slot: SlotView, now: float, model: str | None = None) -> bool:
+    """A 429 said the whole slot waits, or (with `model` known) that this model does."""
+    if slot.limited_until is not None and slot.limited_until > now:
+        return True
+    return model is not None and model_limit(slot, now, model) is not None
+
+
+def partial_models(slot: SlotView, thresholds: Thresholds, now: float) -> list[str]:
+    """Models this slot will not serve although it serves the others: a spent per-model
+    window, or a per-model 429."""
+    return sorted({*spent_models(slot.usage, thresholds, now), *limited_models(slot, now)})
+
+
+def model_recovery(
+    usage: UsageSnapshot | None, thresholds: Thresholds, now: float, model: str | None
+) -> dict[str, float]:
+    """A 429 that only per-model weekly windows explain, as {model key: when it lifts}.
+
+    When the readings show such a window spent and the 5-hour and weekly windows not, the
+    limit binds that model alone and the slot keeps serving the others. With `model` known
+    only its own window can explain the 429; unknown (a session's first request: nothing in
+    its transcript yet), every spent per-model window is blamed. Empty means the whole slot
+    waits (a spent 5-hour or weekly window, or nothing per-model spent). A limit lifts at the
+    soonest reset in sight, the open 5-hour window's included: a fast-moving 5-hour reading
+    may be what lagged (see `expected_recovery`).
+    """
+    if usage is None or blocking(usage, thresholds, now, None) is not None:
+        return {}
+    if model:
+        entry = usage.model_entry(model)
+        entries = [entry] if entry is not None else []
+    else:
+        entries = sorted(usage.models.items())
+    five = usage.five_hour
+    five_reset = five.resets_at if five is not None else None
+    limits = {}
+    for key, window in entries:
+        if window.effective_utilization(now) < thresholds.model_weekly_exhausted:
+            continue
+        resets = [r for r in (window.resets_at, five_reset) if r is not None and r > now]
+        limits[key] = min(resets) if resets else now + 3600.0
+    return limits
 
 
 def can_serve(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> bool:
     """Usable credential, not rate-limited, no spent window that binds `model`."""
     return (
         slot.usable
-        and not is_limited(slot, now)
+        and not is_limited(slot, now, model)
         and blocking(slot.usage, thresholds, now, model) is None
     )
 
 
 def may_serve(slot: SlotView, now: float, model: str | None) -> bool:
     """Usable, not rate-limited and under the hard limit: past our thresholds, but not out."""
-    if not slot.usable or is_limited(slot, now):
+    if not slot.usable or is_limited(slot, now, model):
         return False
     room = hard_room(slot.usage, now, model)
     return room is None or room > 0
@@ -360,7 +423,7 @@ def rank_candidates(
         pressure = slot_pressure(s.usage, thresholds, now, view.model)
         return (
             0 if has_five_hour_headroom(s.usage, thresholds, now) else 1,
-            0 if view.model or not spent_models(s.usage, thresholds, now) else 1,
+            0 if view.model or not partial_models(s, thresholds, now) else 1,
             weekly_reset(s.usage, now),
             0.5 if pressure is None else pressure,
             order.get(s.name, len(order)),
@@ -387,7 +450,11 @@ def rank_untried(
     """Usable slots that read as spent but have not answered 429: readings lag (rounded
     statusline percentages, hours-old polls, a reset not seen yet), a refusal does not.
     Soonest expected recovery first."""
-    eligible = [s for s in view.slots if s.name != exclude and s.usable and not is_limited(s, now)]
+    eligible = [
+        s
+        for s in view.slots
+        if s.name != exclude and s.usable and not is_limited(s, now, view.model)
+    ]
     return sorted(eligible, key=lambda s: (recovery_time(s, thresholds, now, view.model), s.name))
 
 
@@ -397,9 +464,10 @@ def recovery_time(slot: SlotView, thresholds: Thresholds, now: float, model: str
         return math.inf
     blocked = blocking(slot.usage, thresholds, now, model)
     t = now if blocked is None else (blocked[1] if blocked[1] is not None else math.inf)
-    if is_limited(slot, now) and slot.limited_until is not None:
+    if slot.limited_until is not None and slot.limited_until > now:
         t = max(t, slot.limited_until)
-    return t
+    until = model_limit(slot, now, model) if model else None
+    return t if until is None else max(t, until)
 
 
 def forget_old_usage(view: PolicyView, thresholds: Thresholds, now: float) -> PolicyView:
@@ -455,12 +523,16 @@ class DefaultPolicy:
     """The shipped policy. Stateless: all memory comes in through the PolicyView."""
 
     name = "default"
+    per_model_limits = True  # reads SlotView.limited_models (the simulator asks)
 
     def __init__(self, thresholds: Thresholds | None = None):
         self.thresholds = thresholds or Thresholds()
 
     def decide(self, view: PolicyView, now: float) -> Decision:
         t = self.thresholds
+        # a weekly window keeps its phase: an aged-out reading still says when the live
+        # slot's quota expires (all forward-routing needs), not how much of it is left
+        live_reset = weekly_reset(getattr(view.slot(view.live), "usage", None), now)
         view = forget_old_usage(view, t, now)
         pressures = {s.name: slot_pressure(s.usage, t, now, view.model) for s in view.slots}
         live = view.slot(view.live)
@@ -477,6 +549,18 @@ class DefaultPolicy:
         if urgent is not None:
             return self._urgent_move(urgent, live, candidates, view, now, make)
         assert live is not None  # _urgent_problem covers a missing live slot
+        refused = self._refused_model_move(live, candidates, view, now)
+        if refused is not None:
+            model, target = refused
+            return make(
+                "switch",
+                "model-limited",
+                f"{live.name} refuses {model} until "
+                f"{format_duration((model_limit(live, now, model) or now) - now)}; "
+                f"{target.name} still serves it ({describe_usage(target.usage, now)})",
+                target=target.name,
+                urgent=True,
+            )
 
         if (
             view.manual_hold_slot == live.name
@@ -486,10 +570,9 @@ class DefaultPolicy:
             left = format_duration(view.manual_hold_until - now)
             return make("hold", "manual-hold", f"{live.name} chosen by hand; holding for {left}")
 
-        if live.usage is None:
+        optional = self._optional_switch(live, candidates, live_reset, now)
+        if optional is None and live.usage is None:
             return make("stay", "no-data", f"no usage data for {live.name}; staying")
-
-        optional = self._optional_switch(live, candidates, now)
         if optional is not None:
             mode, target, reason = optional
             if view.last_switch_at is not None and now - view.last_switch_at < t.min_dwell:
@@ -504,6 +587,20 @@ class DefaultPolicy:
             return make("switch", mode, f"{reason}; switching to {target.name}", target=target.name)
         return make("stay", "healthy", f"{live.name} healthy: {describe_usage(live.usage, now)}")
 
+    def _refused_model_move(
+        self, live: SlotView, candidates: Sequence[SlotView], view: PolicyView, now: float
+    ) -> tuple[str, SlotView] | None:
+        """With the next model unknown: a model the live slot refused (a per-model 429) that
+        another slot still serves, as (model, slot). That slot serves the other models too,
+        so moving loses nothing and unblocks the sessions waiting on that model."""
+        if view.model:
+            return None
+        for model in limited_models(live, now):
+            for cand in candidates:
+                if may_serve(cand, now, model):
+                    return model, cand
+        return None
+
     def _urgent_problem(
         self, live: SlotView | None, candidates: Sequence[SlotView], view: PolicyView, now: float
     ) -> str | None:
@@ -515,17 +612,16 @@ class DefaultPolicy:
             return f"live slot {view.live} is not a configured slot"
         if not live.usable:
             return f"{live.name} credential is {live.health}"
-        if is_limited(live, now):
-            return (
-                f"{live.name} rate-limited for {format_duration((live.limited_until or now) - now)}"
-            )
+        if is_limited(live, now, view.model):
+            until = recovery_time(live, t, now, view.model)
+            return f"{live.name} rate-limited for {format_duration(until - now)}"
         spent = blocking(live.usage, t, now, view.model)
         if spent is None and not view.model:
             # the next turn's model is unknown: a spent per-model window is urgent only when
             # some other slot serves every model
-            models = spent_models(live.usage, t, now)
-            if models and candidates and not spent_models(candidates[0].usage, t, now):
-                spent = exhaustion(live.usage, t, now)
+            models = partial_models(live, t, now)
+            if models and candidates and not partial_models(candidates[0], t, now):
+                spent = exhaustion(live.usage, t, now) or (f"{models[0]} rate limit", None)
         if spent is not None:
             label, reset = spent
             when = f", resets in {format_duration(reset - now)}" if reset is not None else ""
@@ -573,8 +669,21 @@ class DefaultPolicy:
                 target=best.name,
                 urgent=True,
             )
+        retry = soonest_recovery(view, t, now)
+        if live is not None and live.usable and not is_limited(live, now, view.model):
+            # the live slot reads as spent but has not refused: it is the untried slot, and
+            # the next request settles it. Moving first would flap: on the slot switched to,
+            # which has refused, this slot would be the untried one to go back to.
+            return make(
+                "defer",
+                "unrefused",
+                f"{urgent}; no slot can serve by its readings and {live.name} has not "
+                f"refused a request: staying until it does",
+                urgent=True,
+                retry_at=retry,
+            )
         untried = rank_untried(view, t, now, exclude=view.live)
-        if untried and (live is None or not live.usable or is_limited(live, now)):
+        if untried:
             best = untried[0]
             return make(
                 "switch",
@@ -584,7 +693,6 @@ class DefaultPolicy:
                 target=best.name,
                 urgent=True,
             )
-        retry = soonest_recovery(view, t, now)
         live_back = math.inf if live is None else recovery_time(live, t, now, view.model)
         others = sorted(
             (recovery_time(s, t, now, view.model), s.name)
@@ -612,18 +720,24 @@ class DefaultPolicy:
         )
 
     def _optional_switch(
-        self, live: SlotView, candidates: Sequence[SlotView], now: float
+        self, live: SlotView, candidates: Sequence[SlotView], live_reset: float, now: float
     ) -> tuple[str, SlotView, str] | None:
-        """A worthwhile (not urgent) move as (mode, target, reason), or None."""
+        """A worthwhile (not urgent) move as (mode, target, reason), or None.
+
+        With the live slot's usage unknown only forward-routing applies: it needs no more
+        than when the live slot's weekly quota expires.
+        """
         t = self.thresholds
         if not candidates:
             return None
         usage = live.usage
-        assert usage is not None
         best = candidates[0]
-        live_reset = weekly_reset(usage, now)
 
-        if not has_five_hour_headroom(usage, t, now) and has_five_hour_headroom(best.usage, t, now):
+        if (
+            usage is not None
+            and not has_five_hour_headroom(usage, t, now)
+            and has_five_hour_headroom(best.usage, t, now)
+        ):
             pct = round((_current(usage.five_hour, now) or 0) * 100)
             return "five-hour-headroom", best, f"{live.name} 5-hour window at {pct}%"
 
@@ -643,7 +757,7 @@ class DefaultPolicy:
                 f"{format_duration(best_reset - now)}, before {live.name}'s",
             )
 
-        live_gap = pace_gap(usage.seven_day, now)
+        live_gap = pace_gap(usage.seven_day, now) if usage is not None else None
         if live_gap is not None and live_gap >= t.rebalance_ahead:
             for cand in candidates:
                 gap = pace_gap(cand.usage.seven_day if cand.usage else None, now)

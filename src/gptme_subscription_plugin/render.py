@@ -55,6 +55,8 @@ def status_table(
             cred = f"REJECTED ({r.rejected['source']}): reauth"
         if r.limited_until and r.limited_until > now:
             cred += f", limited {format_duration(r.limited_until - now)}"
+        for model, until in sorted(r.limited_models.items()):
+            cred += f", {model} limited {format_duration(until - now)}"
         if usage is not None and usage.stale:
             cred += ", usage stale"
         if usage is None:

@@ -112,6 +112,18 @@ def test_pressure_summary_reaches_the_model_in_the_first_request(
     assert first.token == TOK_A
 
 
+def test_a_prompt_that_finds_everyone_idle_moves_off_a_spent_slot_before_its_request(
+    claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer
+) -> None:
+    setup(claude_sandbox, fake_api, a_weekly=99.0)  # a is spent; SessionStart polls it
+    fake_api.script_each_turn(end_turn("ok"))
+
+    result = run(claude_sandbox, fake_api, "hello").check()
+
+    assert tokens_of(fake_api, result.session_id) == [TOK_B]  # UserPromptSubmit flipped
+    assert claude_sandbox.live_target() == ".credentials.json.b"
+
+
 def test_a_switch_decided_mid_turn_lands_only_after_stop(
     claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer
 ) -> None:
@@ -142,15 +154,17 @@ def test_a_switch_decided_mid_turn_lands_only_after_stop(
 def test_concurrent_sessions_flip_only_when_both_are_idle(
     claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer
 ) -> None:
-    setup(claude_sandbox, fake_api, a_weekly=99.0)  # a is spent: the next Stop wants b
+    setup(claude_sandbox, fake_api)
     slow, quick = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
     fake_api.script_messages(bash("sleep 6"), end_turn("slept"), session_id=slow)
     fake_api.script_messages(end_turn("quick"), session_id=quick)
-    env = our_env(claude_sandbox, fake_api)
+    env = {**our_env(claude_sandbox, fake_api), "GPTME_SUBSCRIPTION_POLL_INTERVAL": "1"}
 
     a = claude_sandbox.start("sleep a while", session_id=slow, env=env)
     assert wait_for(lambda: len(fake_api.messages_calls(session_id=slow)) >= 1)
     assert wait_for(lambda: session_state(claude_sandbox, slow) == "busy")
+    # a is spent now, while A is mid-turn: B's hooks see it, the next decision wants b
+    fake_api.set_usage(TOK_A, make_usage_doc(time.time(), five_hour=10, seven_day=99.0))
     b = claude_sandbox.run("be quick", session_id=quick, env=env, timeout=60).check()
     assert b.result["result"] == "quick"
     # B's Stop decided to leave the spent slot, but A is mid-turn: nothing flipped

@@ -19,8 +19,9 @@ from typing import Any
 from ..config import load_config
 from ..hookstatus import write_hook_status
 from ..manager import SubscriptionManager, SwitchOutcome
-from ..policy import Decision, expected_recovery
+from ..policy import Decision, expected_recovery, model_recovery
 from ..summary import Summary, summarize
+from .transcript import last_model
 
 OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 DEFAULT_LIMIT_S = 3600.0  # a rate limit with no known reset: look again in an hour
@@ -125,11 +126,19 @@ def session_start(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | 
 
 
 def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
-    """The turn starts: the last safe point before its first request."""
+    """The turn starts: the last safe point before its first request.
+
+    A pending switch lands here when everyone else is idle. With nobody mid-turn this is also
+    a decision point of its own (cached usage, no network): the first prompt after a quiet
+    spell is often the only moment a busy fleet leaves for a flip, and the decisions taken
+    before the quiet (held by dwell, or made on data now hours old) are worth taking again.
+    """
     m = make_manager(env)
     sid = session_of(payload)
     notes = [n for n in (heal_if_drifted(m),) if n]
     outcome = m.apply_pending(session_id=sid)
+    if (outcome is None or outcome.status != "switched") and not m.busy_sessions(exclude=sid):
+        outcome = m.apply(m.evaluate(refresh=False), session_id=sid) or outcome
     if sid:
         m.turns.mark_busy(sid, m.clock())
     line = outcome_line(outcome)
@@ -160,9 +169,10 @@ def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
 
 def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
     """A turn ended on an API error. A rate limit marks the live slot limited until its
-    expected recovery; a refused credential marks it rejected; either way, move at once when
-    nobody else is mid-turn. Other errors (overloaded, server errors) say nothing about the
-    slot and change nothing."""
+    expected recovery (only the session's model, when the readings say that model's own
+    weekly window ran out and nothing else did); a refused credential marks it rejected;
+    either way, move at once when nobody else is mid-turn. Other errors (overloaded, server
+    errors) say nothing about the slot and change nothing."""
     m = make_manager(env)
     sid = session_of(payload)
     now = m.clock()
@@ -174,7 +184,7 @@ def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | N
     heal_if_drifted(m)  # the slot, not a drifted live file, is what gets marked
     live = m.get_active_subscription()
     if live is not None and error == "rate_limit":
-        m.record_rate_limit(live, limited_until(m, live, now))
+        record_rate_limit(m, live, now, last_model(payload.get("transcript_path")))
     elif live is not None:
         m.record_rejection(live, f"StopFailure {error}")
     decision = m.evaluate(refresh=False)
@@ -184,10 +194,16 @@ def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | N
     return {"systemMessage": line} if line else None
 
 
-def limited_until(m: SubscriptionManager, slot: str, now: float) -> float:
-    """When the rate-limited slot is expected back (`policy.expected_recovery`)."""
+def record_rate_limit(m: SubscriptionManager, slot: str, now: float, model: str | None) -> None:
+    """Mark the slot limited until its expected recovery (`policy.expected_recovery`), or
+    only the models whose own weekly windows the readings blame (`policy.model_recovery`)."""
     usage = m.check_usage(refresh=False, names=[slot]).get(slot)
-    return expected_recovery(usage, m.config.thresholds, now, DEFAULT_LIMIT_S)
+    thresholds = m.config.thresholds
+    per_model = model_recovery(usage, thresholds, now, model)
+    for key, until in per_model.items():
+        m.record_rate_limit(slot, until, model=key)
+    if not per_model:
+        m.record_rate_limit(slot, expected_recovery(usage, thresholds, now, DEFAULT_LIMIT_S))
 
 
 HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict | None]] = {

@@ -326,6 +326,8 @@ def status(m: SubscriptionManager, now: float, session_id: str | None = None) ->
         until = r.limited_until if r.limited_until is not None and r.limited_until > now else None
         limited = until is not None
         extra = f", rate-limited for {format_duration(until - now)}" if until is not None else ""
+        for model, model_until in sorted(r.limited_models.items()):
+            extra += f", {model} rate-limited for {format_duration(model_until - now)}"
         lines.append(
             f"{'*' if r.live else ' '} {r.name}: {describe_usage(r.usage, now)}; "
             f"pressure {_pct(r.pressure)}; credential {r.credential.health.value}{extra}"
@@ -339,6 +341,7 @@ def status(m: SubscriptionManager, now: float, session_id: str | None = None) ->
                 "detail": r.credential.detail,
                 "pressure": _round(r.pressure),
                 "limited_until": r.limited_until if limited else None,
+                "limited_models": dict(r.limited_models),
                 "usage": _usage(r.usage, now),
             }
         )

@@ -41,6 +41,7 @@ from ..policy import (
     Thresholds,
     can_serve,
     expected_recovery,
+    model_recovery,
 )
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
@@ -407,6 +408,7 @@ class Simulator:
         self.last_switch_at: float | None = None
         self.pending: tuple[int, str, str] | None = None
         self.limited: dict[int, float] = {}
+        self.limited_models: dict[int, dict[str, float]] = {}  # rotation.json "limited_models"
         self.rejected: set[int] = set()  # rotation.json "rejected": a refused credential
         self.left_exhausted: dict[int, float] = {}
         self.registry: dict[int, list[Any]] = {}  # session -> [busy, last_seen]
@@ -417,6 +419,9 @@ class Simulator:
         self.m = RunMetrics()
         self.result = RunResult(self.m)
         self._observe: Callable[..., None] | None = getattr(policy, "observe_switch", None)
+        # per-model 429s are recorded for a policy that reads SlotView.limited_models; the
+        # rivals' anchors keep one limit per account, so they get the whole-slot limit
+        self._per_model = bool(getattr(policy, "per_model_limits", False))
         attach = getattr(policy, "attach", None)
         if attach is not None:  # only the hindsight oracle asks for the ground truth
             attach(self)
@@ -573,7 +578,10 @@ class Simulator:
         self._refresh(t)  # refresh_summary(refresh=True): polls within the budget
 
     def _hook_user_prompt_submit(self, s: _SessionState, t: float) -> None:
-        self._apply_pending(s.index, t)
+        outcome = self._apply_pending(s.index, t)
+        if outcome != "switched" and not self._others_busy(s.index, t):
+            # nobody mid-turn: the first prompt after a quiet spell may flip (cached data)
+            self._apply(self._evaluate(t, refresh=False), s.index, t)
         self.registry[s.index] = [True, t]
         self.busy.add(s.index)
 
@@ -590,14 +598,22 @@ class Simulator:
             return  # production ignores every other API error
         live = self.live
         if live is not None and error == "rate_limit":
-            self.limited[live] = self._limited_until(live, t)
+            # the hook reads the session's model from its transcript: known once the
+            # session has had an answer
+            model = s.session.turns[s.turn].requests[s.req].model if s.cache_acct >= 0 else None
+            usage = self.cache[live].get(t, self.opt.poll_interval)
+            per_model = model_recovery(usage, self.thresholds, t, model) if self._per_model else {}
+            if per_model:
+                self.limited_models.setdefault(live, {}).update(per_model)
+            else:
+                self.limited[live] = self._limited_until(live, t)
         elif live is not None:
             self.rejected.add(live)  # manager.record_rejection
         decision = self._evaluate(t, refresh=False)
         self._apply(decision, s.index, t)
 
     def _limited_until(self, slot: int, now: float) -> float:
-        """hooks.limited_until: `policy.expected_recovery` on the cached usage."""
+        """hooks.record_rate_limit's whole-slot limit: `policy.expected_recovery` (cached)."""
         usage = self.cache[slot].get(now, self.opt.poll_interval)
         return expected_recovery(usage, self.thresholds, now, DEFAULT_LIMIT_S)
 
@@ -660,6 +676,7 @@ class Simulator:
                 health=self._health(i, now),
                 usage=self.cache[i].get(now, interval),
                 limited_until=self.limited.get(i),
+                limited_models=self.limited_models.get(i, {}),
                 left_exhausted_at=self.left_exhausted.get(i),
             )
             for i, name in enumerate(self.names)
@@ -734,6 +751,9 @@ class Simulator:
             self.left_exhausted[previous] = now
         for slot in [k for k, until in self.limited.items() if until <= now]:
             del self.limited[slot]
+        for models in self.limited_models.values():
+            for key in [k for k, until in models.items() if until <= now]:
+                del models[key]
         prev_name = None if previous is None else self.names[previous]
         self.result.switches.append((now, prev_name, self.names[target], mode))
         if self._observe is not None:
