@@ -4,19 +4,23 @@
 the same Decision in production, in tests and in the simulator. The rules, in order:
 
 1. The live slot is broken, rate-limited or exhausted: switch now to the best candidate, or
-   defer until the soonest reset when there is none (urgent, ignores holds and dwell).
+   use the last of the quota, or defer until the soonest reset (urgent, ignores holds and
+   dwell; see `_urgent_move` for the tiers). With the next model unknown, a live slot that
+   refused one model (a per-model 429) moves to a slot that still serves that model.
 2. A person switched by hand: hold that choice until the manual hold runs out.
 3. Right after a switch, dwell: no optional switch for `min_dwell` seconds (no flapping).
 4. Keep 5-hour headroom: leave a live slot whose 5-hour window is nearly spent for one with room.
 5. Forward-route: spend the quota that expires soonest first (a candidate whose weekly window
-   resets well before the live one's, with quota left, takes over).
+   resets well before the live one's, with quota left, takes over). Only this rule runs when
+   the live slot's reading is too old to say how much is left: when it expires is still known.
 6. Rebalance: the live slot is ahead of its weekly pace while a slot expiring about as soon is
    behind its pace: move the load.
 7. Otherwise stay.
 
 Candidates are slots with a usable credential, not rate-limited, not exhausted, not left on
 exhaustion within the probe cooldown (unless newer data shows them recovered); they are ranked
-by 5-hour headroom first, then soonest weekly reset, then lower pressure, then preference order.
+by 5-hour headroom first, then (model unknown) whether they serve every model, then soonest
+weekly reset, then lower pressure, then preference order.
 """
 
 from __future__ import annotations
@@ -638,8 +642,9 @@ class DefaultPolicy:
         make: Callable[..., Decision],
     ) -> Decision:
         """The live slot cannot go on: the best slot under its thresholds; else the last of
-        the quota (the live slot's own first: a move costs a cold cache); else whichever slot
-        recovers soonest; else defer."""
+        the quota (the live slot's own first: a move costs a cold cache); else, while the
+        live slot has not refused, stay and let a request settle it; else a slot that has not
+        refused either; else whichever slot recovers soonest; else defer."""
         t = self.thresholds
         if candidates:
             best = candidates[0]
