@@ -45,6 +45,7 @@ class Spy:
     def __init__(self, inner):
         self.inner = inner
         self.name = inner.name
+        self.per_model_limits = getattr(inner, "per_model_limits", False)
         self.calls: list[tuple[float, PolicyView, Decision]] = []
 
     def decide(self, view: PolicyView, now: float) -> Decision:
@@ -245,3 +246,27 @@ def test_same_seed_gives_byte_identical_json_whatever_the_workers():
         for metrics in scenario["policies"].values():
             assert metrics["violations"] == 0
     assert HOUR  # (imported for readers: times below are in seconds)
+
+
+def test_a_429_on_a_spent_model_window_limits_that_model_for_the_shipped_policy_only():
+    from gptme_subscription_plugin.sim.rivals import StickyPolicy
+
+    opus = Request("opus", 100.0, 300.0, False, 60.0, 0.0, T0)
+    s = Session("S", (turn(T0, opus),), retry=60.0)
+    spent = account("a", model_caps=(("opus", 1000.0),), initial_models=(("opus", 1.0),))
+    # b's Opus reads past our threshold but under the hard limit: no slot serves every
+    # model by the readings, so the first prompt stays on a
+    almost = account("b", model_caps=(("opus", 1000.0),), initial_models=(("opus", 0.97),))
+    fleet = (spent, almost)
+    spy = Spy(DefaultPolicy())
+    sim = Simulator(workload(s), fleet, spy, record=True)
+    m = sim.run().metrics
+    assert m.rate_limited == 1 and m.requests == 1
+    assert 0 not in sim.limited and set(sim.limited_models[0]) == {"opus"}  # Sonnet may go on
+    urgent = next(d for _, _, d in spy.calls if d.urgent)
+    assert (urgent.mode, urgent.target) == ("model-limited", "b")
+    assert [acct for *_, acct in sim.result.requests] == ["b"]
+    # a rival's anchor keeps one limit per account: the whole slot waits
+    rival = Simulator(workload(s), fleet, StickyPolicy(), record=True)
+    rival.run()
+    assert 0 in rival.limited and not rival.limited_models
