@@ -449,17 +449,27 @@ def rank_last_resort(view: PolicyView, now: float, exclude: str | None = None) -
 
 
 def rank_untried(
-    view: PolicyView, thresholds: Thresholds, now: float, exclude: str | None = None
+    view: PolicyView,
+    thresholds: Thresholds,
+    now: float,
+    exclude: str | None = None,
+    backs: Mapping[str, float] | None = None,
 ) -> list[SlotView]:
     """Usable slots that read as spent but have not answered 429: readings lag (rounded
     statusline percentages, hours-old polls, a reset not seen yet), a refusal does not.
-    Soonest expected recovery first."""
+    Soonest expected recovery first (`backs`: `recovery_times`, when already at hand)."""
+    backs = backs if backs is not None else recovery_times(view, thresholds, now)
     eligible = [
         s
         for s in view.slots
         if s.name != exclude and s.usable and not is_limited(s, now, view.model)
     ]
-    return sorted(eligible, key=lambda s: (recovery_time(s, thresholds, now, view.model), s.name))
+    return sorted(eligible, key=lambda s: (backs[s.name], s.name))
+
+
+def recovery_times(view: PolicyView, thresholds: Thresholds, now: float) -> dict[str, float]:
+    """Every slot's `recovery_time` for the view's model, by name."""
+    return {s.name: recovery_time(s, thresholds, now, view.model) for s in view.slots}
 
 
 def recovery_time(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> float:
@@ -490,9 +500,11 @@ def forget_old_usage(view: PolicyView, thresholds: Thresholds, now: float) -> Po
     return replace(view, slots=slots)
 
 
-def soonest_recovery(view: PolicyView, thresholds: Thresholds, now: float) -> float | None:
+def soonest_recovery(
+    view: PolicyView, thresholds: Thresholds, now: float, backs: Mapping[str, float] | None = None
+) -> float | None:
     """Earliest moment some usable slot is expected to serve again."""
-    times = [recovery_time(s, thresholds, now, view.model) for s in view.slots]
+    times = (backs if backs is not None else recovery_times(view, thresholds, now)).values()
     finite = [t for t in times if t != math.inf]
     return min(finite) if finite else None
 
@@ -674,7 +686,8 @@ class DefaultPolicy:
                 target=best.name,
                 urgent=True,
             )
-        retry = soonest_recovery(view, t, now)
+        backs = recovery_times(view, t, now)
+        retry = soonest_recovery(view, t, now, backs)
         if live is not None and live.usable and not is_limited(live, now, view.model):
             # the live slot reads as spent but has not refused: it is the untried slot, and
             # the next request settles it. Moving first would flap: on the slot switched to,
@@ -687,7 +700,7 @@ class DefaultPolicy:
                 urgent=True,
                 retry_at=retry,
             )
-        untried = rank_untried(view, t, now, exclude=view.live)
+        untried = rank_untried(view, t, now, exclude=view.live, backs=backs)
         if untried:
             best = untried[0]
             return make(
@@ -698,12 +711,8 @@ class DefaultPolicy:
                 target=best.name,
                 urgent=True,
             )
-        live_back = math.inf if live is None else recovery_time(live, t, now, view.model)
-        others = sorted(
-            (recovery_time(s, t, now, view.model), s.name)
-            for s in view.slots
-            if s.name != view.live
-        )
+        live_back = math.inf if live is None else backs[live.name]
+        others = sorted((back, name) for name, back in backs.items() if name != view.live)
         if others and others[0][0] != math.inf and others[0][0] + RECOVERY_MARGIN < live_back:
             back, name = others[0]
             return make(
