@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from .usage.snapshot import UsageSnapshot, UsageWindow, normalize_model_key
+from .usage.snapshot import UsageSnapshot, UsageWindow, model_matches
 
 Action = Literal["stay", "switch", "hold", "defer"]
 
@@ -318,12 +318,6 @@ def weekly_reset(usage: UsageSnapshot | None, now: float) -> float:
 def weekly_remaining(usage: UsageSnapshot | None, now: float) -> float | None:
     week = _current(usage.seven_day, now) if usage else None
     return None if week is None else 1.0 - week
-
-
-def model_matches(key: str, model: str) -> bool:
-    """Does the per-model key ("opus") name the family of `model` ("claude-opus-4-5")?"""
-    wanted = normalize_model_key(model)
-    return bool(key) and (key == wanted or key in wanted)
 
 
 def model_limit(slot: SlotView, now: float, model: str) -> float | None:

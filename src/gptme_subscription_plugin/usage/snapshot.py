@@ -30,6 +30,12 @@ def normalize_model_key(name: str) -> str:
     return name.strip().lower()
 
 
+def model_matches(key: str, model: str) -> bool:
+    """Does the per-model key ("opus") name the family of `model` ("claude-opus-4-5")?
+    Model ids carry the family name inside."""
+    return bool(key) and key in normalize_model_key(model)
+
+
 @dataclass(frozen=True)
 class UsageWindow:
     """One quota window: how much is used (0-1) and when it resets (epoch seconds, or None)."""
@@ -100,9 +106,8 @@ class UsageSnapshot:
         key = normalize_model_key(model)
         if key in self.models:
             return key, self.models[key]
-        # "claude-sonnet-4-5" style ids carry the family name inside
         for name, window in sorted(self.models.items()):
-            if name and name in key:
+            if model_matches(name, model):
                 return name, window
         return None
 
