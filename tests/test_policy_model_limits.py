@@ -10,6 +10,7 @@ from gptme_subscription_plugin.policy import (
     is_limited,
     model_recovery,
     rank_candidates,
+    rate_limit_marks,
     recovery_time,
 )
 
@@ -28,6 +29,18 @@ def test_a_429_only_a_spent_model_window_explains_binds_that_model_alone():
     nothing_spent = usage("a", five=0.3, week=0.5, models={"opus": 0.5})
     assert model_recovery(nothing_spent, T, NOW, "claude-opus-4-5") == {}
     assert model_recovery(None, T, NOW, "claude-opus-4-5") == {}
+
+
+def test_a_429_marks_the_blamed_models_or_else_the_whole_slot():
+    opus_spent = usage("a", five=0.3, week=0.5, models={"opus": 0.99}, five_reset_in=2 * H)
+    assert rate_limit_marks(opus_spent, T, NOW, "claude-opus-4-5") == (None, {"opus": NOW + 2 * H})
+    # the hook pack and the simulator share this; an anchor that keeps one limit per account
+    assert rate_limit_marks(opus_spent, T, NOW, "claude-opus-4-5", per_model=False) == (
+        NOW + 2 * H,
+        {},
+    )
+    assert rate_limit_marks(opus_spent, T, NOW, "claude-sonnet-4") == (NOW + 2 * H, {})
+    assert rate_limit_marks(None, T, NOW, None) == (NOW + 3600.0, {})  # no reset in sight
 
 
 def test_a_model_limit_keeps_that_model_off_and_lets_the_rest_through():

@@ -37,6 +37,7 @@ Action = Literal["stay", "switch", "hold", "defer"]
 # Switch ahead to a slot that is back this much sooner than the live one (when none serves).
 RECOVERY_MARGIN = 600.0
 REJECTED = "rejected"  # SlotView.health of a credential Anthropic refused
+UNKNOWN_RESET_WAIT = 3600.0  # a limit with no reset in sight: look again in an hour
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,10 @@ def hard_room(usage: UsageSnapshot | None, now: float, model: str | None = None)
 
 
 def expected_recovery(
-    usage: UsageSnapshot | None, thresholds: Thresholds, now: float, default: float = 3600.0
+    usage: UsageSnapshot | None,
+    thresholds: Thresholds,
+    now: float,
+    default: float = UNKNOWN_RESET_WAIT,
 ) -> float:
     """When a slot that just answered 429 should serve again: the soonest reset among its
     spent windows and its open 5-hour window; else `default` seconds from now.
@@ -375,8 +379,24 @@ def model_recovery(
         if window.effective_utilization(now) < thresholds.model_weekly_exhausted:
             continue
         resets = [r for r in (window.resets_at, five_reset) if r is not None and r > now]
-        limits[key] = min(resets) if resets else now + 3600.0
+        limits[key] = min(resets) if resets else now + UNKNOWN_RESET_WAIT
     return limits
+
+
+def rate_limit_marks(
+    usage: UsageSnapshot | None,
+    thresholds: Thresholds,
+    now: float,
+    model: str | None,
+    per_model: bool = True,
+) -> tuple[float | None, dict[str, float]]:
+    """What a 429 on a slot with this cached `usage` marks, as (when the whole slot is back,
+    or None; {model key: when it is back}): the models `model_recovery` blames, else the
+    whole slot until `expected_recovery`. `per_model=False` always limits the whole slot."""
+    models = model_recovery(usage, thresholds, now, model) if per_model else {}
+    if models:
+        return None, models
+    return expected_recovery(usage, thresholds, now), {}
 
 
 def can_serve(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> bool:

@@ -19,12 +19,11 @@ from typing import Any
 from ..config import load_config
 from ..hookstatus import write_hook_status
 from ..manager import SubscriptionManager, SwitchOutcome
-from ..policy import Decision, expected_recovery, model_recovery
+from ..policy import Decision, rate_limit_marks
 from ..summary import Summary, summarize
 from .transcript import last_model
 
 OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-DEFAULT_LIMIT_S = 3600.0  # a rate limit with no known reset: look again in an hour
 # StopFailure errors that mean Anthropic refused the live slot's credential itself
 REJECTED_ERRORS = ("authentication_failed", "oauth_org_not_allowed")
 
@@ -195,15 +194,14 @@ def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | N
 
 
 def record_rate_limit(m: SubscriptionManager, slot: str, now: float, model: str | None) -> None:
-    """Mark the slot limited until its expected recovery (`policy.expected_recovery`), or
-    only the models whose own weekly windows the readings blame (`policy.model_recovery`)."""
+    """Mark the slot limited until its expected recovery, or only the models whose own
+    weekly windows the readings blame (`policy.rate_limit_marks`)."""
     usage = m.check_usage(refresh=False, names=[slot]).get(slot)
-    thresholds = m.config.thresholds
-    per_model = model_recovery(usage, thresholds, now, model)
+    whole, per_model = rate_limit_marks(usage, m.config.thresholds, now, model)
     for key, until in per_model.items():
         m.record_rate_limit(slot, until, model=key)
-    if not per_model:
-        m.record_rate_limit(slot, expected_recovery(usage, thresholds, now, DEFAULT_LIMIT_S))
+    if whole is not None:
+        m.record_rate_limit(slot, whole)
 
 
 HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict | None]] = {

@@ -40,8 +40,7 @@ from ..policy import (
     SlotView,
     Thresholds,
     can_serve,
-    expected_recovery,
-    model_recovery,
+    rate_limit_marks,
 )
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
@@ -52,7 +51,6 @@ from .workload import Request, Session, Workload
 
 TOKEN_LIFETIME = 8 * HOUR  # Claude Code's OAuth access tokens (reference: ~8 h)
 REFRESH_BUFFER = 300.0  # Claude Code refreshes when a token expires within 5 minutes
-DEFAULT_LIMIT_S = 3600.0  # hooks.py: a rate limit with no known reset
 MAX_BACKOFF = 3600.0  # usage/cache.py defaults
 MAX_RETRY_AFTER = 24 * 3600.0
 ENDPOINT_RETRY_AFTER = 3600.0  # the usage endpoint's Retry-After when it rate-limits
@@ -602,20 +600,15 @@ class Simulator:
             # session has had an answer
             model = s.session.turns[s.turn].requests[s.req].model if s.cache_acct >= 0 else None
             usage = self.cache[live].get(t, self.opt.poll_interval)
-            per_model = model_recovery(usage, self.thresholds, t, model) if self._per_model else {}
+            whole, per_model = rate_limit_marks(usage, self.thresholds, t, model, self._per_model)
             if per_model:
                 self.limited_models.setdefault(live, {}).update(per_model)
-            else:
-                self.limited[live] = self._limited_until(live, t)
+            if whole is not None:
+                self.limited[live] = whole
         elif live is not None:
             self.rejected.add(live)  # manager.record_rejection
         decision = self._evaluate(t, refresh=False)
         self._apply(decision, s.index, t)
-
-    def _limited_until(self, slot: int, now: float) -> float:
-        """hooks.record_rate_limit's whole-slot limit: `policy.expected_recovery` (cached)."""
-        usage = self.cache[slot].get(now, self.opt.poll_interval)
-        return expected_recovery(usage, self.thresholds, now, DEFAULT_LIMIT_S)
 
     def _mark_idle(self, si: int, t: float) -> None:
         self.registry[si] = [False, t]
