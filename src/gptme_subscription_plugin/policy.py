@@ -562,7 +562,8 @@ class DefaultPolicy:
         t = self.thresholds
         # a weekly window keeps its phase: an aged-out reading still says when the live
         # slot's quota expires (all forward-routing needs), not how much of it is left
-        live_reset = weekly_reset(getattr(view.slot(view.live), "usage", None), now)
+        reading = view.slot(view.live)
+        live_reset = weekly_reset(reading.usage if reading is not None else None, now)
         view = forget_old_usage(view, t, now)
         pressures = {s.name: slot_pressure(s.usage, t, now, view.model) for s in view.slots}
         live = view.slot(view.live)
