@@ -178,6 +178,19 @@ def test_a_rate_limit_is_expected_to_lift_at_the_soonest_reset_in_sight():
     assert expected_recovery(None, T, NOW, default=600) == NOW + 600
 
 
+def test_a_rate_limit_after_the_5_hour_window_seen_has_reset_waits_a_whole_window():
+    # the 5-hour window read last reset an hour ago: the window that refused opened since
+    # then, so it resets no sooner than five hours after that reset
+    rolled = usage("a", five=0.4, week=0.5, five_reset_in=-H, observed_at=NOW - 3 * H)
+    assert expected_recovery(rolled, T, NOW) == NOW + 4 * H
+    # a reset seen more than a window ago bounds nothing: look again after the default wait
+    ancient = usage("a", five=0.4, week=0.5, five_reset_in=-6 * H, observed_at=NOW - 8 * H)
+    assert expected_recovery(ancient, T, NOW, default=600) == NOW + 600
+    # a spent window that resets sooner still wins
+    weekly = usage("a", five=0.4, week=0.99, five_reset_in=-H, week_reset_in=2 * H)
+    assert expected_recovery(weekly, T, NOW) == NOW + 2 * H
+
+
 def test_broken_live_credential_switches_even_during_manual_hold():
     d = decide(
         "a", slot("a", usable=False), slot("b"), manual_hold_slot="a", manual_hold_until=NOW + 5 * H

@@ -270,7 +270,12 @@ def expected_recovery(
     default: float = UNKNOWN_RESET_WAIT,
 ) -> float:
     """When a slot that just answered 429 should serve again: the soonest reset among its
-    spent windows and its open 5-hour window; else `default` seconds from now.
+    spent windows and its 5-hour window; else `default` seconds from now.
+
+    A 5-hour window read before its reset still bounds the answer: the window that refused
+    opened at the first request after that reset, so it resets a whole window later at the
+    soonest. (Without this, a slot unobserved since its last window rolled over came back
+    after an hour, was switched to, and refused again.)
 
     The soonest, not the first in some order: a wrong early guess costs one refused request
     (and the slot is marked again), a wrong late one leaves quota idle for days. The 5-hour
@@ -283,8 +288,11 @@ def expected_recovery(
         if reset is not None and reset > now
     ]
     five = usage.five_hour if usage is not None else None
-    if five is not None and five.resets_at is not None and five.resets_at > now:
-        resets.append(five.resets_at)
+    if five is not None and five.resets_at is not None:
+        if five.resets_at > now:
+            resets.append(five.resets_at)
+        elif five.resets_at + five.window_seconds > now:  # rolled over since it was read
+            resets.append(five.resets_at + five.window_seconds)
     return min(resets) if resets else now + default
 
 
