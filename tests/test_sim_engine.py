@@ -233,6 +233,33 @@ def test_the_shipped_policy_object_runs_unchanged():
     assert 0.0 < result.metrics.capture <= 1.0 and 0.0 < result.metrics.served <= 1.0
 
 
+class FreshViewCheck(Simulator):
+    """Builds the whole view from scratch at every decision too, and says where it differs."""
+
+    checked = 0
+    kept = 0  # slots whose part of the view was reused
+
+    def view(self, now: float) -> PolicyView:
+        before = list(self._slot_views)
+        view = super().view(now)
+        fresh = self._policy_view(tuple(self._slot_view(i, now)[0] for i in range(len(before))))
+        assert view == fresh, f"kept view out of date at {now - T0:.0f}s"
+        self.checked += 1
+        self.kept += sum(a is b for a, b in zip(before, view.slots, strict=True))
+        return view
+
+
+@pytest.mark.parametrize("name", ["stale-observability", "broken-slot", "model-limits"])
+def test_the_view_kept_between_changes_is_the_view_built_afresh(name):
+    # stale readings and endpoint outages, a refused credential, per-model limits
+    inp = SCENARIOS[name].scaled(days=5).instantiate(1)
+    sim = FreshViewCheck(inp.workload, inp.fleet, DefaultPolicy(), inp.options)
+    sim.run()
+    assert sim.checked > 1000
+    slots = sim.checked * len(inp.fleet)
+    assert slots / 2 < sim.kept < slots  # mostly kept between changes, built after them
+
+
 def test_same_seed_gives_byte_identical_json_whatever_the_workers():
     scenarios = [SCENARIOS["bursty-fleet"].scaled(days=3), SCENARIOS["broken-slot"].scaled(days=5)]
     first = to_json(summarize(run_tournament(scenarios, 2), scenarios), 2, ALL_POLICIES)

@@ -87,7 +87,10 @@ class PolicyView:
     preference: tuple[str, ...] = ()  # tie-break order (fallback_order)
 
     def slot(self, name: str | None) -> SlotView | None:
-        return next((s for s in self.slots if s.name == name), None)
+        for s in self.slots:
+            if s.name == name:
+                return s
+        return None
 
 
 @dataclass(frozen=True)
@@ -170,17 +173,19 @@ def slot_pressure(
     """0-1 pressure of a slot: the tightest window relative to its exhaustion threshold."""
     if usage is None:
         return None
-    parts: list[float] = []
-    five = _current(usage.five_hour, now)
-    if five is not None:
-        parts.append(window_pressure(five, thresholds.five_hour_exhausted))
-    week = _current(usage.seven_day, now)
-    if week is not None:
-        parts.append(window_pressure(week, thresholds.weekly_exhausted))
-    for _, window in _model_windows(usage, model):
-        parts.append(
-            window_pressure(window.effective_utilization(now), thresholds.model_weekly_exhausted)
+    parts = [
+        window_pressure(window.effective_utilization(now), limit)
+        for window, limit in (
+            (usage.five_hour, thresholds.five_hour_exhausted),
+            (usage.seven_day, thresholds.weekly_exhausted),
         )
+        if window is not None
+    ]
+    if usage.models:
+        parts += [
+            window_pressure(window.effective_utilization(now), thresholds.model_weekly_exhausted)
+            for _, window in _model_windows(usage, model)
+        ]
     return max(parts) if parts else None
 
 
@@ -373,7 +378,7 @@ def model_recovery(
     soonest reset in sight, the open 5-hour window's included: a fast-moving 5-hour reading
     may be what lagged (see `expected_recovery`).
     """
-    if usage is None or blocking(usage, thresholds, now, None) is not None:
+    if usage is None or not usage.models or blocking(usage, thresholds, now, None) is not None:
         return {}
     if model:
         entry = usage.model_entry(model)

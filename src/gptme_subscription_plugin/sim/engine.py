@@ -27,6 +27,7 @@ engine never does it on purpose).
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -206,6 +207,7 @@ class _SlotCache:
         "last_error",
         "last_error_at",
         "_merged",
+        "_stale",
     )
 
     def __init__(self, name: str):
@@ -219,9 +221,13 @@ class _SlotCache:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._merged: UsageSnapshot | None = None
+        self._stale: UsageSnapshot | None = None
 
-    def merge(self, snapshot: UsageSnapshot) -> None:
-        """Per window, the newer observation wins (ties go to the incoming one)."""
+    def merge(self, snapshot: UsageSnapshot, at: float) -> None:
+        """Per window, the newer observation wins (ties go to the incoming one).
+
+        `at` is when this reading was taken: the production parsers take the time from their
+        argument alone, so one memoised parse serves every reading with the same content."""
         incoming: dict[str, UsageWindow | None] = {
             FIVE_HOUR: snapshot.five_hour,
             SEVEN_DAY: snapshot.seven_day,
@@ -230,9 +236,9 @@ class _SlotCache:
             incoming["model:" + name] = window
         for key, maybe in incoming.items():
             old = self.windows.get(key)
-            if maybe is not None and (old is None or old[1] <= snapshot.observed_at):
-                self.windows[key] = (maybe, snapshot.observed_at, snapshot.source)
-        self._merged = None
+            if maybe is not None and (old is None or old[1] <= at):
+                self.windows[key] = (maybe, at, snapshot.source)
+        self._merged = self._stale = None
 
     def get(self, now: float, poll_interval: float) -> UsageSnapshot | None:
         if not self.windows:
@@ -255,15 +261,17 @@ class _SlotCache:
             and self.last_error_at >= snap.observed_at
         )
         if stale:
-            return UsageSnapshot(
-                snap.slot,
-                snap.source,
-                snap.observed_at,
-                snap.five_hour,
-                snap.seven_day,
-                snap.models,
-                True,
-            )
+            if self._stale is None:
+                self._stale = UsageSnapshot(
+                    snap.slot,
+                    snap.source,
+                    snap.observed_at,
+                    snap.five_hour,
+                    snap.seven_day,
+                    snap.models,
+                    True,
+                )
+            return self._stale
         return snap
 
     @staticmethod
@@ -409,6 +417,12 @@ class Simulator:
         self.limited_models: dict[int, dict[str, float]] = {}  # rotation.json "limited_models"
         self.rejected: set[int] = set()  # rotation.json "rejected": a refused credential
         self.left_exhausted: dict[int, float] = {}
+        # view() builds a slot's part again only when it may have changed
+        self._slot_views = [SlotView(name) for name in self.names]
+        self._slot_valid_until = [-math.inf] * len(self.names)
+        # the production parsers, memoised on what they read (see _SlotCache.merge)
+        self._statusline_parsed: dict[tuple[Any, ...], UsageSnapshot] = {}
+        self._endpoint_parsed: dict[tuple[Any, ...], UsageSnapshot] = {}
         self.registry: dict[int, list[Any]] = {}  # session -> [busy, last_seen]
         self.busy: set[int] = set()
         self._heap: list[tuple[float, int, int, int]] = []
@@ -508,6 +522,7 @@ class Simulator:
         s.fails = 0
         if a.token_exp - REFRESH_BUFFER <= t:
             a.token_exp = t + TOKEN_LIFETIME  # Claude Code refreshes the live token on use
+            self._changed(live)
         done = t + req.duration
         if self.record:
             self.result.requests.append((s.session.sid, s.turn, t, done, a.name))
@@ -607,6 +622,8 @@ class Simulator:
                 self.limited[live] = whole
         elif live is not None:
             self.rejected.add(live)  # manager.record_rejection
+        if live is not None:
+            self._changed(live)
         decision = self._evaluate(t, refresh=False)
         self._apply(decision, s.index, t)
 
@@ -624,14 +641,20 @@ class Simulator:
         obs = self._obs
         while obs and obs[0][0] <= now:
             at, _, slot, (u5, r5, u7, r7) = heapq.heappop(obs)
-            rate_limits: dict[str, Any] = {
-                SEVEN_DAY: {"used_percentage": round(u7 * 100.0), "resets_at": r7}
-            }
-            if r5 is not None:
-                rate_limits[FIVE_HOUR] = {"used_percentage": round(u5 * 100.0), "resets_at": r5}
-            snap = parse_statusline_rate_limits({"rate_limits": rate_limits}, self.names[slot], at)
-            if snap is not None:
-                self.cache[slot].merge(snap)
+            p5, p7 = round(u5 * 100.0), round(u7 * 100.0)
+            key = (slot, p5, r5, p7, r7)
+            parsed = self._statusline_parsed.get(key)
+            if parsed is None:
+                rate_limits: dict[str, Any] = {SEVEN_DAY: {"used_percentage": p7, "resets_at": r7}}
+                if r5 is not None:
+                    rate_limits[FIVE_HOUR] = {"used_percentage": p5, "resets_at": r5}
+                doc = {"rate_limits": rate_limits}
+                parsed = parse_statusline_rate_limits(doc, self.names[slot], at)
+                if parsed is None:  # cannot happen: the weekly window is always there
+                    continue
+                self._statusline_parsed[key] = parsed
+            self.cache[slot].merge(parsed, at)
+            self._changed(slot)
 
     def _refresh(self, now: float) -> None:
         """check_usage(refresh=True): poll each slot the budget allows and a token permits."""
@@ -641,6 +664,7 @@ class Simulator:
             if a.token_exp <= now or not cache.may_poll(now, interval):
                 continue
             self.m.polls += 1
+            self._changed(i)
             a.roll(now, self.end)
             if a.broken(now):
                 cache.failed(now, "rejected", None, interval)
@@ -655,25 +679,57 @@ class Simulator:
                 }
                 for model, cap in a.caps.items():
                     fractions[model] = (a.model_used[model] / cap, r7)
-                doc = endpoint_document(a.spec, fractions)
-                cache.merge(parse_oauth_usage(doc, a.name, now))
+                # the document shows utilization to 0.1 %: equal keys, equal documents
+                key = (i, *((k, round(f * 100.0, 1), r) for k, (f, r) in fractions.items()))
+                parsed = self._endpoint_parsed.get(key)
+                if parsed is None:
+                    doc = endpoint_document(a.spec, fractions)
+                    parsed = self._endpoint_parsed[key] = parse_oauth_usage(doc, a.name, now)
+                cache.merge(parsed, now)
                 cache.succeeded(now)
 
     def view(self, now: float) -> PolicyView:
-        """The policy's whole input, as manager.view builds it (model unknown at Stop)."""
+        """The policy's whole input, as manager.view builds it (model unknown at Stop).
+
+        A slot's part is built again only when it may differ: after a change to what it is
+        made of (every such change calls `_changed`), or once its reading turns stale or its
+        token expires. Mostly only the live slot changes between two decisions."""
+        built = self._slot_views
+        for i, until in enumerate(self._slot_valid_until):
+            if now >= until:
+                built[i], self._slot_valid_until[i] = self._slot_view(i, now)
+        return self._policy_view(tuple(built))
+
+    def _changed(self, slot: int | None = None) -> None:
+        """What the view of `slot` (None: of every slot) is made of changed."""
+        if slot is None:
+            self._slot_valid_until = [-math.inf] * len(self.names)
+        else:
+            self._slot_valid_until[slot] = -math.inf
+
+    def _slot_view(self, i: int, now: float) -> tuple[SlotView, float]:
+        """Slot `i` as the policy sees it, and until when that holds by time alone: a fresh
+        reading turns stale past twice the poll interval, a valid token expires."""
         interval = self.opt.poll_interval
-        slots = tuple(
-            SlotView(
-                name=name,
-                usable=i not in self.rejected,  # files look healthy; Anthropic said otherwise
-                health=self._health(i, now),
-                usage=self.cache[i].get(now, interval),
-                limited_until=self.limited.get(i),
-                limited_models=self.limited_models.get(i, {}),
-                left_exhausted_at=self.left_exhausted.get(i),
-            )
-            for i, name in enumerate(self.names)
+        usage = self.cache[i].get(now, interval)
+        health = self._health(i, now)
+        until = math.inf
+        if usage is not None and not usage.stale:
+            until = math.nextafter(usage.observed_at + interval * 2, math.inf)
+        if health == "valid":
+            until = min(until, self.accounts[i].token_exp)
+        view = SlotView(
+            name=self.names[i],
+            usable=i not in self.rejected,  # files look healthy; Anthropic said otherwise
+            health=health,
+            usage=usage,
+            limited_until=self.limited.get(i),
+            limited_models=self.limited_models.get(i, {}),
+            left_exhausted_at=self.left_exhausted.get(i),
         )
+        return view, until
+
+    def _policy_view(self, slots: tuple[SlotView, ...]) -> PolicyView:
         return PolicyView(
             live=None if self.live is None else self.names[self.live],
             slots=slots,
@@ -736,6 +792,7 @@ class Simulator:
             if s.req_end > now:
                 m.mid_request_swaps += 1
         m.swaps += 1
+        self._changed()
         previous = self.live
         self.live = target
         self.last_switch_at = now
