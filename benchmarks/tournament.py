@@ -6,7 +6,9 @@ Runs `gptme_subscription_plugin.sim` (offline, seeded: the same seeds print the 
 over all scenarios, prints the table `gptme-subscription simulate` prints, then how the shipped
 policy (`default`) fares against the issue's done-criteria (capture >= every rival's in every
 scenario, >= 97% of the oracle's, stalls <= every rival's, zero swap violations), and the wall
-time. `--check` exits 1 when a criterion is missed.
+time, also as a multiple of a fixed pure-Python loop timed in the same run (the same machine
+runs twice as slow on some days; the ratio stays put). `--check` exits 1 when a criterion is
+missed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ from gptme_subscription_plugin.sim.tournament import (
 )
 
 
+def reference_loop() -> float:
+    """Seconds a fixed pure-Python loop takes here and now: the unit of the time ratio."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i % 7
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
@@ -37,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     scenarios = list(SCENARIOS.values())
+    before = reference_loop()
     started = time.perf_counter()
     done = 0
 
@@ -47,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run_tournament(scenarios, args.seeds, workers=args.workers, progress=progress)
     elapsed = time.perf_counter() - started
+    unit = (before + reference_loop()) / 2  # before and after: the machine's speed drifts
     print(file=sys.stderr)
     summaries = summarize(results, scenarios)
     print(render_table(summaries, ALL_POLICIES))
@@ -62,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = len(results) * len(ALL_POLICIES)  # each policy once, plus the clairvoyant run
     print(
         f"{len(scenarios)} scenarios x {args.seeds} seeds x {len(ALL_POLICIES)} policies "
-        f"({runs} simulated runs) in {elapsed:.1f} s with {args.workers} worker(s)"
+        f"({runs} simulated runs) in {elapsed:.1f} s with {args.workers} worker(s), "
+        f"{elapsed / unit:.0f} x a reference loop ({unit:.2f} s here)"
     )
     return 1 if args.check and misses else 0
 
