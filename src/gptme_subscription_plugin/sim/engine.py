@@ -43,6 +43,7 @@ from ..policy import (
     can_serve,
     rate_limit_marks,
 )
+from ..usage.cache import fresh_until
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 from ..usage.statusline import parse_statusline_rate_limits
@@ -255,7 +256,7 @@ class _SlotCache:
                 models={k[6:]: o[0] for k, o in self.windows.items() if k.startswith("model:")},
             )
         snap = self._merged
-        stale = now - snap.observed_at > poll_interval * 2 or (
+        stale = now > fresh_until(snap.observed_at, poll_interval) or (
             self.last_error is not None
             and self.last_error_at is not None
             and self.last_error_at >= snap.observed_at
@@ -344,6 +345,11 @@ def _iso(ts: float) -> str:
     return text
 
 
+def endpoint_percent(fraction: float) -> float:
+    """A window's utilization as the usage endpoint shows it (0-100, to 0.1)."""
+    return round(fraction * 100.0, 1)
+
+
 def endpoint_document(acct: FleetAccount, fractions: dict[str, tuple[float, float | None]]):
     """What `/api/oauth/usage` answers for the windows given as (fraction, reset)."""
 
@@ -352,7 +358,7 @@ def endpoint_document(acct: FleetAccount, fractions: dict[str, tuple[float, floa
             return None
         frac, reset = fractions[key]
         return {
-            "utilization": round(frac * 100.0, 1),
+            "utilization": endpoint_percent(frac),
             "resets_at": None if reset is None else _iso(reset),
         }
 
@@ -650,8 +656,7 @@ class Simulator:
                     rate_limits[FIVE_HOUR] = {"used_percentage": p5, "resets_at": r5}
                 doc = {"rate_limits": rate_limits}
                 parsed = parse_statusline_rate_limits(doc, self.names[slot], at)
-                if parsed is None:  # cannot happen: the weekly window is always there
-                    continue
+                assert parsed is not None  # the weekly window is always there
                 self._statusline_parsed[key] = parsed
             self.cache[slot].merge(parsed, at)
             self._changed(slot)
@@ -679,8 +684,8 @@ class Simulator:
                 }
                 for model, cap in a.caps.items():
                     fractions[model] = (a.model_used[model] / cap, r7)
-                # the document shows utilization to 0.1 %: equal keys, equal documents
-                key = (i, *((k, round(f * 100.0, 1), r) for k, (f, r) in fractions.items()))
+                # each window as the document shows it (or finer): equal keys, equal documents
+                key = (i, *((k, endpoint_percent(f), r) for k, (f, r) in fractions.items()))
                 parsed = self._endpoint_parsed.get(key)
                 if parsed is None:
                     doc = endpoint_document(a.spec, fractions)
@@ -715,7 +720,7 @@ class Simulator:
         health = self._health(i, now)
         until = math.inf
         if usage is not None and not usage.stale:
-            until = math.nextafter(usage.observed_at + interval * 2, math.inf)
+            until = math.nextafter(fresh_until(usage.observed_at, interval), math.inf)
         if health == "valid":
             until = min(until, self.accounts[i].token_exp)
         view = SlotView(

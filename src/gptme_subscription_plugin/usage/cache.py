@@ -36,6 +36,12 @@ _SLOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MODEL_PREFIX = "model:"
 
 
+def fresh_until(observed_at: float, poll_interval: float) -> float:
+    """The last moment a reading counts as fresh: older than two poll intervals, it is stale
+    (a poll should have replaced it by then)."""
+    return observed_at + poll_interval * 2
+
+
 def _check_slot(slot: str) -> str:
     """Slot names become file names here: plain identifiers only."""
     if not isinstance(slot, str) or not _SLOT_RE.fullmatch(slot):
@@ -272,7 +278,7 @@ class UsageCache:
 
     def _is_stale(self, record: _SlotRecord, observed_at: float, now: float) -> bool:
         """Old data, or a poll failed and nothing newer has arrived since."""
-        if now - observed_at > self.poll_interval * 2:
+        if now > fresh_until(observed_at, self.poll_interval):
             return True
         failed_at = record.poll.last_error_at
         return (

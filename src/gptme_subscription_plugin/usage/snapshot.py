@@ -60,8 +60,7 @@ class UsageWindow:
 
     def effective_utilization(self, now: float) -> float:
         """Utilization that applies now: a window past its reset counts as empty."""
-        reset = self.resets_at  # is_current, inlined: the policy asks this on every decision
-        return self.utilization if reset is None or reset > now else 0.0
+        return self.utilization if self.is_current(now) else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
