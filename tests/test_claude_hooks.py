@@ -254,6 +254,40 @@ def test_stop_failure_on_a_spent_model_window_limits_only_that_model(sb, tmp_pat
     assert "opus limited" in sb.cli("status").stdout
 
 
+def test_a_slot_refusing_for_longer_than_a_5_hour_window_waits_for_its_weekly_reset(sb):
+    sb.set_usage("alice", five=10, week=30, week_in=2 * 86400)
+    sb.hook("session-start", payload("SessionStart", source="startup"))  # caches the readings
+    rotation = sb.state / "rotation.json"
+    doc = json.loads(rotation.read_text()) if rotation.exists() else {}
+    started = time.time() - 6 * 3600  # alice has refused since then and answered nothing
+    rotation.write_text(json.dumps({**doc, "refusing": {"alice": started}}))
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    sb.hook("stop-failure-worker", payload("StopFailure", error="rate_limit"))
+    doc = json.loads(rotation.read_text())
+    # not the 5-hour reset in an hour: a weekly window is spent, so its reset
+    assert doc["limited"]["alice"] == pytest.approx(time.time() + 2 * 86400, abs=60)
+    assert doc["refusing"] == {"alice": started}
+    assert sb.live() == "bob"
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    sb.hook("stop", payload("Stop"))  # a turn answered on bob ends nothing of alice's
+    assert json.loads(rotation.read_text())["refusing"] == {"alice": started}
+
+
+def test_a_turn_answered_on_a_refusing_slot_ends_its_refusal_streak(sb):
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    sb.hook("stop-failure-worker", payload("StopFailure", error="rate_limit"))
+    rotation = sb.state / "rotation.json"
+    first = json.loads(rotation.read_text())
+    assert set(first["refusing"]) == {"alice"}
+    assert first["limited"]["alice"] < time.time() + 2 * 3600  # a first refusal: a guess
+    rotation.write_text(json.dumps({**first, "limited": {}}))  # the limit lifted
+    assert sb.cli("switch", "alice", "--force").returncode == 0
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
+    assert sb.live() == "alice"
+    sb.hook("stop", payload("Stop"))  # and alice answered the turn
+    assert json.loads(rotation.read_text())["refusing"] == {}
+
+
 def test_stop_failure_on_a_refused_credential_marks_it_rejected_and_switches(sb):
     sb.hook("user-prompt-submit", payload("UserPromptSubmit"))
     out, _ = sb.hook(

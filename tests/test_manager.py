@@ -148,6 +148,21 @@ def test_rate_limit_record_drives_a_switch(env):
     assert d.urgent and d.target == "bob"
 
 
+def test_a_refusal_streak_keeps_its_start_until_a_turn_is_answered(env):
+    m, clock, _ = env
+    assert m.record_refusal("alice", clock()) == clock()
+    clock.now += 2 * H
+    assert m.record_refusal("alice", clock()) == clock() - 2 * H  # still refusing since then
+    assert m.record_refusal("bob", clock()) == clock()
+    m.record_served("alice")
+    assert m.rotation_state()["refusing"] == {"bob": clock()}
+    assert m.record_refusal("alice", clock()) == clock()  # a new streak
+    rotation = m.config.state_dir / "rotation.json"
+    rotation.write_text(json.dumps({"refusing": ["not", "a", "map"]}))
+    m.record_served("alice")  # a malformed entry is no streak, and no crash
+    assert m.record_refusal("alice", clock()) == clock()
+
+
 def test_a_per_model_rate_limit_binds_that_model_and_expires_at_the_next_flip(env):
     m, clock, _ = env
     m.record_rate_limit("alice", clock() + H, model="opus")

@@ -21,6 +21,7 @@ from gptme_subscription_plugin.policy import (
     may_serve,
     pace_gap,
     rank_candidates,
+    rate_limit_marks,
     slot_pressure,
     window_pressure,
 )
@@ -189,6 +190,33 @@ def test_a_rate_limit_after_the_5_hour_window_seen_has_reset_waits_a_whole_windo
     # a spent window that resets sooner still wins
     weekly = usage("a", five=0.4, week=0.99, five_reset_in=-H, week_reset_in=2 * H)
     assert expected_recovery(weekly, T, NOW) == NOW + 2 * H
+
+
+def test_a_slot_refusing_for_longer_than_a_5_hour_window_waits_for_its_weekly_reset():
+    # the readings are a day old: the 5-hour window seen has long reset, the weekly one has not
+    old = usage("a", five=0.6, week=0.9, five_reset_in=-20 * H, week_reset_in=2 * 24 * H)
+    guess = NOW + 3600.0  # no reset in sight: look again in an hour
+    assert rate_limit_marks(old, T, NOW, None) == (guess, {})
+    assert rate_limit_marks(old, T, NOW, None, refusing_since=NOW) == (guess, {})
+    # refusing for 4 hours: the 5-hour window that refused first may not have reset yet
+    assert rate_limit_marks(old, T, NOW, None, refusing_since=NOW - 4 * H) == (guess, {})
+    # refusing for 5 hours with nothing served: that window has reset and no new one filled
+    marks = rate_limit_marks(old, T, NOW, None, refusing_since=NOW - 5 * H)
+    assert marks == (NOW + 2 * 24 * H, {})
+    # a weekly reading from before its reset still tells the phase: the next reset
+    last_week = usage("a", five=0.6, week=0.9, five_reset_in=-20 * H, week_reset_in=-H)
+    marks = rate_limit_marks(last_week, T, NOW, None, refusing_since=NOW - 6 * H)
+    assert marks == (NOW - H + SEVEN_DAY_S, {})
+    # a model with its own weekly window: that window may be the spent one, the others serve
+    opus = usage("a", week=0.5, five_reset_in=-20 * H, models={"opus": 0.8})
+    marks = rate_limit_marks(opus, T, NOW, "claude-opus-4-5", refusing_since=NOW - 6 * H)
+    assert marks == (None, {"opus": NOW + 3 * 24 * H})
+    # without per-model limits the hook pack cannot tell which weekly window ran out
+    marks = rate_limit_marks(old, T, NOW, None, per_model=False, refusing_since=NOW - 6 * H)
+    assert marks == (guess, {})
+    # no weekly reading: nothing to wait for but the usual guess
+    blind = usage("a", five=0.6, week=None, five_reset_in=-20 * H)
+    assert rate_limit_marks(blind, T, NOW, None, refusing_since=NOW - 6 * H) == (guess, {})
 
 
 def test_broken_live_credential_switches_even_during_manual_hold():

@@ -155,6 +155,22 @@ def test_stop_failure_rate_limit_marks_the_slot_and_the_policy_moves():
     assert sim.left_exhausted == {0: now}
 
 
+def test_a_refusal_streak_longer_than_a_5_hour_window_waits_for_the_weekly_reset():
+    s = Session("S", (turn(T0, req(T0, tool=0)),))
+    sim = Simulator(workload(s, days=8), (account("a"), account("b")), Spy(DefaultPolicy()))
+    sim._refresh(T0)  # a reading of each slot: a's weekly window resets at T0 + 3 days
+    session = sim.sessions[0]
+    sim._hook_stop_failure(session, T0, "rate_limit")
+    assert sim.refusing == {0: T0} and sim.limited[0] < T0 + 2 * HOUR  # a first guess
+    assert sim.live == 1
+    sim._flip(0, "manual", T0 + 6 * HOUR)  # back on a, nothing served on it since
+    sim._hook_stop_failure(session, T0 + 6 * HOUR, "rate_limit")
+    assert sim.refusing == {0: T0} and sim.limited[0] == T0 + 3 * DAY
+    sim._flip(0, "manual", T0 + 3 * DAY)
+    sim._hook_stop(session, T0 + 3 * DAY + 60)  # a turn answered on a: the streak is over
+    assert sim.refusing == {}
+
+
 def test_a_refused_credential_is_marked_rejected_and_the_policy_moves():
     s = Session("S", tuple(turn(T0 + i * 600, req(T0 + i * 600, tool=0)) for i in range(5)))
     spy = Spy(DefaultPolicy())

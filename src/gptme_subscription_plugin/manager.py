@@ -414,6 +414,34 @@ class SubscriptionManager:
         extra = {} if model is None else {"model": model}
         self.events.append("rate-limited", now, slot=slot, until=until, **extra)
 
+    def record_refusal(self, slot: str, now: float) -> float:
+        """A 429 on `slot`: start its refusal streak unless one is running; returns when it
+        started (`policy.rate_limit_marks` reads how long the slot has refused)."""
+
+        def update(doc: dict[str, Any]) -> None:
+            streaks = doc.get("refusing")
+            if not isinstance(streaks, dict):
+                streaks = doc["refusing"] = {}
+            if _float(streaks.get(slot)) is None:
+                streaks[slot] = now
+
+        doc = self.state.update(ROTATION_DOC, update)
+        return _float(doc["refusing"][slot]) or now
+
+    def record_served(self, slot: str) -> None:
+        """A turn on `slot` ended with an answer: its refusal streak, if any, is over.
+        Read first: most Stop hooks have nothing to clear and should not write."""
+        streaks = self.rotation_state().get("refusing")
+        if not isinstance(streaks, dict) or slot not in streaks:
+            return
+
+        def update(doc: dict[str, Any]) -> None:
+            streaks = doc.get("refusing")
+            if isinstance(streaks, dict):
+                streaks.pop(slot, None)
+
+        self.state.update(ROTATION_DOC, update)
+
     def record_rejection(self, slot: str, source: str) -> None:
         """Anthropic refused this slot's credential (a 401, StopFailure
         authentication_failed): it is unusable until its credential changes (a new login

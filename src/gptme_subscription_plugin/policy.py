@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from .usage.snapshot import UsageSnapshot, UsageWindow, model_matches
+from .usage.snapshot import FIVE_HOUR_S, UsageSnapshot, UsageWindow, model_matches
 
 Action = Literal["stay", "switch", "hold", "defer"]
 
@@ -323,13 +323,17 @@ def weekly_reset(usage: UsageSnapshot | None, now: float) -> float:
     weeks after the last reset seen, so a slot idle since then still ranks by when its fresh
     quota expires.
     """
-    week = usage.seven_day if usage is not None else None
-    if week is None or week.resets_at is None:
+    return next_reset(usage.seven_day if usage is not None else None, now)
+
+
+def next_reset(window: UsageWindow | None, now: float) -> float:
+    """When a fixed-phase window (weekly, per-model weekly) next resets; inf when unknown."""
+    if window is None or window.resets_at is None:
         return math.inf
-    if week.is_current(now):
-        return week.resets_at
-    period = float(week.window_seconds)
-    return week.resets_at + period * (math.floor((now - week.resets_at) / period) + 1)
+    if window.is_current(now):
+        return window.resets_at
+    period = float(window.window_seconds)
+    return window.resets_at + period * (math.floor((now - window.resets_at) / period) + 1)
 
 
 def weekly_remaining(usage: UsageSnapshot | None, now: float) -> float | None:
@@ -402,14 +406,43 @@ def rate_limit_marks(
     now: float,
     model: str | None,
     per_model: bool = True,
+    refusing_since: float | None = None,
 ) -> tuple[float | None, dict[str, float]]:
     """What a 429 on a slot with this cached `usage` marks, as (when the whole slot is back,
     or None; {model key: when it is back}): the models `model_recovery` blames, else the
-    whole slot until `expected_recovery`. `per_model=False` always limits the whole slot."""
+    whole slot until `expected_recovery`. `per_model=False` always limits the whole slot.
+
+    `refusing_since`: when the slot began refusing with nothing served on it since (the
+    hook pack's refusal streak). A streak longer than a 5-hour window is one the 5-hour
+    window cannot explain (`outlasts_five_hour`), so a weekly window is spent: the model's
+    own weekly window when it has one (the slot may still serve the others), else the
+    slot's. It waits for that window's reset instead of coming back every hour to be
+    refused again while its readings stay old (an idle slot's token expires, so nothing
+    polls it). Only a hook pack that records per-model limits can tell the two apart.
+    """
     models = model_recovery(usage, thresholds, now, model) if per_model else {}
     if models:
         return None, models
-    return expected_recovery(usage, thresholds, now), {}
+    until = expected_recovery(usage, thresholds, now)
+    if per_model and usage is not None and outlasts_five_hour(usage, now, refusing_since):
+        entry = usage.model_entry(model)
+        if entry is not None and next_reset(entry[1], now) != math.inf:
+            return None, {entry[0]: next_reset(entry[1], now)}
+        week = weekly_reset(usage, now)
+        if week != math.inf:
+            until = max(until, week)
+    return until, {}
+
+
+def outlasts_five_hour(usage: UsageSnapshot, now: float, refusing_since: float | None) -> bool:
+    """The slot has refused for longer than a 5-hour window with nothing served between: the
+    window that refused first has reset since (it cannot outlive its start by more than its
+    length), and a fresh one cannot have filled without a request served."""
+    if refusing_since is None:
+        return False
+    five = usage.five_hour
+    span = five.window_seconds if five is not None else FIVE_HOUR_S
+    return now - refusing_since >= span
 
 
 def can_serve(slot: SlotView, thresholds: Thresholds, now: float, model: str | None) -> bool:

@@ -148,12 +148,16 @@ def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> di
 
 
 def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
-    """The turn ends: evaluate on cached usage (refreshed within budget) and apply or defer."""
+    """The turn ends: evaluate on cached usage (refreshed within budget) and apply or defer.
+    The turn was answered, so the live slot serves: a refusal streak on it is over."""
     m = make_manager(env)
     sid = session_of(payload)
     if sid:
         m.turns.mark_idle(sid, m.clock())
     notes = [n for n in (heal_if_drifted(m),) if n]
+    live = m.get_active_subscription()
+    if live is not None:
+        m.record_served(live)
     outcome = m.apply_pending(session_id=sid)
     decision = m.evaluate(refresh=True)
     if outcome is None or outcome.status != "switched":
@@ -195,9 +199,13 @@ def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | N
 
 def record_rate_limit(m: SubscriptionManager, slot: str, now: float, model: str | None) -> None:
     """Mark the slot limited until its expected recovery, or only the models whose own
-    weekly windows the readings blame (`policy.rate_limit_marks`)."""
+    weekly windows the readings blame; a slot refusing for longer than a 5-hour window
+    waits for a weekly reset (`policy.rate_limit_marks`)."""
     usage = m.check_usage(refresh=False, names=[slot]).get(slot)
-    whole, per_model = rate_limit_marks(usage, m.config.thresholds, now, model)
+    since = m.record_refusal(slot, now)
+    whole, per_model = rate_limit_marks(
+        usage, m.config.thresholds, now, model, refusing_since=since
+    )
     for key, until in per_model.items():
         m.record_rate_limit(slot, until, model=key)
     if whole is not None:

@@ -14,9 +14,11 @@ policy sees is built the way production builds it:
 
 The hook pack's decision points are mirrored from `claude_code/hooks.py` and `manager.py`:
 SessionStart polls; UserPromptSubmit applies a pending switch when no other session is
-mid-turn, then marks the turn busy; Stop marks idle, applies a pending switch, evaluates with
-a refresh and applies (pending while someone else is mid-turn); StopFailure with a rate limit
-marks the live slot limited until its expected recovery, StopFailure authentication_failed
+mid-turn, then marks the turn busy; Stop marks idle, ends the live slot's refusal streak (the
+turn was answered), applies a pending switch, evaluates with a refresh and applies (pending
+while someone else is mid-turn); StopFailure with a rate limit starts the live slot's refusal
+streak unless one runs and marks the slot limited until its expected recovery (a weekly reset
+once the streak outlasts a 5-hour window), StopFailure authentication_failed
 (and a 401 from the usage endpoint) marks the slot's credential rejected, and both evaluate on
 cached data; StopFailure for any other error does nothing (as in production). One live
 credential serves every session; a request is bound to the account that is live when it
@@ -421,6 +423,7 @@ class Simulator:
         self.pending: tuple[int, str, str] | None = None
         self.limited: dict[int, float] = {}
         self.limited_models: dict[int, dict[str, float]] = {}  # rotation.json "limited_models"
+        self.refusing: dict[int, float] = {}  # rotation.json "refusing": refused, nothing served
         self.rejected: set[int] = set()  # rotation.json "rejected": a refused credential
         self.left_exhausted: dict[int, float] = {}
         # view() builds a slot's part again only when it may have changed
@@ -438,7 +441,8 @@ class Simulator:
         self.result = RunResult(self.m)
         self._observe: Callable[..., None] | None = getattr(policy, "observe_switch", None)
         # per-model 429s are recorded for a policy that reads SlotView.limited_models; the
-        # rivals' anchors keep one limit per account, so they get the whole-slot limit
+        # rivals' anchors keep one limit per account, so they get the whole-slot limit (and
+        # no refusal-streak escalation: see rate_limit_marks)
         self._per_model = bool(getattr(policy, "per_model_limits", False))
         attach = getattr(policy, "attach", None)
         if attach is not None:  # only the hindsight oracle asks for the ground truth
@@ -606,6 +610,8 @@ class Simulator:
 
     def _hook_stop(self, s: _SessionState, t: float) -> None:
         self._mark_idle(s.index, t)
+        if self.live is not None:
+            self.refusing.pop(self.live, None)  # manager.record_served: the turn was answered
         outcome = self._apply_pending(s.index, t)
         decision = self._evaluate(t, refresh=True)
         if outcome != "switched":
@@ -621,7 +627,10 @@ class Simulator:
             # session has had an answer
             model = s.session.turns[s.turn].requests[s.req].model if s.cache_acct >= 0 else None
             usage = self.cache[live].get(t, self.opt.poll_interval)
-            whole, per_model = rate_limit_marks(usage, self.thresholds, t, model, self._per_model)
+            since = self.refusing.setdefault(live, t)  # manager.record_refusal
+            whole, per_model = rate_limit_marks(
+                usage, self.thresholds, t, model, self._per_model, since
+            )
             if per_model:
                 self.limited_models.setdefault(live, {}).update(per_model)
             if whole is not None:
