@@ -17,6 +17,7 @@ from gptme_subscription_plugin.credentials import (
     fingerprint,
     parse_credential,
     read_account_identity,
+    tier_capacity,
 )
 
 from .helpers import credential_bytes
@@ -32,6 +33,15 @@ def test_valid_and_stale(tmp_path):
     assert info.refresh_fingerprint == fingerprint("sk-ant-ort01-test-a-refresh-1")
     assert check_credential_file(path, NOW + 120).health is Health.STALE
     assert Health.STALE.usable
+
+
+def test_the_plan_tier_says_how_big_the_quota_windows_are(tmp_path):
+    assert [tier_capacity(t) for t in ("default_claude_ai", "default_claude_max_5x")] == [1, 5]
+    assert tier_capacity("default_claude_max_20x") == 20
+    assert tier_capacity("default_claude_team") is None and tier_capacity(None) is None
+    path = tmp_path / "c"
+    path.write_bytes(credential_bytes("a"))  # the helper writes a Max 20x credential
+    assert check_credential_file(path, NOW).capacity == 20
 
 
 @pytest.mark.parametrize(

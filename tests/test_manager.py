@@ -141,6 +141,23 @@ def test_exhaustion_switches_and_remembers_departure(env):
     assert m.rotation_state()["left_exhausted"]["alice"] == clock()
 
 
+def test_the_plan_in_each_credential_sizes_its_slot_and_steers_urgent_moves(env):
+    m, _, server = env
+    claude = m.config.claude_dir
+    pro = json.loads(credential_bytes("bob", expires_at=T0 + 8 * H))
+    pro["claudeAiOauth"]["rateLimitTier"] = "default_claude_ai"
+    write_slot(claude, "bob", json.dumps(pro).encode())
+    team = json.loads(credential_bytes("carol", expires_at=T0 + 8 * H))
+    team["claudeAiOauth"]["rateLimitTier"] = "default_claude_team"
+    write_slot(claude, "carol", json.dumps(team).encode())
+    sizes = {s.name: s.capacity for s in m.view().slots}
+    assert sizes == {"alice": 20.0, "bob": 1.0, "carol": None}  # a team plan: not known
+    write_slot(claude, "carol", credential_bytes("carol", expires_at=T0 + 8 * H))
+    server.set_usage(access("alice"), usage_doc(0.3, 0.985, T0 + 3 * 24 * H))
+    d = m.evaluate()  # bob (Pro) expires first, carol (Max 20x) a day later takes the burst
+    assert (d.action, d.target, d.mode) == ("switch", "carol", "exhausted")
+
+
 def test_rate_limit_record_drives_a_switch(env):
     m, clock, _ = env
     m.record_rate_limit("alice", clock() + H)

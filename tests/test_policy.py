@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,6 +65,7 @@ def slot(name: str, **kw) -> SlotView:
     limited_until = kw.pop("limited_until", None)
     left = kw.pop("left_exhausted_at", None)
     limited_models = kw.pop("limited_models", {})
+    capacity = kw.pop("capacity", None)
     return SlotView(
         name,
         usable=usable,
@@ -72,6 +74,7 @@ def slot(name: str, **kw) -> SlotView:
         limited_until=limited_until,
         limited_models=limited_models,
         left_exhausted_at=left,
+        capacity=capacity,
     )
 
 
@@ -94,6 +97,37 @@ def test_exhausted_weekly_switches_to_best_candidate():
     )
     assert (d.action, d.target, d.mode, d.urgent) == ("switch", "c", "exhausted", True)
     assert "weekly quota exhausted" in d.reason
+
+
+def test_an_urgent_move_hands_the_burst_to_a_bigger_plan_expiring_soon_after():
+    spent = slot("a", five=0.95, capacity=5.0)
+    pro = slot("p", five=0.0, week_reset_in=1 * 24 * H, capacity=1.0)
+
+    def target(*others: SlotView) -> str | None:
+        d = decide("a", spent, pro, *others)
+        assert d.urgent and d.action == "switch"
+        return d.target
+
+    # a Max 20x expiring a day after the Pro takes the burst the Pro would drop in minutes
+    assert target(slot("m", five=0.5, week_reset_in=2 * 24 * H, capacity=20.0)) == "m"
+    # the biggest of several bigger plans in reach, not the first
+    assert (
+        target(
+            slot("x", five=0.0, week_reset_in=1.5 * 24 * H, capacity=5.0),
+            slot("m", five=0.0, week_reset_in=2.5 * 24 * H, capacity=20.0),
+        )
+        == "m"
+    )
+    # expiring more than two days later: the Pro's quota would be lost, it goes first
+    assert target(slot("m", five=0.0, week_reset_in=3.5 * 24 * H, capacity=20.0)) == "p"
+    # a bigger plan short of 5-hour headroom does not outrank one that has it
+    assert target(slot("m", five=0.85, week_reset_in=2 * 24 * H, capacity=20.0)) == "p"
+    # nor, with the next model unknown, one that no longer serves Opus
+    opus_spent = slot("m", five=0.0, week_reset_in=2 * 24 * H, models={"opus": 0.97})
+    assert target(replace(opus_spent, capacity=20.0)) == "p"
+    # plans of one size, or of sizes not known, keep the soonest expiry first
+    assert target(slot("m", five=0.0, week_reset_in=2 * 24 * H, capacity=1.0)) == "p"
+    assert target(slot("m", five=0.0, week_reset_in=2 * 24 * H)) == "p"
 
 
 def test_soonest_expiring_candidate_first_but_five_hour_headroom_wins():

@@ -171,6 +171,18 @@ def test_a_refusal_streak_longer_than_a_5_hour_window_waits_for_the_weekly_reset
     assert sim.refusing == {}
 
 
+def test_the_policy_sees_each_plan_size_as_the_credential_file_declares_it():
+    s = Session("S", (turn(T0, req(T0, tool=0)),))
+    fleet = (
+        account("a", TIERS["pro"]),
+        account("b", TIERS["max20"]),
+        account("c", Tier("x", 1, 9)),
+    )
+    spy = Spy(DefaultPolicy())
+    Simulator(workload(s), fleet, spy).run()
+    assert [v.capacity for v in spy.calls[0][1].slots] == [1.0, 20.0, None]
+
+
 def test_a_refused_credential_is_marked_rejected_and_the_policy_moves():
     s = Session("S", tuple(turn(T0 + i * 600, req(T0 + i * 600, tool=0)) for i in range(5)))
     spy = Spy(DefaultPolicy())

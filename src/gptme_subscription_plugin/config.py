@@ -99,6 +99,7 @@ class Config:
     forward_route_margin: Seconds = _DEFAULT.forward_route_margin
     forward_route_min_remaining: Share = _DEFAULT.forward_route_min_remaining
     rebalance_window: Seconds = _DEFAULT.rebalance_window
+    burst_window: Seconds = _DEFAULT.burst_window
     min_dwell: Seconds = _DEFAULT.min_dwell
     manual_hold: Seconds = _DEFAULT.manual_hold
     warn_pressure: Fraction = _DEFAULT.warn_pressure

@@ -158,6 +158,20 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
 
 
+# the size of a plan's 5-hour window relative to Pro, by the credential's `rateLimitTier`
+# (Anthropic sells Max as 5x and 20x Pro usage); team and enterprise plans are not known
+TIER_CAPACITY = {
+    "default_claude_ai": 1.0,
+    "default_claude_max_5x": 5.0,
+    "default_claude_max_20x": 20.0,
+}
+
+
+def tier_capacity(rate_limit_tier: str | None) -> float | None:
+    """How big this plan's quota windows are, Pro = 1; None for a tier not known here."""
+    return TIER_CAPACITY.get(rate_limit_tier) if rate_limit_tier else None
+
+
 @dataclass(frozen=True)
 class CredentialInfo:
     """What a person or an agent may see about a credential file: no secrets."""
@@ -174,6 +188,10 @@ class CredentialInfo:
     @property
     def needs_reauth(self) -> bool:
         return not self.health.usable
+
+    @property
+    def capacity(self) -> float | None:
+        return tier_capacity(self.rate_limit_tier)
 
     def to_dict(self) -> dict[str, Any]:
         return {

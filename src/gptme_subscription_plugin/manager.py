@@ -227,6 +227,7 @@ class SubscriptionManager:
                     limited_until=_float(limited.get(name)),
                     limited_models=model_limits(rot, name),
                     left_exhausted_at=_float(left.get(name)),
+                    capacity=info.capacity,
                 )
             )
         return PolicyView(

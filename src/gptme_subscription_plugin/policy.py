@@ -17,6 +17,9 @@ the same Decision in production, in tests and in the simulator. The rules, in or
    behind its pace: move the load.
 7. Otherwise stay.
 
+An urgent move prefers a bigger plan (SlotView.capacity) expiring within `burst_window` of the
+best candidate: the live slot just ran dry, so a burst is under way (`_burst_target`).
+
 Candidates are slots with a usable credential, not rate-limited, not exhausted, not left on
 exhaustion within the probe cooldown (unless newer data shows them recovered); they are ranked
 by 5-hour headroom first, then (model unknown) whether they serve every model, then soonest
@@ -53,6 +56,7 @@ class Thresholds:
     forward_route_margin: float = 2 * 3600.0
     forward_route_min_remaining: float = 0.0
     rebalance_window: float = 12 * 3600.0  # a rebalance target expires about as soon as this
+    burst_window: float = 48 * 3600.0  # a bigger plan expiring this much later takes a burst
     min_dwell: float = 900.0
     manual_hold: float = 8 * 3600.0
     probe_cooldown: float = 1800.0
@@ -72,6 +76,7 @@ class SlotView:
     # a 429 on a model whose own weekly window is spent: that model waits, the others serve
     limited_models: Mapping[str, float] = field(default_factory=dict)
     left_exhausted_at: float | None = None  # when we last left it because it ran out
+    capacity: float | None = None  # size of its plan's windows, Pro = 1 (None: not known)
 
 
 @dataclass(frozen=True)
@@ -720,7 +725,7 @@ class DefaultPolicy:
         refused either; else whichever slot recovers soonest; else defer."""
         t = self.thresholds
         if candidates:
-            best = candidates[0]
+            best = self._burst_target(candidates, view, now)
             return make(
                 "switch",
                 "exhausted",
@@ -793,6 +798,39 @@ class DefaultPolicy:
             urgent=True,
             retry_at=retry,
         )
+
+    def _burst_target(
+        self, candidates: Sequence[SlotView], view: PolicyView, now: float
+    ) -> SlotView:
+        """Where an urgent move goes: the best candidate, unless a bigger plan whose weekly
+        quota expires within `burst_window` of the best's (with as much 5-hour headroom, and
+        serving every model when the best does and the next model is unknown) can take the
+        load instead.
+
+        The live slot just ran dry, so a burst is usually under way: a Pro's 5-hour window
+        lasts minutes of what a Max 20x absorbs for hours, and every window that runs dry
+        under working sessions refuses some of their requests before a flip can land.
+        Forward-routing spends the smaller plan's expiring quota at a quieter moment; beyond
+        two days that is no longer safe, and the soonest expiry comes first again. Plans of
+        one size, or unknown sizes, keep the ranking as it is.
+        """
+        best = candidates[0]
+        if best.capacity is None or len(candidates) == 1:
+            return best
+        t = self.thresholds
+        headroom = has_five_hour_headroom(best.usage, t, now)
+        every_model = not view.model and not partial_models(best, t, now)
+        latest = weekly_reset(best.usage, now) + t.burst_window
+        bigger = [
+            c
+            for c in candidates[1:]
+            if c.capacity is not None
+            and c.capacity > best.capacity
+            and weekly_reset(c.usage, now) <= latest
+            and has_five_hour_headroom(c.usage, t, now) == headroom
+            and not (every_model and partial_models(c, t, now))
+        ]
+        return max(bigger, key=lambda c: c.capacity or 0.0) if bigger else best
 
     def _optional_switch(
         self, live: SlotView, candidates: Sequence[SlotView], live_reset: float, now: float

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..credentials import tier_capacity
 from ..policy import (
     REJECTED,
     Decision,
@@ -426,6 +427,8 @@ class Simulator:
         self.refusing: dict[int, float] = {}  # rotation.json "refusing": refused, nothing served
         self.rejected: set[int] = set()  # rotation.json "rejected": a refused credential
         self.left_exhausted: dict[int, float] = {}
+        # the plan size each slot's credential file declares (manager.view: info.capacity)
+        self._capacity = [tier_capacity(a.spec.tier.rate_limit_tier) for a in self.accounts]
         # view() builds a slot's part again only when it may have changed
         self._slot_views = [SlotView(name) for name in self.names]
         self._slot_valid_until = [-math.inf] * len(self.names)
@@ -740,6 +743,7 @@ class Simulator:
             limited_until=self.limited.get(i),
             limited_models=self.limited_models.get(i, {}),
             left_exhausted_at=self.left_exhausted.get(i),
+            capacity=self._capacity[i],
         )
         return view, until
 

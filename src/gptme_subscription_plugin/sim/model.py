@@ -30,12 +30,13 @@ class Tier:
     name: str
     five_hour: float
     weekly: float
+    rate_limit_tier: str | None = None  # what the account's credential file says
 
 
 TIERS: dict[str, Tier] = {
-    "pro": Tier("pro", 2_400.0, 24_000.0),
-    "max5": Tier("max5", 12_000.0, 120_000.0),
-    "max20": Tier("max20", 48_000.0, 480_000.0),
+    "pro": Tier("pro", 2_400.0, 24_000.0, "default_claude_ai"),
+    "max5": Tier("max5", 12_000.0, 120_000.0, "default_claude_max_5x"),
+    "max20": Tier("max20", 48_000.0, 480_000.0, "default_claude_max_20x"),
 }
 
 
