@@ -309,10 +309,27 @@ def test_forward_route_needs_a_margin_and_a_slot_under_its_thresholds():
 def test_five_hour_headroom_moves_off_a_nearly_spent_window():
     d = decide(
         "a",
+        slot("a", five=0.85, week_reset_in=3 * 24 * H),
+        slot("b", five=0.1, week_reset_in=3 * 24 * H + H),  # expires about as soon
+    )
+    assert (d.action, d.target, d.mode) == ("switch", "b", "five-hour-headroom")
+
+
+def test_five_hour_headroom_keeps_the_soonest_expiring_quota_in_use():
+    # what is left of a's 5-hour window is quota that expires first: leaving it for a slot
+    # whose quota lasts longer may let it expire; at 90 % the urgent rule still moves
+    d = decide(
+        "a",
         slot("a", five=0.85, week_reset_in=20 * H),
         slot("b", five=0.1, week_reset_in=5 * 24 * H),
     )
-    assert (d.action, d.target, d.mode) == ("switch", "b", "five-hour-headroom")
+    assert (d.action, d.mode) == ("stay", "healthy")
+    d = decide(
+        "a",
+        slot("a", five=0.92, week_reset_in=20 * H),
+        slot("b", five=0.1, week_reset_in=5 * 24 * H),
+    )
+    assert (d.action, d.target, d.mode, d.urgent) == ("switch", "b", "exhausted", True)
 
 
 def test_rebalance_when_ahead_of_pace():

@@ -9,7 +9,8 @@ the same Decision in production, in tests and in the simulator. The rules, in or
    refused one model (a per-model 429) moves to a slot that still serves that model.
 2. A person switched by hand: hold that choice until the manual hold runs out.
 3. Right after a switch, dwell: no optional switch for `min_dwell` seconds (no flapping).
-4. Keep 5-hour headroom: leave a live slot whose 5-hour window is nearly spent for one with room.
+4. Keep 5-hour headroom: leave a live slot whose 5-hour window is nearly spent for one with room
+   that expires about as soon (the rest of the soonest-expiring window is quota that may expire).
 5. Forward-route: spend the quota that expires soonest first (a candidate whose weekly window
    resets well before the live one's, with quota left, takes over). Only this rule runs when
    the live slot's reading is too old to say how much is left: when it expires is still known.
@@ -846,15 +847,18 @@ class DefaultPolicy:
         usage = live.usage
         best = candidates[0]
 
+        best_reset = weekly_reset(best.usage, now)
+        # the room left in a 5-hour window of the quota that expires first is worth more than
+        # room in one that lasts longer: leave it only for a slot expiring about as soon
         if (
             usage is not None
             and not has_five_hour_headroom(usage, t, now)
             and has_five_hour_headroom(best.usage, t, now)
+            and not live_reset + t.forward_route_margin < best_reset
         ):
             pct = round((_current(usage.five_hour, now) or 0) * 100)
             return "five-hour-headroom", best, f"{live.name} 5-hour window at {pct}%"
 
-        best_reset = weekly_reset(best.usage, now)
         remaining = weekly_remaining(best.usage, now)
         if (
             has_five_hour_headroom(best.usage, t, now)
