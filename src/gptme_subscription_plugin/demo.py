@@ -224,7 +224,7 @@ def _script(
         return sb.stop("session-A")
 
     def five_hour_pressure() -> tuple[Decision | None, SwitchOutcome | None]:
-        set_usage(alice, five_hour=0.86, five_hour_reset=sb.clock() + 4 * HOUR, seven_day=0.66)
+        set_usage(alice, five_hour=0.92, five_hour_reset=sb.clock() + 4 * HOUR, seven_day=0.66)
         sb.turn("session-A")
         sb.turn("session-B")
         return sb.stop("session-A")  # B is still mid-turn: the switch must wait
@@ -275,7 +275,7 @@ def _script(
 
     return [
         ("08:00", "alice live; 5h 20%, weekly 55% resetting tomorrow", morning),
-        ("10:30", "alice 5h window at 86%; session-B is mid-turn", five_hour_pressure),
+        ("10:30", "alice 5h window at 92%; session-B is mid-turn", five_hour_pressure),
         ("10:34", "session-B ends its turn: everyone idle", b_finishes),
         ("11:40", "Claude Code refreshes bob's token, replacing the link with a file", refresh),
         ("13:00", "the usage endpoint answers bob's poll with 429 Retry-After 900", endpoint_429),
