@@ -426,8 +426,8 @@ class SubscriptionManager:
             if _float(streaks.get(slot)) is None:
                 streaks[slot] = now
 
-        doc = self.state.update(ROTATION_DOC, update)
-        return _float(doc["refusing"][slot]) or now
+        since = _float(self.state.update(ROTATION_DOC, update)["refusing"][slot])
+        return now if since is None else since
 
     def record_served(self, slot: str) -> None:
         """A turn on `slot` ended with an answer: its refusal streak, if any, is over.

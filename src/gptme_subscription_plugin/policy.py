@@ -432,8 +432,9 @@ def rate_limit_marks(
     until = expected_recovery(usage, thresholds, now)
     if per_model and usage is not None and outlasts_five_hour(usage, now, refusing_since):
         entry = usage.model_entry(model)
-        if entry is not None and next_reset(entry[1], now) != math.inf:
-            return None, {entry[0]: next_reset(entry[1], now)}
+        model_reset = next_reset(entry[1], now) if entry is not None else math.inf
+        if entry is not None and model_reset != math.inf:
+            return None, {entry[0]: model_reset}
         week = weekly_reset(usage, now)
         if week != math.inf:
             until = max(until, week)
@@ -492,8 +493,7 @@ def rank_candidates(
     def key(s: SlotView) -> tuple[int, int, float, float, int, str]:
         pressure = slot_pressure(s.usage, thresholds, now, view.model)
         return (
-            0 if has_five_hour_headroom(s.usage, thresholds, now) else 1,
-            0 if view.model or not partial_models(s, thresholds, now) else 1,
+            *rank_class(s, view, thresholds, now),
             weekly_reset(s.usage, now),
             0.5 if pressure is None else pressure,
             order.get(s.name, len(order)),
@@ -501,6 +501,17 @@ def rank_candidates(
         )
 
     return sorted(eligible, key=key)
+
+
+def rank_class(
+    slot: SlotView, view: PolicyView, thresholds: Thresholds, now: float
+) -> tuple[int, int]:
+    """The part of a candidate's rank that comes before expiry: 5-hour headroom, then (next
+    model unknown) whether it serves every model. 0 is better."""
+    return (
+        0 if has_five_hour_headroom(slot.usage, thresholds, now) else 1,
+        0 if view.model or not partial_models(slot, thresholds, now) else 1,
+    )
 
 
 def rank_last_resort(view: PolicyView, now: float, exclude: str | None = None) -> list[SlotView]:
@@ -803,10 +814,9 @@ class DefaultPolicy:
     def _burst_target(
         self, candidates: Sequence[SlotView], view: PolicyView, now: float
     ) -> SlotView:
-        """Where an urgent move goes: the best candidate, unless a bigger plan whose weekly
-        quota expires within `burst_window` of the best's (with as much 5-hour headroom, and
-        serving every model when the best does and the next model is unknown) can take the
-        load instead.
+        """Where an urgent move goes: the best candidate, unless a bigger plan of the same
+        `rank_class` (as much 5-hour headroom, serving every model when the best does) whose
+        weekly quota expires within `burst_window` of the best's can take the load instead.
 
         The live slot just ran dry, so a burst is usually under way: a Pro's 5-hour window
         lasts minutes of what a Max 20x absorbs for hours, and every window that runs dry
@@ -819,8 +829,7 @@ class DefaultPolicy:
         if best.capacity is None or len(candidates) == 1:
             return best
         t = self.thresholds
-        headroom = has_five_hour_headroom(best.usage, t, now)
-        every_model = not view.model and not partial_models(best, t, now)
+        best_class = rank_class(best, view, t, now)
         latest = weekly_reset(best.usage, now) + t.burst_window
         bigger = [
             c
@@ -828,8 +837,7 @@ class DefaultPolicy:
             if c.capacity is not None
             and c.capacity > best.capacity
             and weekly_reset(c.usage, now) <= latest
-            and has_five_hour_headroom(c.usage, t, now) == headroom
-            and not (every_model and partial_models(c, t, now))
+            and rank_class(c, view, t, now) == best_class
         ]
         return max(bigger, key=lambda c: c.capacity or 0.0) if bigger else best
 
