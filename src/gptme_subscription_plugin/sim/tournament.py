@@ -101,8 +101,13 @@ def run_tournament(
     if workers > 1 and len(tasks) > 1:
         import multiprocessing
 
+        # not "fork": a worker forked while another thread of this process holds a lock (a
+        # test run's server threads, pytest's capture) can wait on it forever; the fork
+        # server forks from a clean single-threaded process that has the simulator loaded
         methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload([__name__])
         with ctx.Pool(min(workers, len(tasks))) as pool:
             for res in pool.imap_unordered(_task, tasks):
                 results.append(res)
