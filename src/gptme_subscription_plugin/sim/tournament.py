@@ -100,13 +100,19 @@ def run_tournament(
     results: list[SeedResult] = []
     if workers > 1 and len(tasks) > 1:
         import multiprocessing
+        import threading
 
-        # not "fork": a worker forked while another thread of this process holds a lock (a
-        # test run's server threads, pytest's capture) can wait on it forever; the fork
-        # server forks from a clean single-threaded process that has the simulator loaded
+        # "fork" only from a single-threaded caller (the benchmark, the CLI): a worker forked
+        # while another thread holds a lock (a test run's server threads) can wait on it
+        # forever. Else the fork server, which forks from a clean single-threaded process with
+        # the simulator loaded (about a fifth slower here), or spawn.
         methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if ctx.get_start_method() == "forkserver":
+        if "fork" in methods and threading.active_count() == 1:
+            method = "fork"
+        else:
+            method = "forkserver" if "forkserver" in methods else "spawn"
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
             ctx.set_forkserver_preload([__name__])
         with ctx.Pool(min(workers, len(tasks))) as pool:
             for res in pool.imap_unordered(_task, tasks):
