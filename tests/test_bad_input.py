@@ -216,3 +216,18 @@ def test_slot_names_are_refused_unless_plain(name):
     assert {k: v for k, v in after.items() if "events" not in k} == {
         k: v for k, v in before.items() if "events" not in k
     }
+
+
+def test_hook_in_process_leaves_signal_dispositions_as_it_found_them() -> None:
+    """A detached hook ignores SIGTERM while it runs; the caller's handlers come back after.
+
+    Otherwise every child the calling process forks later (a pool worker, a subprocess)
+    inherits an ignored SIGTERM and cannot be terminated.
+    """
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    before[signal.SIGALRM] = signal.getsignal(signal.SIGALRM)
+    run_hook("stop-failure", b"{}")
+    after = {sig: signal.getsignal(sig) for sig in before}
+    assert after == before

@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 MAX_STDIN = 4 << 20
 DEFAULT_BUDGET_S = 25
@@ -105,14 +106,17 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 0
+    # Dispositions changed here are put back on the way out: main() also runs inside other
+    # processes (tests, gptme), whose children inherit an ignored SIGTERM and become unkillable.
+    saved: dict[int, Any] = {}
     if event in DETACHED:
         # Claude Code signals its hooks when it exits; hold on long enough to hand off
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)
+            saved[sig] = signal.signal(sig, signal.SIG_IGN)
     env = os.environ
     budget = _budget(env)
     if budget > 0 and hasattr(signal, "SIGALRM"):
-        signal.signal(signal.SIGALRM, _on_alarm)
+        saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
         signal.alarm(budget)
     try:
         out = run(event, read_stdin_payload(), env)
@@ -126,6 +130,8 @@ def main(argv: Sequence[str]) -> int:
     finally:
         if budget > 0 and hasattr(signal, "SIGALRM"):
             signal.alarm(0)
+        for sig, previous in saved.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
     return 0
 
 
