@@ -130,8 +130,8 @@ def main(argv: Sequence[str]) -> int:
     finally:
         if budget > 0 and hasattr(signal, "SIGALRM"):
             signal.alarm(0)
-        for sig, previous in saved.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        for signum, previous in saved.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
     return 0
 
 
