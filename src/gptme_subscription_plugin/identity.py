@@ -1,0 +1,166 @@
+"""Which account a credential belongs to, asked of the account itself.
+
+`GET {api_base}/api/oauth/profile` with the credential's own access token names the account
+that owns it. It is free (no inference) and the only identity that cannot be wrong:
+`~/.claude.json` `oauthAccount` is not updated when Claude Code refreshes a token, so after any
+swap it names another account (DESIGN.md, fact 5). Answers are cached per access-token
+fingerprint in the state doc `profiles`, failures too (for FAILURE_RETRY_S), so a hook asks at
+most once per new token. An expired access token is never sent: refreshing belongs to Claude
+Code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .credentials import AccountIdentity, Credential
+from .state import StateStore
+
+PROFILE_PATH = "/api/oauth/profile"
+PROFILES_DOC = "profiles"
+FAILURE_RETRY_S = 600.0
+CACHE_KEEP = 200  # access tokens remembered; each refresh adds one
+MAX_PROFILE_BYTES = 256 * 1024
+
+ProfileFetcher = Callable[[str, str, float], AccountIdentity]
+
+
+class ProfileError(Exception):
+    """The profile endpoint gave no identity; the message is one line, never a secret."""
+
+
+def parse_profile(doc: Any) -> AccountIdentity:
+    """The identity in a profile answer: account uuid and email, organization uuid."""
+    account = doc.get("account") if isinstance(doc, dict) else None
+    if not isinstance(account, dict):
+        raise ProfileError("profile answer has no account")
+    org = doc.get("organization") if isinstance(doc.get("organization"), dict) else {}
+    email = account.get("email_address") or account.get("email")
+    identity = AccountIdentity(
+        account_uuid=_short_str(account.get("uuid")),
+        email=_short_str(email),
+        organization_uuid=_short_str(org.get("uuid")),
+    )
+    if not identity.known:
+        raise ProfileError("profile answer names no account")
+    return identity
+
+
+def _short_str(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+def fetch_profile(api_base: str, access_token: str, timeout: float) -> AccountIdentity:
+    """Ask the profile endpoint once, within `timeout` overall; ProfileError on any failure."""
+    import urllib.error
+    import urllib.request
+    from http.client import HTTPException
+
+    from .usage.oauth import OAUTH_BETA, build_opener, user_agent
+
+    if not access_token or any(c in access_token for c in "\r\n\0 "):
+        raise ProfileError("no usable access token")
+    url = api_base.rstrip("/") + PROFILE_PATH
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ProfileError("api_base must be an http(s) URL")
+    request = urllib.request.Request(
+        url,
+        headers={
+            "Authorization": f"Bearer {access_token}",
+            "anthropic-beta": OAUTH_BETA,
+            "User-Agent": user_agent(),
+            "Accept": "application/json",
+        },
+        method="GET",
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with build_opener(parts.hostname).open(request, timeout=timeout) as resp:
+            body = b""
+            while len(body) <= MAX_PROFILE_BYTES:
+                if time.monotonic() > deadline:
+                    raise ProfileError("profile endpoint too slow")
+                chunk = resp.read(16 * 1024)
+                if not chunk:
+                    break
+                body += chunk
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise ProfileError(f"profile endpoint answered HTTP {exc.code}") from None
+    except (OSError, HTTPException, ValueError) as exc:
+        raise ProfileError(f"profile endpoint unreachable ({type(exc).__name__})") from None
+    if len(body) > MAX_PROFILE_BYTES:
+        raise ProfileError("profile answer too large")
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ProfileError("profile endpoint answered non-JSON") from None
+    return parse_profile(doc)
+
+
+class IdentityResolver:
+    """Profile lookups with a shared cache; `resolve` never raises."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        api_base: str,
+        timeout: float,
+        clock: Callable[[], float] = time.time,
+        fetch: ProfileFetcher = fetch_profile,
+    ) -> None:
+        self.state = state
+        self.api_base = api_base
+        self.timeout = timeout
+        self.clock = clock
+        self.fetch = fetch
+
+    def cached(self, cred: Credential) -> AccountIdentity | None:
+        """The identity already known for this access token, without asking."""
+        entry = self.state.read(PROFILES_DOC).get(cred.access_fingerprint)
+        return AccountIdentity.from_dict(entry.get("identity")) if isinstance(entry, dict) else None
+
+    def resolve(self, cred: Credential, *, retry_failures: bool = False) -> AccountIdentity | None:
+        """Who owns `cred`: cached, else asked (unless expired or failed recently), else None."""
+        now = self.clock()
+        key = cred.access_fingerprint
+        entry = self.state.read(PROFILES_DOC).get(key)
+        if isinstance(entry, dict):
+            known = AccountIdentity.from_dict(entry.get("identity"))
+            if known is not None:
+                return known
+            failed_at = entry.get("failed_at")
+            recent = isinstance(failed_at, (int, float)) and 0 <= now - failed_at < FAILURE_RETRY_S
+            if recent and not retry_failures:
+                return None
+        if cred.expired(now):
+            return None
+        try:
+            identity = self.fetch(self.api_base, cred.access_token, self.timeout)
+        except ProfileError as exc:
+            self._store(key, {"failed_at": now, "error": str(exc)[:200]})
+            return None
+        self._store(key, {"identity": identity.to_dict(), "at": now})
+        return identity
+
+    def _store(self, key: str, record: dict[str, Any]) -> None:
+        def update(doc: dict[str, Any]) -> None:
+            doc[key] = record
+            if len(doc) > CACHE_KEEP:
+                oldest = sorted(doc, key=lambda k: _stamp(doc[k]))
+                for stale in oldest[: len(doc) - CACHE_KEEP]:
+                    doc.pop(stale, None)
+
+        self.state.update(PROFILES_DOC, update)
+
+
+def _stamp(entry: Any) -> float:
+    if not isinstance(entry, dict):
+        return 0.0
+    value = entry.get("at", entry.get("failed_at", 0.0))
+    return float(value) if isinstance(value, (int, float)) else 0.0
