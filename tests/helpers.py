@@ -49,3 +49,36 @@ def write_oauth_account(home: Path, name: str) -> None:
 
 def link_live(claude_dir: Path, name: str) -> None:
     fsutil.atomic_symlink(f".credentials.json.{name}", claude_dir / ".credentials.json")
+
+
+def access_token(name: str, generation: int = 1) -> str:
+    return f"sk-ant-oat01-test-{name}-access-{generation}"
+
+
+def account_email(name: str) -> str:
+    return f"{name}@example.com"
+
+
+def serve_profile(server, name: str, generation: int = 1) -> None:
+    """The fake API answers the profile of `name`'s account for that generation's token."""
+    from gptme_subscription_plugin.fake_api import make_profile_doc
+
+    server.set_profile(
+        access_token(name, generation),
+        make_profile_doc(account_email(name), account_uuid=f"uuid-{name}"),
+    )
+
+
+def claude_code_refresh(claude_dir: Path, data: bytes) -> None:
+    """What Claude Code does on a token refresh: the live link becomes a regular file.
+
+    `~/.claude.json` is left alone: Claude Code does not touch `oauthAccount` on refresh.
+    """
+    fsutil.ensure_private_dir(claude_dir)
+    fsutil.atomic_write_bytes(claude_dir / ".credentials.json", data)
+
+
+def claude_code_login(claude_dir: Path, home: Path, name: str, generation: int = 1) -> None:
+    """What `/login` does: a regular file with the new login, and `oauthAccount` rewritten."""
+    claude_code_refresh(claude_dir, credential_bytes(name, generation))
+    write_oauth_account(home, name)

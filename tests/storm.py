@@ -23,7 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
+from gptme_subscription_plugin.fake_api import (
+    FakeAnthropicServer,
+    make_profile_doc,
+    make_usage_doc,
+)
 from gptme_subscription_plugin.fsutil import atomic_symlink, atomic_write_bytes, ensure_private_dir
 
 ACCOUNTS = ("a", "b", "c")
@@ -107,11 +111,16 @@ class Storm:
             atomic_write_bytes(self.claude / f".credentials.json.{name}", credential(name, 1))
             self._publish(name, weekly=self.rng.uniform(10, 60))
         atomic_symlink(".credentials.json.a", self.claude / ".credentials.json")
+        # the person's last /login was a; Claude Code never updates this record afterwards
+        doc = {"oauthAccount": {"accountUuid": "uuid-a", "emailAddress": "a@x"}}
+        atomic_write_bytes(self.home / ".claude.json", json.dumps(doc).encode())
         self._cli("install", "claude-code")  # records the live slot, like a real install
+        self._cli("identity", "baseline")  # what a careful person runs once after setup
 
     def _publish(self, name: str, weekly: float) -> None:
         gen = self.generation[name]
         token = f"sk-ant-oat01-storm-{name}-{gen}"
+        self.server.set_profile(token, make_profile_doc(f"{name}@x", account_uuid=f"uuid-{name}"))
         self.server.set_usage(
             token,
             make_usage_doc(
@@ -202,10 +211,10 @@ class Storm:
         if not live.is_symlink() or os.readlink(live) != f".credentials.json.{name}":
             return
         self.generation[name] += 1
-        atomic_write_bytes(live, credential(name, self.generation[name]))  # replaces the link
-        doc = {"oauthAccount": {"accountUuid": f"uuid-{name}", "emailAddress": f"{name}@x"}}
-        atomic_write_bytes(self.home / ".claude.json", json.dumps(doc).encode())
+        # the account answers for its new token before the file appears, as the real one does
         self._publish(name, weekly=self.rng.choice([30.0, 97.0]))  # sometimes it ran out
+        # replaces the link; `~/.claude.json` is not touched by a refresh (DESIGN.md, fact 5)
+        atomic_write_bytes(live, credential(name, self.generation[name]))
         with self._lock:
             self.result.refreshes += 1
 

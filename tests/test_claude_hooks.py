@@ -359,7 +359,9 @@ def test_an_unattributable_live_file_is_left_alone_and_reported(sb):
     live.write_bytes(credential_bytes("stranger"))  # never seen, no identity on record
     out, _ = sb.hook("session-start", payload("SessionStart"))
     assert not live.is_symlink()
-    assert "cannot tell whose credential is live" in out["systemMessage"]
+    assert "kept aside" in out["systemMessage"] and "slot add NAME" in out["systemMessage"]
+    kept = json.loads((sb.claude / ".gptme-subscription-pending-login").read_text())
+    assert kept["claudeAiOauth"]["refreshToken"].endswith("stranger-refresh-1")
     for name in ("alice", "bob"):
         slot = json.loads((sb.claude / f".credentials.json.{name}").read_text())
         assert name in slot["claudeAiOauth"]["refreshToken"]

@@ -14,7 +14,14 @@ import pytest
 
 from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 
-from .helpers import credential_bytes, link_live, write_oauth_account, write_slot
+from .helpers import (
+    account_email,
+    credential_bytes,
+    link_live,
+    serve_profile,
+    write_oauth_account,
+    write_slot,
+)
 
 
 def iso(ts: float) -> str:
@@ -58,8 +65,10 @@ class Cli:
 def cli(tmp_path, fake_server):
     c = Cli(tmp_path, fake_server)
     now = time.time()
+    c.server = fake_server
     for name, week in (("alice", 50), ("bob", 20)):
         write_slot(c.claude, name, credential_bytes(name, expires_at=now + 3600))
+        serve_profile(fake_server, name)
         fake_server.set_usage(
             f"sk-ant-oat01-test-{name}-access-1",
             {
@@ -133,12 +142,44 @@ def test_capacity_verdicts(cli, fake_server):
 
 def test_identity_baseline_and_check(cli):
     assert cli.run("identity", "check", code=2).returncode == 2
-    write_oauth_account(cli.home, "alice")
-    cli.run("identity", "baseline")
+    write_oauth_account(cli.home, "bob")  # stale: names another account than the live one
+    rows = cli.json("identity", "baseline")["slots"]
+    assert {r["slot"]: r["account"] for r in rows} == {
+        "alice": account_email("alice"),
+        "bob": account_email("bob"),
+    }
     assert cli.json("identity", "check")["exit_code"] == 0
-    (cli.claude / ".credentials.json.bob").write_bytes(credential_bytes("mallory"))
+    # a login of another account lands in bob's slot
+    (cli.claude / ".credentials.json.bob").write_bytes(
+        credential_bytes("mallory", expires_at=time.time() + 3600)
+    )
+    serve_profile(cli.server, "mallory")
     rows = cli.json("identity", "check", code=1)["slots"]
     assert {r["slot"]: r["status"] for r in rows}["bob"] == "changed"
+
+
+def test_identity_baseline_on_a_malformed_slot_is_one_row_not_a_traceback(cli):
+    (cli.claude / ".credentials.json.bob").write_text("{")
+    proc = cli.run("identity", "baseline", code=1)
+    assert "Traceback" not in proc.stderr
+    assert "bob" in proc.stdout and "unreadable" in proc.stdout
+    assert "alice" in proc.stdout and account_email("alice") in proc.stdout
+
+
+def test_slot_add_takes_a_login_kept_aside(cli):
+    now = time.time()
+    serve_profile(cli.server, "carol")
+    live = cli.claude / ".credentials.json"
+    live.unlink()
+    live.write_bytes(credential_bytes("carol", expires_at=now + 3600))  # /login as carol
+    live.chmod(0o600)
+    out = cli.run("heal", code=1).stdout
+    assert "kept aside" in out and "slot add NAME" in out
+    status = cli.json("status")
+    assert status["pending_login"]["health"] == "valid"
+    added = cli.json("slot", "add", "carol")
+    assert added["account"] == account_email("carol") and added["live"] == "carol"
+    assert cli.json("status")["pending_login"] is None
 
 
 def test_check_auth_and_probe(cli):

@@ -17,8 +17,17 @@ from gptme_subscription_plugin.config import Config
 from gptme_subscription_plugin.credentials import load_credential
 from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.manager import SubscriptionManager
+from gptme_subscription_plugin.usage.oauth import USAGE_PATH
 
-from .helpers import credential_bytes, link_live, refresh_token, write_oauth_account, write_slot
+from .helpers import (
+    claude_code_refresh,
+    credential_bytes,
+    link_live,
+    refresh_token,
+    serve_profile,
+    write_oauth_account,
+    write_slot,
+)
 
 T0 = 1_800_000_000.0
 H = 3600.0
@@ -68,6 +77,8 @@ def env(tmp_path: Path, fake_server: FakeAnthropicServer):
         lock_wait=2.0,
     )
     manager = SubscriptionManager(config, clock=clock)
+    for name in ("alice", "bob", "carol"):
+        serve_profile(fake_server, name)
     fake_server.set_usage(access("alice"), usage_doc(0.2, 0.5, T0 + 3 * 24 * H))
     fake_server.set_usage(access("bob"), usage_doc(0.1, 0.3, T0 + 5 * 24 * H))
     fake_server.set_usage(access("carol"), usage_doc(0.1, 0.1, T0 + 6 * 24 * H))
@@ -123,13 +134,17 @@ def test_refusals_change_nothing(env):
 
 def test_evaluate_polls_within_budget(env):
     m, clock, server = env
+
+    def polls() -> int:
+        return server.request_count(access("alice"), USAGE_PATH)
+
     d = m.evaluate()
-    assert d.action == "stay" and server.request_count(access("alice")) == 1
+    assert d.action == "stay" and polls() == 1
     m.evaluate()
-    assert server.request_count(access("alice")) == 1  # inside the poll interval
+    assert polls() == 1  # inside the poll interval
     clock.now += 181
     m.evaluate()
-    assert server.request_count(access("alice")) == 2
+    assert polls() == 2
 
 
 def test_exhaustion_switches_and_remembers_departure(env):
@@ -199,17 +214,15 @@ def test_a_per_model_rate_limit_binds_that_model_and_expires_at_the_next_flip(en
 
 
 def test_flip_heals_drift_first_and_loses_no_token(env):
-    m, _, _ = env
-    home = m.config.home
-    write_oauth_account(home, "alice")
-    m.slots._remember(
-        "alice", load_credential(m.slots.slot_path("alice")), m.slots.live_identity(), live=True
-    )
-    live = m.config.live_path
-    live.unlink()
-    live.write_bytes(credential_bytes("alice", 2))  # Claude Code refreshed alice
+    m, _, server = env
+    write_oauth_account(m.config.home, "bob")  # stale since an earlier swap: never evidence
+    m.heal_if_drifted()  # a boundary sees the healthy link to alice
+    m.slots.learn_identities()  # what evaluations do, one slot at a time
+    serve_profile(server, "alice", 2)
+    claude_code_refresh(m.config.claude_dir, credential_bytes("alice", 2))
     out = m.switch_to("bob")
     assert out.status == "switched" and out.heal is not None and out.heal.owner == "alice"
+    assert out.heal.method == "profile"
     assert load_credential(m.slots.slot_path("alice")).refresh_token == refresh_token("alice", 2)
     assert m.get_active_subscription() == "bob"
 

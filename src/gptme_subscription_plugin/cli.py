@@ -20,7 +20,7 @@ exit codes:
   3   Claude Code's credential lock or our state lock stayed busy
   10  capacity: yellow (pool is thin)
   20  capacity: red (no slot can serve)
-  identity check: 0 clean, 1 drift, 2 no baseline
+  identity: 0 clean, 1 a slot changed account, is unreadable or shares one, 2 no baseline
 """
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
@@ -235,12 +235,14 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
     busy = m.busy_sessions()
     decision = m.policy.decide(m.view({r.name: r.usage for r in reports}), now)
     drift = m.slots.detect_drift()
+    login = m.slots.pending_login()
     if args.json:
         _print_json(
             {
                 "live": m.get_active_subscription(),
                 "slots": [r.to_dict() for r in reports],
                 "pending": pending,
+                "pending_login": None if login is None else login.to_dict(),
                 "sessions_mid_turn": busy,
                 "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
                 "decision": decision.to_dict(),
@@ -254,6 +256,11 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
     print(status_table(reports, now, pending, busy))
     if drift is not None:
         print(f"drift: {drift.detail} (run `gptme-subscription heal`)")
+    if login is not None:
+        print(
+            f"pending login (refresh {login.refresh_fingerprint}): a login of an account in no "
+            "slot; take it with `gptme-subscription slot add NAME`"
+        )
     print(f"policy: {decision_line(decision)}")
     return EXIT_OK
 
@@ -382,76 +389,21 @@ def reauth_instructions(name: str) -> str:
 
 
 def cmd_identity(m: Any, args: argparse.Namespace) -> int:
-    from .credentials import CredentialError, load_credential
+    from . import accounts
 
-    meta = m.slots.metadata().get("slots", {})
-    live = m.get_active_subscription()
-    live_ident = m.slots.live_identity()
     names = [args.slot] if args.slot else m.slot_names()
     if args.action == "baseline":
-        done = []
-        for name in names:
-            cred = load_credential(m.slots.slot_path(name))
-            m.slots._remember(name, cred, live_ident if name == live else None)
-            done.append(
-                {
-                    "slot": name,
-                    "refresh_fingerprint": cred.refresh_fingerprint,
-                    "identity": live_ident.to_dict() if name == live and live_ident else None,
-                }
-            )
-        m.events.append("identity-baseline", m.clock(), slots=[d["slot"] for d in done])
-        if args.json:
-            _print_json({"baseline": done})
-        else:
-            for d in done:
-                who = (d["identity"] or {}).get("email") or "identity unknown (not live)"
-                print(f"{d['slot']:<12} refresh {d['refresh_fingerprint']}  {who}")
-        return EXIT_OK
-    rows: list[dict[str, str]] = []
-    for name in names:
-        entry = meta.get(name)
-        try:
-            fp = load_credential(m.slots.slot_path(name)).refresh_fingerprint
-        except CredentialError as exc:
-            rows.append({"slot": name, "status": "unreadable", "detail": str(exc)})
-            continue
-        if not entry or not entry.get("lineage"):
-            rows.append(
-                {
-                    "slot": name,
-                    "status": "no-baseline",
-                    "detail": f"run `gptme-subscription identity baseline {name}`",
-                }
-            )
-            continue
-        status, detail = "ok", "refresh token is from this slot's lineage"
-        if fp not in entry["lineage"]:
-            status, detail = (
-                ("refreshed", "refreshed in place while live")
-                if name == live
-                else ("changed", "slot content changed outside this tool")
-            )
-        if name == live and live_ident is not None:
-            from .credentials import AccountIdentity
-
-            recorded = AccountIdentity.from_dict(entry.get("identity"))
-            if recorded is not None and not recorded.matches(live_ident):
-                status, detail = "changed", "live account differs from the slot's recorded account"
-        rows.append({"slot": name, "status": status, "detail": detail})
-    statuses = {r["status"] for r in rows}
-    if statuses & {"changed", "unreadable"}:
-        worst = EXIT_PROBLEM
-    elif "no-baseline" in statuses:
-        worst = EXIT_USAGE
+        rows = accounts.baseline(m.slots, names)
+        m.events.append("identity-baseline", m.clock(), slots=[r.slot for r in rows])
     else:
-        worst = EXIT_OK
+        rows = accounts.check(m.slots, names)
+    code = accounts.exit_code(rows)
     if args.json:
-        _print_json({"slots": rows, "exit_code": worst})
+        _print_json({"slots": [r.to_dict() for r in rows], "exit_code": code})
     else:
         for r in rows:
-            print(f"{r['slot']:<12} {r['status']:<12} {r['detail']}")
-    return worst
+            print(f"{r.slot:<12} {r.status:<12} {r.account or '-':<28} {r.detail}")
+    return code
 
 
 def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
@@ -477,16 +429,28 @@ def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
 
 def cmd_slot(m: Any, args: argparse.Namespace) -> int:
     if args.slot_command == "add":
+        had_pending = m.slots.pending_login() is not None
         info = m.slots.add(args.name, source=args.source, force=args.force)
         m.events.append(
             "slot-add", m.clock(), slot=args.name, refresh_fingerprint=info.refresh_fingerprint
         )
-        out = {"slot": args.name, **info.to_dict(), "live": m.get_active_subscription()}
+        identity = m.slots.identity_of(args.name)
+        taken = had_pending and m.slots.pending_login() is None
+        source = str(args.source) if args.source else ("pending login" if taken else "live")
+        account = identity.email or identity.account_uuid if identity else None
+        out = {
+            "slot": args.name,
+            **info.to_dict(),
+            "live": m.get_active_subscription(),
+            "source": source,
+            "account": account,
+        }
         if args.json:
             _print_json(out)
         else:
             print(
-                f"added slot {args.name} ({info.health.value}, refresh {info.refresh_fingerprint})"
+                f"added slot {args.name} from {source} ({info.health.value}, "
+                f"refresh {info.refresh_fingerprint}, account {account or 'unconfirmed'})"
             )
         return EXIT_OK
     if args.slot_command == "remove":

@@ -20,7 +20,7 @@ from typing import Any
 from . import fsutil
 from .config import Config
 from .credentials import CredentialError, load_credential
-from .fake_api import FakeAnthropicServer
+from .fake_api import FakeAnthropicServer, make_profile_doc
 from .manager import SubscriptionManager, SwitchOutcome
 from .policy import Decision, format_duration
 from .render import decision_line
@@ -149,16 +149,22 @@ class Sandbox:
         self.publish(account)
 
     def publish(self, account: Account) -> None:
-        """Tell the fake endpoint what this account's usage is now."""
+        """Tell the fake endpoint this account's usage and profile for its current token."""
         self.server.set_usage(account.access_token, account.usage_doc())
+        self.server.set_profile(
+            account.access_token, make_profile_doc(account.email, f"uuid-{account.name}")
+        )
         self.seen_refresh_tokens.add(account.refresh_token)
+
+    def write_live_file(self, account: Account) -> None:
+        """Claude Code writes the live credential by replacing the link with a regular file."""
+        fsutil.atomic_write_bytes(
+            self.config.live_path, account.credential(self.clock() + 24 * HOUR)
+        )
 
     def login(self, account: Account) -> None:
         """What `claude /login` leaves behind: a regular live file and oauthAccount."""
-        live = self.config.live_path
-        if live.is_symlink():
-            live.unlink()
-        fsutil.atomic_write_bytes(live, account.credential(self.clock() + 24 * HOUR))
+        self.write_live_file(account)
         self.write_oauth_account(account)
 
     def write_oauth_account(self, account: Account) -> None:
@@ -169,10 +175,10 @@ class Sandbox:
         fsutil.atomic_write_text(self.home / ".claude.json", json.dumps(doc))
 
     def claude_code_refresh(self, account: Account) -> None:
-        """Claude Code's token refresh: new pair, written by replacing the link with a file."""
+        """Claude Code's token refresh: a new pair; `oauthAccount` is left as it was."""
         account.generation += 1
-        self.login(account)
         self.publish(account)
+        self.write_live_file(account)
 
     def turn(self, session: str) -> None:
         self.manager.turns.mark_busy(session, self.clock())
@@ -181,8 +187,7 @@ class Sandbox:
         """What the Stop hook does: heal, end the turn, evaluate, apply or leave pending."""
         m = self.manager
         m.turns.mark_idle(session, self.clock())
-        if m.slots.detect_drift() is not None:
-            m.heal()
+        m.heal_if_drifted()
         outcome = m.apply_pending(session_id=session)
         decision = m.evaluate(model=model)
         if outcome is None or outcome.status != "switched":

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from . import fsutil
 from .config import Config
 from .credentials import CredentialError, CredentialInfo, load_credential
+from .identity import IdentityResolver
 from .policy import (
     REJECTED,
     Decision,
@@ -105,6 +106,9 @@ class SubscriptionManager:
         self.events = EventLog(config.state_dir)
         self.turns = TurnRegistry(config.state_dir)
         self.usage = UsageCache(config.state_dir, config.poll_interval)
+        self.identities = IdentityResolver(
+            self.state, config.api_base, config.poll_timeout, clock=clock
+        )
         self.slots = SlotStore(
             config.claude_dir,
             self.state,
@@ -112,6 +116,7 @@ class SubscriptionManager:
             backup_keep=config.backup_keep,
             lock_wait=config.lock_wait,
             clock=clock,
+            resolver=self.identities,
         )
         self.repair()
 
@@ -246,6 +251,8 @@ class SubscriptionManager:
         """Decide what to do now (pure policy over fresh-enough data); never flips."""
         self.slots.observe()
         usage = self.check_usage(refresh=refresh)
+        if refresh:
+            self.slots.learn_identities(limit=1)  # one profile request at most per evaluation
         decision = self.policy.decide(self.view(usage, model), self.clock())
         if log:
             self.events.append(
@@ -394,11 +401,27 @@ class SubscriptionManager:
         except Exception as exc:
             self.events.append("refusal", now, action="heal", reason=_one_line(exc))
             raise
-        if result.healed:
+        if result.healed or result.actions:
             self.events.append(
-                "heal", now, detail=result.detail, owner=result.owner, method=result.method
+                "heal",
+                now,
+                detail=result.detail,
+                owner=result.owner,
+                method=result.method,
+                kept_aside=result.kept_aside,
             )
         return result
+
+    def heal_if_drifted(self) -> HealResult | None:
+        """At a turn boundary: heal drift, else note the healthy live link for a later heal.
+
+        The profile lookup a heal may need happens first, outside Claude Code's lock.
+        """
+        self.slots.prefetch_identity()
+        if self.slots.detect_drift() is None:
+            self.slots.observe()
+            return None
+        return self.heal()
 
     def record_rate_limit(self, slot: str, until: float, model: str | None = None) -> None:
         """A 429 / StopFailure(rate_limit): the slot serves nothing before `until`; with

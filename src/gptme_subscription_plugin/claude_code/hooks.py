@@ -51,11 +51,8 @@ def heal_if_drifted(m: SubscriptionManager) -> str | None:
 
     Returns a line for the person when something was healed or needs their hand.
     """
-    if m.slots.detect_drift() is None:
-        m.slots.observe()
-        return None
-    result = m.heal()
-    return f"subscription: {result.detail}"
+    result = m.heal_if_drifted()
+    return f"subscription: {result.detail}" if result is not None else None
 
 
 def refresh_summary(

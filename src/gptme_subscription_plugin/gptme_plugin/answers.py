@@ -517,6 +517,12 @@ def check(
         )
     elif live is None and names:
         problems.append("no live slot: `gptme-subscription switch NAME` makes one live")
+    login = m.slots.pending_login()
+    if login is not None:
+        problems.append(
+            "a login of an account in no slot is kept aside and rotation waits for it: "
+            "a person names it with `gptme-subscription slot add NAME`"
+        )
     payload = {"cwd": str(workspace)} if workspace is not None else {}
     overrides = override_warnings(env, payload, m.config.claude_dir)
     problems += [override_problem(item) for item in overrides]
@@ -537,6 +543,7 @@ def check(
             "live": live,
             "slots": rows,
             "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
+            "pending_login": login is not None,
             "overrides": overrides,
             "problems": problems,
         },

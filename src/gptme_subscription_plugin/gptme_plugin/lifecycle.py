@@ -344,11 +344,9 @@ class Lifecycle:
     @staticmethod
     def _heal_or_observe(m: SubscriptionManager) -> str | None:
         """At every boundary: heal drift (a line for the person), else note the healthy link."""
-        if m.slots.detect_drift() is None:
-            m.slots.observe()
-            return None
         try:
-            return f"subscription: {m.heal().detail}"
+            result = m.heal_if_drifted()
+            return f"subscription: {result.detail}" if result is not None else None
         except Exception as exc:  # lock busy, unattributable live file: say so, go on
             return f"subscription: drift not healed: {_one_line(exc)}"
 
