@@ -226,3 +226,118 @@ def test_doctor_flags_a_hook_command_that_no_longer_exists(cli_env, tmp_path):
     proc = run_cli(cli_env, "doctor", "--project-dir", str(tmp_path))
     assert proc.returncode == 1
     assert "not executable: /gone/bin/gptme-subscription" in proc.stdout
+
+
+# ---------------------------------------------------------------- ours is what we wrote
+
+USERS_LOOKALIKES = {
+    "statusLine": {"type": "command", "command": "~/bin/gptme-subscription-status.sh"},
+    "hooks": {
+        "Stop": [{"hooks": [{"type": "command", "command": "~/bin/gptme-subscription-audit.sh"}]}],
+        "PreToolUse": [
+            {
+                "matcher": "Bash",
+                "hooks": [
+                    {"type": "command", "command": "python3 -m gptme_subscription_plugin_audit"},
+                    {"type": "command", "command": "/usr/local/bin/gptme-subscription status"},
+                ],
+            }
+        ],
+        # our own command, but under an event we never install it in: the user put it there
+        "SubagentStop": [{"hooks": [{"type": "command", "command": f"{PREFIX} hook stop"}]}],
+        "Notification": [],
+    },
+}
+
+
+def test_a_users_hooks_that_mention_our_name_survive_install_reinstall_uninstall(tmp_path):
+    path = tmp_path / "settings.json"
+    write(path, USERS_LOOKALIKES)
+    install(path, PREFIX)
+    doc = json.loads(path.read_text())
+    stop_commands = [h["command"] for g in doc["hooks"]["Stop"] for h in g["hooks"]]
+    assert stop_commands == ["~/bin/gptme-subscription-audit.sh", f"{PREFIX} hook stop"]
+    assert doc["hooks"]["PreToolUse"][0] == USERS_LOOKALIKES["hooks"]["PreToolUse"][0]
+    assert doc["hooks"]["SubagentStop"] == USERS_LOOKALIKES["hooks"]["SubagentStop"]
+    assert doc["statusLine"]["command"] == (
+        f"{PREFIX} statusline --wrap '~/bin/gptme-subscription-status.sh'"
+    )
+    install(path, "/new/bin/gptme-subscription")
+    assert not install(path, "/new/bin/gptme-subscription").changed
+    doc = json.loads(path.read_text())
+    assert [h["command"] for g in doc["hooks"]["Stop"] for h in g["hooks"]] == [
+        "~/bin/gptme-subscription-audit.sh",
+        "/new/bin/gptme-subscription hook stop",
+    ]
+    uninstall(path)
+    assert json.loads(path.read_text()) == USERS_LOOKALIKES
+
+
+def test_what_the_previous_installer_wrote_is_still_ours(tmp_path):
+    """Before the signal shield, StopFailure ran the bare command with matcher rate_limit;
+    the python -m prefix is what a run without the console script writes."""
+    old_prefix = "/old/venv/bin/python3 -m gptme_subscription_plugin"
+    previous = {
+        "hooks": {
+            **{
+                event: [{"hooks": [{"type": "command", "command": f"{old_prefix} hook {name}"}]}]
+                for event, _, name, _ in HOOK_SPECS
+            },
+            "Stop": [
+                {"hooks": [{"type": "command", "command": "~/bin/gptme-subscription-audit.sh"}]},
+                {"hooks": [{"type": "command", "command": f"{old_prefix} hook stop"}]},
+            ],
+        },
+        "statusLine": {"type": "command", "command": f"{old_prefix} statusline --wrap 'echo hi'"},
+    }
+    previous["hooks"]["StopFailure"][0]["matcher"] = "rate_limit"
+    path = tmp_path / "settings.json"
+    write(path, previous)
+    install(path, PREFIX)
+    doc = json.loads(path.read_text())
+    assert "/old/" not in path.read_text()
+    assert [len(doc["hooks"][event]) for event, *_ in HOOK_SPECS] == [1, 1, 1, 2, 1, 1]
+    assert doc["statusLine"]["command"] == f"{PREFIX} statusline --wrap 'echo hi'"
+    write(path, previous)
+    uninstall(path)
+    assert json.loads(path.read_text()) == {
+        "hooks": {
+            "Stop": [
+                {"hooks": [{"type": "command", "command": "~/bin/gptme-subscription-audit.sh"}]}
+            ]
+        },
+        "statusLine": {"type": "command", "command": "echo hi"},
+    }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        f"{PREFIX} hook stop --verbose",
+        f"{PREFIX} hook stop; ~/bin/gptme-subscription-audit.sh",
+        f"{PREFIX}-audit hook stop",
+        "gptme-subscription hook stop",  # not the absolute path we write
+        f"'{PREFIX}' hook stop",  # quoted differently from how we write it
+        f"{PREFIX} hook session-end",  # our command, but for another event
+    ],
+)
+def test_only_the_exact_command_we_write_is_ours(tmp_path, command):
+    path = tmp_path / "settings.json"
+    users = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": command}]}]}}
+    write(path, users)
+    assert installed_events(users) == set()
+    install(path, PREFIX)
+    uninstall(path)
+    assert json.loads(path.read_text()) == users
+
+
+def test_doctor_ignores_a_users_missing_script_that_mentions_our_name(cli_env, tmp_path):
+    settings = Path(cli_env["HOME"]) / ".claude/settings.json"
+    install(settings, f"{sys.executable} -m gptme_subscription_plugin")
+    doc = json.loads(settings.read_text())
+    doc["hooks"]["Stop"] += USERS_LOOKALIKES["hooks"]["Stop"]
+    write(settings, doc)
+    proc = run_cli(cli_env, "doctor", "--json", "--project-dir", str(tmp_path))
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert "hook command (user)" not in checks, checks.get("hook command (user)")
+    assert checks["hooks (user)"]["status"] == "OK"

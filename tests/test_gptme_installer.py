@@ -277,3 +277,21 @@ def test_cli_refuses_an_unparsable_file_with_one_line(tmp_path):
 def test_cli_refuses_a_missing_workspace(tmp_path):
     out = run_cli(tmp_path, "install", "gptme", "--workspace", str(tmp_path / "nope"))
     assert out.returncode == 2 and "is not a directory" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        "./vendor/gptme_subscription_plugin/gptme_plugin/plugins/subscription",  # relative
+        "/home/me/forks/gptme_plugin/plugins/subscription",  # not inside our package
+        "~/gptme-subscription-extras/plugins",
+    ],
+)
+def test_a_users_plugin_path_that_looks_like_ours_survives(tmp_path, theirs):
+    ws = tmp_path / "ws"
+    users = {"plugins": {"paths": [theirs], "enabled": ["retrieval"]}}
+    write(ws / "gptme.toml", users)
+    install(ws, plugin_dir=PLUGIN_DIR, env=env_with_home(tmp_path))
+    assert read(ws / "gptme.toml")["plugins"]["paths"] == [theirs, str(PLUGIN_DIR)]
+    uninstall(ws)
+    assert read(ws / "gptme.toml") == users

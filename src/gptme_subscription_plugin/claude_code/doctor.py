@@ -6,7 +6,6 @@ Each check says OK, WARN or FAIL and, when not OK, what to do about it.
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +15,14 @@ from typing import Any
 from ..claude_locks import lock_status
 from ..manager import SubscriptionManager
 from .hooks import override_warnings
-from .installer import HOOK_SPECS, InstallError, installed_events, load_settings, settings_path
+from .installer import (
+    HOOK_SPECS,
+    InstallError,
+    installed_events,
+    load_settings,
+    our_hook,
+    settings_path,
+)
 
 
 @dataclass(frozen=True)
@@ -73,19 +79,13 @@ def check_installation(m: SubscriptionManager, project_dir: Path) -> list[Check]
 def _command_checks(doc: dict[str, Any], scope: str) -> list[Check]:
     """The executable our hooks call must exist, or every hook fails silently."""
     commands = set()
-    for groups in (doc.get("hooks") or {}).values():
+    hooks = doc.get("hooks")
+    for event, groups in hooks.items() if isinstance(hooks, dict) else ():
         for group in groups if isinstance(groups, list) else []:
             for h in group.get("hooks", []) if isinstance(group, dict) else []:
-                cmd = h.get("command") if isinstance(h, dict) else None
-                if isinstance(cmd, str) and "gptme" in cmd:
-                    try:
-                        words = shlex.split(cmd)
-                    except ValueError:
-                        continue
-                    if "exec" in words:  # `trap '' ...; exec <ours> hook stop-failure`
-                        words = words[words.index("exec") + 1 :]
-                    if words:
-                        commands.add(words[0])
+                ours = our_hook(event, h.get("command")) if isinstance(h, dict) else None
+                if ours is not None:
+                    commands.add(ours.executable)
     missing = [c for c in sorted(commands) if "/" in c and not os.access(c, os.X_OK)]
     if missing:
         return [

@@ -2,7 +2,13 @@
 
 Idempotent, and careful with the user's file: every other key and hook is kept, the file is
 backed up before it changes, and a file that is not valid JSON is refused with nothing changed.
-Our entries are recognised by their command (`... gptme-subscription hook <event>`).
+
+"Ours" is exactly what this installer writes, never a command that merely mentions our name:
+a hook handler is ours when its command is, byte for byte, the command we generate for that
+event (`<absolute path>/gptme-subscription hook <name>`, or `<absolute python> -m
+gptme_subscription_plugin hook <name>`; StopFailure's behind its signal shield), or the form an
+earlier version of this installer wrote there. The statusline is ours when it is exactly
+`<prefix> statusline`, optionally with `--wrap <the user's command>`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ HOOK_SPECS: tuple[tuple[str, str | None, str, int], ...] = (
     ("StopFailure", STOP_FAILURE_MATCHER, "stop-failure", 30),
     ("SessionEnd", None, "session-end", 5),
 )
-OUR_MARKERS = ("gptme-subscription", "gptme_subscription_plugin")
+HOOK_EVENTS = {name: event for event, _, name, _ in HOOK_SPECS}
+SCRIPT_NAME = "gptme-subscription"
+MODULE_NAME = "gptme_subscription_plugin"
 
 
 class InstallError(Exception):
@@ -86,15 +94,84 @@ def our_command_prefix() -> str:
 # it; ignoring the signals from the shell on (inherited across exec) lets the hook hand its
 # work to a detached worker.
 SIGNAL_SHIELDED = {"stop-failure"}
+SIGNAL_SHIELD = "trap '' HUP INT TERM; exec "
+# Hooks an earlier version of this installer wrote without the signal shield.
+UNSHIELDED_BEFORE = {"stop-failure"}
 
 
 def hook_command(prefix: str, name: str) -> str:
     command = f"{prefix} hook {name}"
-    return f"trap '' HUP INT TERM; exec {command}" if name in SIGNAL_SHIELDED else command
+    return f"{SIGNAL_SHIELD}{command}" if name in SIGNAL_SHIELDED else command
 
 
-def is_ours(command: Any) -> bool:
-    return isinstance(command, str) and any(m in command for m in OUR_MARKERS)
+def statusline_command(prefix: str, wrapped: str | None) -> str:
+    command = f"{prefix} statusline"
+    return f"{command} --wrap {shlex.quote(wrapped)}" if wrapped else command
+
+
+def _split_prefix(command: str) -> tuple[str, str, list[str]] | None:
+    """(prefix as we write it, our executable, the words after it), if `command` starts with
+    one of the two prefixes `our_command_prefix` produces: an absolute path to our console
+    script, or an absolute python with `-m gptme_subscription_plugin`."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or not os.path.isabs(words[0]):
+        return None
+    exe = words[0]
+    if Path(exe).name == SCRIPT_NAME:
+        return shlex.quote(exe), exe, words[1:]
+    if words[1:3] == ["-m", MODULE_NAME]:
+        return f"{shlex.quote(exe)} -m {MODULE_NAME}", exe, words[3:]
+    return None
+
+
+@dataclass(frozen=True)
+class OurHook:
+    """A hook handler this installer wrote: which of our hooks, and the executable it runs."""
+
+    name: str
+    executable: str
+
+
+def our_hook(event: str, command: Any) -> OurHook | None:
+    """The hook of ours `command` is under `event`, if it is exactly a command we write there
+    (now, or as an earlier version did); None for everything else, the user's own commands
+    that mention our name included."""
+    if not isinstance(command, str):
+        return None
+    body = command.removeprefix(SIGNAL_SHIELD)
+    split = _split_prefix(body)
+    if split is None:
+        return None
+    prefix, exe, rest = split
+    if len(rest) != 2 or rest[0] != "hook" or HOOK_EVENTS.get(rest[1]) != event:
+        return None
+    name = rest[1]
+    forms = {hook_command(prefix, name)}
+    if name in UNSHIELDED_BEFORE:
+        forms.add(f"{prefix} hook {name}")
+    return OurHook(name, exe) if command in forms else None
+
+
+def our_statusline(command: Any) -> tuple[bool, str | None]:
+    """(is it our statusline, the user's command it wraps) for a statusLine command."""
+    if not isinstance(command, str):
+        return False, None
+    split = _split_prefix(command)
+    if split is None:
+        return False, None
+    prefix, _, rest = split
+    if rest == ["statusline"]:
+        wrapped = None
+    elif len(rest) == 3 and rest[:2] == ["statusline", "--wrap"]:
+        wrapped = rest[2]
+    else:
+        return False, None
+    if statusline_command(prefix, wrapped) != command:
+        return False, None
+    return True, wrapped
 
 
 def load_settings(path: Path) -> dict[str, Any]:
@@ -121,8 +198,12 @@ def load_settings(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _is_our_handler(event: str, handler: Any) -> bool:
+    return isinstance(handler, dict) and our_hook(event, handler.get("command")) is not None
+
+
 def _strip_ours(hooks: dict[str, Any]) -> dict[str, Any]:
-    """The user's hooks with every handler of ours removed (empty groups dropped)."""
+    """The user's hooks with every handler of ours removed (empty groups of ours dropped)."""
     cleaned: dict[str, Any] = {}
     for event, groups in hooks.items():
         if not isinstance(groups, list):
@@ -133,12 +214,10 @@ def _strip_ours(hooks: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
                 kept_groups.append(group)
                 continue
-            handlers = [
-                h for h in group["hooks"] if not (isinstance(h, dict) and is_ours(h.get("command")))
-            ]
-            if handlers:
+            handlers = [h for h in group["hooks"] if not _is_our_handler(event, h)]
+            if handlers or len(handlers) == len(group["hooks"]):
                 kept_groups.append({**group, "hooks": handlers})
-        if kept_groups:
+        if kept_groups or not groups:
             cleaned[event] = kept_groups
     return cleaned
 
@@ -169,39 +248,23 @@ def without_our_hooks(doc: dict[str, Any]) -> dict[str, Any]:
         else:
             new.pop("hooks")
     line = new.get("statusLine")
-    if isinstance(line, dict) and is_ours(line.get("command")):
-        original = unwrap_statusline(line["command"])
-        if original:
+    if isinstance(line, dict):
+        ours, original = our_statusline(line.get("command"))
+        if ours and original:
             new["statusLine"] = {**line, "command": original}
-        else:
+        elif ours:
             new.pop("statusLine")
     return new
 
 
 def _wrapped_statusline(current: Any, prefix: str) -> dict[str, Any]:
     """Our statusline; a user's own statusline command keeps running, wrapped by ours."""
-    if isinstance(current, dict) and is_ours(current.get("command")):
-        original = unwrap_statusline(current["command"])
-    elif isinstance(current, dict) and isinstance(current.get("command"), str):
-        original = current["command"]
-    else:
-        original = None
-    command = f"{prefix} statusline"
-    if original:
-        command += f" --wrap {shlex.quote(original)}"
     base = current if isinstance(current, dict) else {}
-    return {**base, "type": "command", "command": command}
-
-
-def unwrap_statusline(command: str) -> str | None:
-    """The user's original statusline command inside ours, if any."""
-    try:
-        parts = shlex.split(command)
-    except ValueError:
-        return None
-    if "--wrap" in parts and parts.index("--wrap") + 1 < len(parts):
-        return parts[parts.index("--wrap") + 1]
-    return None
+    command = base.get("command")
+    ours, original = our_statusline(command)
+    if not ours:
+        original = command if isinstance(command, str) and command else None
+    return {**base, "type": "command", "command": statusline_command(prefix, original)}
 
 
 def _write(path: Path, doc: dict[str, Any], now: float) -> Path | None:
@@ -247,6 +310,6 @@ def installed_events(doc: dict[str, Any]) -> set[str]:
     for event, groups in hooks.items():
         for group in groups if isinstance(groups, list) else []:
             handlers = group.get("hooks") if isinstance(group, dict) else None
-            if any(isinstance(h, dict) and is_ours(h.get("command")) for h in handlers or []):
+            if any(_is_our_handler(event, h) for h in handlers or []):
                 found.add(event)
     return found

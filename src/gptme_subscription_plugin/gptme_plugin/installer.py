@@ -44,7 +44,9 @@ else:  # pragma: no cover - exercised only on 3.10
 CANDIDATES = ("gptme.toml", ".github/gptme.toml")  # the order gptme looks in
 NEW_FILE_MODE = 0o644  # a project file, often committed; it holds no secret
 BACKUP_MARK = ".bak-gptme-subscription-"
-_OUR_PARTS = ("gptme_plugin", "plugins", PLUGIN_NAME)
+# The tail of every path this installer writes (`folder_plugin_dir()`, absolute); the head is
+# wherever the package was installed.
+_OUR_PARTS = ("gptme_subscription_plugin", "gptme_plugin", "plugins", PLUGIN_NAME)
 
 
 @dataclass
@@ -86,7 +88,12 @@ def gptme_toml_path(workspace: Path) -> Path:
 
 
 def is_our_path(entry: Any) -> bool:
-    return isinstance(entry, str) and Path(entry).parts[-3:] == _OUR_PARTS
+    """A `[plugins] paths` entry this installer wrote (from any install location): an absolute
+    path to the folder plugin inside this package. A relative path, or one to some other
+    directory that only shares a name with ours, is the user's."""
+    if not isinstance(entry, str) or not os.path.isabs(entry):
+        return False
+    return Path(entry).parts[-len(_OUR_PARTS) :] == _OUR_PARTS
 
 
 def load_gptme_toml(path: Path) -> tuple[dict[str, Any], str]:
