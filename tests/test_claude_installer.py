@@ -341,3 +341,44 @@ def test_doctor_ignores_a_users_missing_script_that_mentions_our_name(cli_env, t
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert "hook command (user)" not in checks, checks.get("hook command (user)")
     assert checks["hooks (user)"]["status"] == "OK"
+
+
+# ---------------------------------------------------------------- a symlinked settings.json
+
+
+def test_a_symlinked_settings_json_is_written_through_to_its_target(tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    target = dotfiles / "claude-settings.json"
+    write(target, USER_DOC)
+    target.chmod(0o640)
+    claude = tmp_path / "home/.claude"
+    claude.mkdir(parents=True)
+    link = claude / "settings.json"
+    link.symlink_to("../../dotfiles/claude-settings.json")
+    result = install(link, PREFIX)
+    assert link.is_symlink() and os.readlink(link) == "../../dotfiles/claude-settings.json"
+    assert installed_events(json.loads(target.read_text())) == {e for e, *_ in HOOK_SPECS}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert result.backup is not None and result.backup.parent == claude
+    assert json.loads(result.backup.read_text()) == USER_DOC
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["claude-settings.json"]
+    uninstall(link)
+    assert link.is_symlink() and json.loads(target.read_text()) == USER_DOC
+
+
+def test_a_dangling_settings_link_gets_its_target_created(tmp_path):
+    (tmp_path / "dotfiles").mkdir()
+    link = tmp_path / "settings.json"
+    link.symlink_to(tmp_path / "dotfiles/claude-settings.json")
+    install(link, PREFIX)
+    assert link.is_symlink()
+    assert installed_events(json.loads((tmp_path / "dotfiles/claude-settings.json").read_text()))
+
+
+def test_a_link_into_a_missing_directory_is_refused(tmp_path):
+    link = tmp_path / "settings.json"
+    link.symlink_to(tmp_path / "gone/claude-settings.json")
+    with pytest.raises(InstallError, match="does not exist; nothing changed"):
+        install(link, PREFIX)
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]

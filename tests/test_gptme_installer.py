@@ -295,3 +295,17 @@ def test_a_users_plugin_path_that_looks_like_ours_survives(tmp_path, theirs):
     assert read(ws / "gptme.toml")["plugins"]["paths"] == [theirs, str(PLUGIN_DIR)]
     uninstall(ws)
     assert read(ws / "gptme.toml") == users
+
+
+def test_a_symlinked_gptme_toml_is_written_through_to_its_target(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    target = tmp_path / "dotfiles/gptme.toml"
+    write(target, USER_DOC)
+    (ws / "gptme.toml").symlink_to(target)
+    result = install(ws, plugin_dir=PLUGIN_DIR, env=env_with_home(tmp_path))
+    assert (ws / "gptme.toml").is_symlink()
+    assert read(target)["plugins"]["paths"] == ["./my-plugins", str(PLUGIN_DIR)]
+    assert result.backup is not None and result.backup.parent == ws
+    uninstall(ws)
+    assert (ws / "gptme.toml").is_symlink() and read(target) == USER_DOC

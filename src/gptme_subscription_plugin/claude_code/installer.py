@@ -18,7 +18,6 @@ import json
 import os
 import shlex
 import shutil
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fsutil
+from ..installfiles import InstallError, write_user_file
 
 SCOPES = ("user", "project", "local")
 # StopFailure errors the hook acts on (a rate limit; Anthropic refusing the credential); the
@@ -43,10 +43,6 @@ HOOK_SPECS: tuple[tuple[str, str | None, str, int], ...] = (
 HOOK_EVENTS = {name: event for event, _, name, _ in HOOK_SPECS}
 SCRIPT_NAME = "gptme-subscription"
 MODULE_NAME = "gptme_subscription_plugin"
-
-
-class InstallError(Exception):
-    """A settings file we will not touch; the message says why and what to do."""
 
 
 @dataclass
@@ -268,15 +264,12 @@ def _wrapped_statusline(current: Any, prefix: str) -> dict[str, Any]:
 
 
 def _write(path: Path, doc: dict[str, Any], now: float) -> Path | None:
-    """Back the old file up (0600), then write the new one atomically keeping its mode."""
+    """Back the old file up (0600), then write the new one atomically (through a symlink)."""
     backup = None
-    mode = 0o600
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
         backup = path.with_name(f"{path.name}.bak-gptme-subscription-{int(now)}")
         fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.atomic_write_text(path, json.dumps(doc, indent=2) + "\n", mode)
+    write_user_file(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), fsutil.FILE_MODE)
     return backup
 
 

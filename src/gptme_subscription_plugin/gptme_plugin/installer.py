@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import os
-import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ from typing import Any
 import tomli_w
 
 from .. import fsutil
-from ..claude_code.installer import InstallError
+from ..installfiles import InstallError, write_user_file
 from .settings import PLUGIN_NAME
 
 if sys.version_info >= (3, 11):
@@ -257,13 +256,10 @@ def _backup_path(path: Path, now: float) -> Path:
 
 def _write(path: Path, after: Mapping[str, Any], now: float) -> Path | None:
     backup = None
-    mode = NEW_FILE_MODE
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
         backup = _backup_path(path, now)
         fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.atomic_write_text(path, tomli_w.dumps(after), mode)
+    write_user_file(path, tomli_w.dumps(after).encode("utf-8"), NEW_FILE_MODE)
     return backup
 
 
