@@ -382,3 +382,51 @@ def test_a_link_into_a_missing_directory_is_refused(tmp_path):
         install(link, PREFIX)
     assert link.is_symlink() and not (tmp_path / "gone").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
+
+
+# ---------------------------------------------------------------- backups
+
+
+def backups(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if ".bak-gptme-subscription-" in p.name)
+
+
+def test_backups_are_unique_numbered_private_and_pruned_to_five(tmp_path):
+    path = tmp_path / "settings.json"
+    write(path, USER_DOC)
+    path.chmod(0o644)
+    mine = tmp_path / "settings.json.bak-mine"
+    mine.write_text("my own copy")
+    contents = []
+    for i in range(8):  # all in the same second: a name from the time alone would collide
+        contents.append(path.read_text())
+        result = (
+            install(path, f"/v{i}/gptme-subscription", now=1000)
+            if i % 2 == 0
+            else uninstall(path, now=1000)
+        )
+        assert result.changed and result.backup is not None
+    kept = backups(tmp_path)
+    assert [p.name for p in kept] == [
+        f"settings.json.bak-gptme-subscription-{n:04d}-19700101T001640Z" for n in range(4, 9)
+    ]
+    assert [p.read_text() for p in kept] == contents[-5:]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in kept)
+    assert mine.read_text() == "my own copy"
+
+
+def test_pruning_follows_the_sequence_not_the_clock(tmp_path):
+    """A clock that stepped back, and backups an earlier version named by time (even a time
+    in the future): the copies made last are the ones kept."""
+    path = tmp_path / "settings.json"
+    write(path, USER_DOC)
+    legacy = tmp_path / "settings.json.bak-gptme-subscription-9999999999"
+    legacy.write_text("{}")
+    contents = []
+    for i, now in enumerate([5000, 4000, 3000, 2000, 1000, 500]):
+        contents.append(path.read_text())
+        install(path, f"/v{i}/gptme-subscription", now=now)
+    kept = backups(tmp_path)
+    assert not legacy.exists()
+    assert [p.read_text() for p in kept] == contents[-5:]
+    assert kept[-1].name.startswith("settings.json.bak-gptme-subscription-0006-")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fsutil
-from ..installfiles import InstallError, write_user_file
+from ..installfiles import InstallError, backup_user_file, write_user_file
 
 SCOPES = ("user", "project", "local")
 # StopFailure errors the hook acts on (a rate limit; Anthropic refusing the credential); the
@@ -267,8 +267,7 @@ def _write(path: Path, doc: dict[str, Any], now: float) -> Path | None:
     """Back the old file up (0600), then write the new one atomically (through a symlink)."""
     backup = None
     if path.exists():
-        backup = path.with_name(f"{path.name}.bak-gptme-subscription-{int(now)}")
-        fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
+        backup = backup_user_file(path, path.read_bytes(), now)
     write_user_file(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), fsutil.FILE_MODE)
     return backup
 

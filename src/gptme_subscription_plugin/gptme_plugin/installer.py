@@ -1,8 +1,9 @@
 """Add the `subscription` plugin to a workspace's gptme.toml, and take it out again.
 
 Read with tomllib, written with tomli-w: idempotent, every other key kept, the file backed up
-before it changes (`gptme.toml.bak-gptme-subscription-<time>`, 0600), a file that is not
-valid TOML (or whose `[plugins]` is not shaped as gptme expects) refused with nothing changed.
+before it changes (`gptme.toml.bak-gptme-subscription-<seq>-<time>`, 0600, the newest 5 kept;
+see `installfiles`), a file that is not valid TOML (or whose `[plugins]` is not shaped as gptme
+expects) refused with nothing changed; a symlinked file is written through to its target.
 
 What it writes, under `[plugins]`:
 - `paths`: the folder plugin directory shipped inside this package (a stale one from an older
@@ -31,8 +32,7 @@ from typing import Any
 
 import tomli_w
 
-from .. import fsutil
-from ..installfiles import InstallError, write_user_file
+from ..installfiles import InstallError, backup_user_file, write_user_file
 from .settings import PLUGIN_NAME
 
 if sys.version_info >= (3, 11):
@@ -42,7 +42,6 @@ else:  # pragma: no cover - exercised only on 3.10
 
 CANDIDATES = ("gptme.toml", ".github/gptme.toml")  # the order gptme looks in
 NEW_FILE_MODE = 0o644  # a project file, often committed; it holds no secret
-BACKUP_MARK = ".bak-gptme-subscription-"
 # The tail of every path this installer writes (`folder_plugin_dir()`, absolute); the head is
 # wherever the package was installed.
 _OUR_PARTS = ("gptme_subscription_plugin", "gptme_plugin", "plugins", PLUGIN_NAME)
@@ -245,20 +244,10 @@ def count_comments(text: str) -> int:
     return count
 
 
-def _backup_path(path: Path, now: float) -> Path:
-    base = path.with_name(f"{path.name}{BACKUP_MARK}{int(now)}")
-    candidate, n = base, 1
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{n}")
-        n += 1
-    return candidate
-
-
 def _write(path: Path, after: Mapping[str, Any], now: float) -> Path | None:
     backup = None
     if path.exists():
-        backup = _backup_path(path, now)
-        fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
+        backup = backup_user_file(path, path.read_bytes(), now)
     write_user_file(path, tomli_w.dumps(after).encode("utf-8"), NEW_FILE_MODE)
     return backup
 
