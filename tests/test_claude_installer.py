@@ -430,3 +430,45 @@ def test_pruning_follows_the_sequence_not_the_clock(tmp_path):
     assert not legacy.exists()
     assert [p.read_text() for p in kept] == contents[-5:]
     assert kept[-1].name.startswith("settings.json.bak-gptme-subscription-0006-")
+
+
+# ---------------------------------------------------------------- directories we create
+
+
+@pytest.fixture
+def umask_000():
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def test_directories_the_installer_creates_are_0700_whatever_the_umask(tmp_path, umask_000):
+    project = tmp_path / "proj"
+    project.mkdir(mode=0o755)
+    path = settings_path("project", tmp_path / "claude", project / "sub")
+    install(path, PREFIX)
+    assert stat.S_IMODE((project / "sub").stat().st_mode) == 0o700
+    assert stat.S_IMODE((project / "sub/.claude").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(project.stat().st_mode) == 0o755  # it existed: the user's
+
+
+def test_cli_install_under_umask_000_creates_a_private_claude_dir(cli_env, tmp_path):
+    home = Path(cli_env["HOME"])
+    env = {**cli_env, "CLAUDE_CONFIG_DIR": str(home / "fresh/.claude")}
+    proc = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'umask 000 && exec "$0" -m gptme_subscription_plugin install claude-code',
+            sys.executable,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for directory in (home / "fresh", home / "fresh/.claude"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE((home / "fresh/.claude/settings.json").stat().st_mode) == 0o600

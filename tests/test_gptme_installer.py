@@ -324,3 +324,14 @@ def test_backups_never_overwrite_each_other_and_the_newest_five_are_kept(tmp_pat
     backups = sorted(p for p in ws.iterdir() if ".bak-" in p.name)
     assert [p.read_text() for p in backups] == contents[-5:]
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in backups)
+
+
+def test_directories_the_installer_creates_are_0700_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        install(tmp_path / "new/ws", plugin_dir=PLUGIN_DIR, env=env_with_home(tmp_path))
+    finally:
+        os.umask(old)
+    for directory in (tmp_path / "new", tmp_path / "new/ws"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new/ws/gptme.toml").stat().st_mode) == 0o644

@@ -46,9 +46,24 @@ def write_user_file(path: Path, data: bytes, new_file_mode: int) -> None:
         mode = target.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = new_file_mode
-    if not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(target.parent)
     fsutil.atomic_write_bytes(target, data, mode)
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and its missing parents as 0700, whatever the umask (mkdir's mode is
+    masked by it, so each new dir is chmodded after); dirs that exist are the user's, untouched."""
+    missing = []
+    current = directory
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=fsutil.DIR_MODE)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: theirs
+        new.chmod(fsutil.DIR_MODE)
 
 
 BACKUP_MARK = ".bak-gptme-subscription-"
