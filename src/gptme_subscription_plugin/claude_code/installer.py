@@ -47,6 +47,10 @@ MODULE_NAME = "gptme_subscription_plugin"
 
 @dataclass
 class InstallResult:
+    """What an install or uninstall did. `before`/`after` hold the whole settings document (it
+    may carry secrets, e.g. `env.ANTHROPIC_API_KEY`): they are never printed; `changes` and
+    `to_dict` name only our own entries."""
+
     path: Path
     changed: bool
     backup: Path | None
@@ -54,13 +58,28 @@ class InstallResult:
     after: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def changes(self) -> list[dict[str, Any]]:
+        return changes_between(self.before, self.after)
+
+    def change_lines(self) -> list[str]:
+        lines = []
+        for c in self.changes:
+            sign = {"added": "+", "removed": "-"}.get(c["change"], "~")
+            if "command" in c:
+                lines.append(f"{sign} {c['entry']}: {c['command']}")
+            else:
+                wraps = " (wrapping your statusline)" if c.get("wraps_your_statusline") else ""
+                lines.append(f"{sign} {c['entry']}{wraps}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
             "changed": self.changed,
             "backup": str(self.backup) if self.backup else None,
             "notes": self.notes,
-            "settings": self.after,
+            "changes": self.changes,
         }
 
 
@@ -305,3 +324,45 @@ def installed_events(doc: dict[str, Any]) -> set[str]:
             if any(_is_our_handler(event, h) for h in handlers or []):
                 found.add(event)
     return found
+
+
+def _our_handlers(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    """(event, command) of every hook handler of ours in `doc`."""
+    found: set[tuple[str, str]] = set()
+    hooks = doc.get("hooks")
+    for event, groups in hooks.items() if isinstance(hooks, dict) else ():
+        for group in groups if isinstance(groups, list) else []:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            for h in handlers if isinstance(handlers, list) else []:
+                if _is_our_handler(event, h):
+                    found.add((event, h["command"]))
+    return found
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our entries that differ between two settings documents, and nothing of the user's: our
+    hook commands by event, and whether our statusline came or went (never its command, which
+    holds the user's own statusline command)."""
+    old, new = _our_handlers(before), _our_handlers(after)
+    changes: list[dict[str, Any]] = [
+        {"change": "removed", "entry": f"hooks.{event}", "command": command}
+        for event, command in sorted(old - new)
+    ]
+    changes += [
+        {"change": "added", "entry": f"hooks.{event}", "command": command}
+        for event, command in sorted(new - old)
+    ]
+    line_before, line_after = before.get("statusLine"), after.get("statusLine")
+    if line_before != line_after:
+        was_ours, _ = our_statusline(_command_of(line_before))
+        is_ours, wrapped = our_statusline(_command_of(line_after))
+        kind = "updated" if was_ours == is_ours else "added" if is_ours else "removed"
+        change: dict[str, Any] = {"change": kind, "entry": "statusLine"}
+        if is_ours:
+            change["wraps_your_statusline"] = wrapped is not None
+        changes.append(change)
+    return changes
+
+
+def _command_of(line: Any) -> Any:
+    return line.get("command") if isinstance(line, dict) else None

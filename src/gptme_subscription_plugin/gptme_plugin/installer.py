@@ -16,7 +16,8 @@ What it writes, under `[plugins]`:
 Comments: tomli-w cannot write them. A file with comments is still installed into (the plugin
 is one small table; refusing would leave most real gptme.toml files uninstallable), the
 original is in the backup, and the result says how many comment lines were dropped. `--dry-run`
-shows the new file first. No gptme import: the CLI runs this without gptme installed.
+lists the entries it would add or remove (never the file's other content: `[env]` may hold
+keys). No gptme import: the CLI runs this without gptme installed.
 """
 
 from __future__ import annotations
@@ -58,17 +59,22 @@ class GptmeInstallResult:
     comments_dropped: int = 0
 
     @property
-    def text(self) -> str:
-        return tomli_w.dumps(self.after)
+    def changes(self) -> list[dict[str, Any]]:
+        return changes_between(self.before, self.after)
+
+    def change_lines(self) -> list[str]:
+        sign = {"added": "+", "removed": "-"}
+        return [f"{sign[c['change']]} {c['entry']}: {c['value']}" for c in self.changes]
 
     def to_dict(self) -> dict[str, Any]:
+        """What changed, by our entries only: gptme.toml may hold secrets (`[env]`)."""
         return {
             "path": str(self.path),
             "changed": self.changed,
             "backup": str(self.backup) if self.backup else None,
             "notes": self.notes,
             "comments_dropped": self.comments_dropped,
-            "gptme_toml": self.after,
+            "changes": self.changes,
         }
 
 
@@ -208,6 +214,28 @@ def without_plugin(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if not plugins:
         new.pop("plugins")
     return new, notes
+
+
+def _plugin_list(doc: Mapping[str, Any], key: str) -> list[str]:
+    plugins = doc.get("plugins")
+    value = plugins.get(key) if isinstance(plugins, dict) else None
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def changes_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Our `[plugins]` entries that differ between two documents (install and uninstall touch
+    nothing else, and only ours are named)."""
+    changes: list[dict[str, Any]] = []
+    for key, ours in (("paths", is_our_path), ("enabled", lambda v: v == PLUGIN_NAME)):
+        old, new = _plugin_list(before, key), _plugin_list(after, key)
+        for kind, values in (
+            ("removed", [v for v in old if v not in new]),
+            ("added", [v for v in new if v not in old]),
+        ):
+            changes += [
+                {"change": kind, "entry": f"plugins.{key}", "value": v} for v in values if ours(v)
+            ]
+    return changes
 
 
 def count_comments(text: str) -> int:
