@@ -472,3 +472,29 @@ def test_cli_install_under_umask_000_creates_a_private_claude_dir(cli_env, tmp_p
     for directory in (home / "fresh", home / "fresh/.claude"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     assert stat.S_IMODE((home / "fresh/.claude/settings.json").stat().st_mode) == 0o600
+
+
+def test_the_prefix_this_install_writes_is_recognised_as_ours(tmp_path, monkeypatch):
+    """Through a console script that is a link to a file of another name, too: a reinstall
+    must replace what the install wrote, never add a second set."""
+    from gptme_subscription_plugin.claude_code import installer
+
+    real = tmp_path / "store/console-entry"
+    real.parent.mkdir()
+    real.write_text("#!/bin/sh\n")
+    real.chmod(0o755)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "gptme-subscription").symlink_to(real)
+    for path_env in (str(bindir), str(tmp_path / "empty")):
+        monkeypatch.setenv("PATH", path_env)
+        prefix = installer.our_command_prefix()
+        settings = tmp_path / "settings.json"
+        install(settings)
+        install(settings)
+        doc = json.loads(settings.read_text())
+        assert installed_events(doc) == {e for e, *_ in HOOK_SPECS}
+        assert doc["hooks"]["Stop"] == [
+            {"hooks": [{"type": "command", "command": f"{prefix} hook stop", "timeout": 30}]}
+        ]
+        settings.unlink()

@@ -95,14 +95,18 @@ def settings_path(scope: str, claude_dir: Path, project_dir: Path) -> Path:
 
 
 def our_command_prefix() -> str:
-    """How settings.json should call us: the absolute console script, else python -m."""
-    script = shutil.which("gptme-subscription")
+    """How settings.json should call us: the absolute console script, else python -m. Both
+    are forms `our_hook` recognises, so a reinstall replaces what this one writes."""
+    script = shutil.which(SCRIPT_NAME)
     argv0 = Path(sys.argv[0])
-    if argv0.name == "gptme-subscription" and argv0.exists():
-        script = str(argv0.resolve())
+    if argv0.name == SCRIPT_NAME and argv0.exists():
+        script = str(argv0)
     if script:
-        return shlex.quote(str(Path(script).resolve()))
-    return f"{shlex.quote(sys.executable)} -m gptme_subscription_plugin"
+        resolved = Path(script).resolve()
+        # a console script reached through a link of another name keeps the name we look for
+        path = resolved if resolved.name == SCRIPT_NAME else Path(os.path.abspath(script))
+        return shlex.quote(str(path))
+    return f"{shlex.quote(os.path.abspath(sys.executable))} -m {MODULE_NAME}"
 
 
 # Claude Code signals a StopFailure hook as it exits (2.1.330, -p mode) without waiting for
