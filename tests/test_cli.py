@@ -217,3 +217,71 @@ def test_demo_runs_and_loses_nothing(cli):
     assert "refresh tokens lost: 0" in proc.stdout and "drift left: none" in proc.stdout
     doc = cli.json("demo")
     assert doc["summary"]["refresh_tokens_lost"] == 0 and doc["summary"]["switches"] >= 4
+
+
+# ---------------------------------------------------------------- install prints no settings
+
+
+SETTINGS_SECRETS = {
+    "ANTHROPIC_API_KEY": "sk-ant-api03-settings-secret",
+    "ANTHROPIC_AUTH_TOKEN": "auth-token-value-9f8e7d",
+}
+
+
+def test_install_and_uninstall_print_what_changed_never_settings_values(cli):
+    settings = cli.claude / "settings.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "env": {**SETTINGS_SECRETS, "FOO": "plain-user-value"},
+                "statusLine": {"type": "command", "command": "my-line --token=line-secret-42"},
+            }
+        )
+    )
+    runs = [
+        cli.run("install", "claude-code", "--dry-run"),
+        cli.run("install", "claude-code", "--dry-run", "--json"),
+        cli.run("install", "claude-code", "--json"),
+        cli.run("install", "claude-code"),
+        cli.run("uninstall", "claude-code", "--dry-run"),
+        cli.run("uninstall", "claude-code", "--json"),
+    ]
+    for proc in runs:
+        for secret in [*SETTINGS_SECRETS.values(), "plain-user-value", "line-secret-42"]:
+            assert secret not in proc.stdout + proc.stderr, proc.args
+    dry = runs[0].stdout
+    assert dry.startswith(f"dry run: would write {settings}:")
+    assert "+ hooks.Stop: " in dry and " hook stop\n" in dry
+    assert "+ statusLine (wrapping your statusline)" in dry
+    installed = json.loads(runs[2].stdout)
+    assert "settings" not in installed and installed["changed"] is True
+    assert {c["entry"] for c in installed["changes"]} == {
+        "hooks.SessionStart",
+        "hooks.UserPromptSubmit",
+        "hooks.PreToolUse",
+        "hooks.Stop",
+        "hooks.StopFailure",
+        "hooks.SessionEnd",
+        "statusLine",
+    }
+    assert all(c["change"] == "added" for c in installed["changes"])
+    removed = json.loads(runs[5].stdout)
+    assert {c["change"] for c in removed["changes"]} == {"removed"}
+    assert json.loads(settings.read_text())["env"]["ANTHROPIC_API_KEY"].startswith("sk-ant-api03")
+
+
+def test_install_gptme_prints_no_value_of_the_workspace_file(cli, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "gptme.toml").write_text(
+        '[env]\nOPENAI_API_KEY = "sk-openai-secret-77"\n\n[plugins]\npaths = ["./mine"]\n'
+    )
+    outputs = [
+        cli.run("install", "gptme", "--workspace", str(ws), "--dry-run").stdout,
+        cli.run("install", "gptme", "--workspace", str(ws), "--json").stdout,
+        cli.run("uninstall", "gptme", "--workspace", str(ws), "--json").stdout,
+    ]
+    assert all("sk-openai-secret-77" not in out and "./mine" not in out for out in outputs)
+    assert "+ plugins.paths: " in outputs[0]
+    assert json.loads(outputs[1])["changes"][0]["change"] == "added"
+    assert json.loads(outputs[2])["changes"][0]["change"] == "removed"

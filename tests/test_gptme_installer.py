@@ -61,7 +61,8 @@ def test_install_merges_keeps_every_key_and_is_idempotent(tmp_path):
     write(path, USER_DOC)
     path.chmod(0o664)
     first = install(ws, plugin_dir=PLUGIN_DIR, now=1000, env=env_with_home(tmp_path))
-    assert first.changed and first.backup == ws / "gptme.toml.bak-gptme-subscription-1000"
+    assert first.changed
+    assert first.backup == ws / "gptme.toml.bak-gptme-subscription-0001-19700101T001640Z"
     assert read(first.backup) == USER_DOC
     assert stat.S_IMODE(first.backup.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.stat().st_mode) == 0o664  # the user's mode is kept
@@ -115,7 +116,7 @@ def test_uninstall_restores_the_users_file(tmp_path):
     install(ws, plugin_dir=PLUGIN_DIR, now=1000, env=env_with_home(tmp_path))
     result = uninstall(ws, now=2000)
     assert result.changed and read(ws / "gptme.toml") == USER_DOC
-    assert result.backup == ws / "gptme.toml.bak-gptme-subscription-2000"
+    assert result.backup == ws / "gptme.toml.bak-gptme-subscription-0002-19700101T003320Z"
     assert not uninstall(ws).changed
 
 
@@ -277,3 +278,60 @@ def test_cli_refuses_an_unparsable_file_with_one_line(tmp_path):
 def test_cli_refuses_a_missing_workspace(tmp_path):
     out = run_cli(tmp_path, "install", "gptme", "--workspace", str(tmp_path / "nope"))
     assert out.returncode == 2 and "is not a directory" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        "./vendor/gptme_subscription_plugin/gptme_plugin/plugins/subscription",  # relative
+        "/home/me/forks/gptme_plugin/plugins/subscription",  # not inside our package
+        "~/gptme-subscription-extras/plugins",
+    ],
+)
+def test_a_users_plugin_path_that_looks_like_ours_survives(tmp_path, theirs):
+    ws = tmp_path / "ws"
+    users = {"plugins": {"paths": [theirs], "enabled": ["retrieval"]}}
+    write(ws / "gptme.toml", users)
+    install(ws, plugin_dir=PLUGIN_DIR, env=env_with_home(tmp_path))
+    assert read(ws / "gptme.toml")["plugins"]["paths"] == [theirs, str(PLUGIN_DIR)]
+    uninstall(ws)
+    assert read(ws / "gptme.toml") == users
+
+
+def test_a_symlinked_gptme_toml_is_written_through_to_its_target(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    target = tmp_path / "dotfiles/gptme.toml"
+    write(target, USER_DOC)
+    (ws / "gptme.toml").symlink_to(target)
+    result = install(ws, plugin_dir=PLUGIN_DIR, env=env_with_home(tmp_path))
+    assert (ws / "gptme.toml").is_symlink()
+    assert read(target)["plugins"]["paths"] == ["./my-plugins", str(PLUGIN_DIR)]
+    assert result.backup is not None and result.backup.parent == ws
+    uninstall(ws)
+    assert (ws / "gptme.toml").is_symlink() and read(target) == USER_DOC
+
+
+def test_backups_never_overwrite_each_other_and_the_newest_five_are_kept(tmp_path):
+    ws = tmp_path / "ws"
+    write(ws / "gptme.toml", {"files": ["v0"]})
+    contents = []
+    for i in range(7):  # the same second every time
+        contents.append((ws / "gptme.toml").read_text())
+        action = install if i % 2 == 0 else uninstall
+        kwargs = {"plugin_dir": PLUGIN_DIR, "env": env_with_home(tmp_path)} if i % 2 == 0 else {}
+        assert action(ws, now=1000, **kwargs).changed
+    backups = sorted(p for p in ws.iterdir() if ".bak-" in p.name)
+    assert [p.read_text() for p in backups] == contents[-5:]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in backups)
+
+
+def test_directories_the_installer_creates_are_0700_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        install(tmp_path / "new/ws", plugin_dir=PLUGIN_DIR, env=env_with_home(tmp_path))
+    finally:
+        os.umask(old)
+    for directory in (tmp_path / "new", tmp_path / "new/ws"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new/ws/gptme.toml").stat().st_mode) == 0o644

@@ -491,7 +491,7 @@ def cmd_install(m: Any, args: argparse.Namespace) -> int:
         m.slots.observe()  # remember the live slot now, so a later refresh can be attributed
     else:
         result = installer.uninstall(path, dry_run=args.dry_run)
-    return report_install(m, args, result, json.dumps(result.after, indent=2) + "\n")
+    return report_install(m, args, result)
 
 
 def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
@@ -507,12 +507,12 @@ def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
         m.slots.observe()  # remember the live slot now, so a later refresh can be attributed
     else:
         result = installer.uninstall(workspace, dry_run=args.dry_run)
-    return report_install(m, args, result, result.text)
+    return report_install(m, args, result)
 
 
-def report_install(m: Any, args: argparse.Namespace, result: Any, new_text: str) -> int:
-    """Log and print an install or uninstall, whatever it edited (`new_text`: the file it
-    would write, shown on a dry run)."""
+def report_install(m: Any, args: argparse.Namespace, result: Any) -> int:
+    """Log and print an install or uninstall, whatever it edited: the path and our entries
+    added or removed, never the file's content (settings may hold secrets in `env`)."""
     m.events.append(
         args.command,
         m.clock(),
@@ -529,9 +529,11 @@ def report_install(m: Any, args: argparse.Namespace, result: Any, new_text: str)
         print(f"nothing to do: {result.path} is already up to date")
     elif args.dry_run:
         print(f"dry run: would write {result.path}:")
-        print(new_text, end="")
     else:
         print(f"{verb} {result.path}" + (f" (backup: {result.backup})" if result.backup else ""))
+    if result.changed:
+        for line in result.change_lines():
+            print(f"  {line}")
     for note in result.notes:
         print(f"note: {note}")
     return EXIT_OK

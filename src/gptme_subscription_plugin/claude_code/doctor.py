@@ -5,8 +5,10 @@ Each check says OK, WARN or FAIL and, when not OK, what to do about it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +18,14 @@ from typing import Any
 from ..claude_locks import lock_status
 from ..manager import SubscriptionManager
 from .hooks import override_warnings
-from .installer import HOOK_SPECS, InstallError, installed_events, load_settings, settings_path
+from .installer import (
+    HOOK_SPECS,
+    InstallError,
+    installed_events,
+    load_settings,
+    our_hook,
+    settings_path,
+)
 
 
 @dataclass(frozen=True)
@@ -73,19 +82,13 @@ def check_installation(m: SubscriptionManager, project_dir: Path) -> list[Check]
 def _command_checks(doc: dict[str, Any], scope: str) -> list[Check]:
     """The executable our hooks call must exist, or every hook fails silently."""
     commands = set()
-    for groups in (doc.get("hooks") or {}).values():
+    hooks = doc.get("hooks")
+    for event, groups in hooks.items() if isinstance(hooks, dict) else ():
         for group in groups if isinstance(groups, list) else []:
             for h in group.get("hooks", []) if isinstance(group, dict) else []:
-                cmd = h.get("command") if isinstance(h, dict) else None
-                if isinstance(cmd, str) and "gptme" in cmd:
-                    try:
-                        words = shlex.split(cmd)
-                    except ValueError:
-                        continue
-                    if "exec" in words:  # `trap '' ...; exec <ours> hook stop-failure`
-                        words = words[words.index("exec") + 1 :]
-                    if words:
-                        commands.add(words[0])
+                ours = our_hook(event, h.get("command")) if isinstance(h, dict) else None
+                if ours is not None:
+                    commands.add(ours.executable)
     missing = [c for c in sorted(commands) if "/" in c and not os.access(c, os.X_OK)]
     if missing:
         return [
@@ -176,6 +179,94 @@ def check_environment(
     return [Check("OK", "credential overrides", "none")]
 
 
+# `env` keys in a settings file that make Claude Code authenticate with something other than
+# the live slot credential: a credential of its own, or another provider.
+SETTINGS_CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+SETTINGS_PROVIDER_ENV = (
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+)
+_OFF = {"", "0", "false", "no", "off"}
+
+
+def settings_env_overrides(doc: Mapping[str, Any]) -> list[str]:
+    """Names (never values) of `env` entries in a settings document that bypass the slots."""
+    env = doc.get("env")
+    if not isinstance(env, dict):
+        return []
+    found = [k for k in SETTINGS_CREDENTIAL_ENV if isinstance(env.get(k), str) and env[k]]
+    found += [
+        k for k in SETTINGS_PROVIDER_ENV if k in env and str(env[k]).strip().lower() not in _OFF
+    ]
+    return found
+
+
+def check_settings_env(m: SubscriptionManager, project_dir: Path) -> list[Check]:
+    """A credential in a settings file's `env` outranks the slot files for every session
+    that reads that file: rotation then changes nothing. Names the key, never its value."""
+    checks = []
+    for scope in ("user", "project", "local"):
+        path = settings_path(scope, m.config.claude_dir, project_dir)
+        try:
+            doc = load_settings(path)
+        except InstallError:
+            continue  # check_installation reports an unreadable file
+        for key in settings_env_overrides(doc):
+            checks.append(
+                Check(
+                    "WARN",
+                    f"settings env ({scope})",
+                    f"env.{key} in {path} makes Claude Code bypass the slot credential; "
+                    "rotation has no effect in sessions that read this file",
+                    f"remove {key} from the env of {path}",
+                )
+            )
+    return checks or [Check("OK", "settings env", "no credential override in settings env")]
+
+
+def _mode_problem(path: Path, is_dir: bool) -> Check | None:
+    """A Check when `path` lets group or others in (FAIL for files and for writable dirs)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    who = "group/others"
+    if mode & 0o022:
+        what = f"readable and writable by {who}" if mode & 0o044 else f"writable by {who}"
+    else:
+        what = f"readable by {who}"
+    kind = "dir" if is_dir else "credential file"
+    status = "WARN" if is_dir and not mode & 0o022 else "FAIL"
+    fix = f"chmod {'700' if is_dir else '600'} {shlex.quote(str(path))}"
+    return Check(status, "permissions", f"{kind} {path} is {mode:04o}: {what}", fix)
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def check_permissions(m: SubscriptionManager) -> list[Check]:
+    """Slot files, the live file, backups and the dirs holding them must be private: a slot
+    readable by others gives away a refresh token, a dir writable by others lets anyone swap
+    the live link."""
+    slots = m.slots
+    problems = [_mode_problem(d, True) for d in (m.config.claude_dir, slots.backup_dir)]
+    files = [slots.slot_path(name) for name in m.slot_names()]
+    if _is_regular(slots.live_path):  # drift: a file, not the link; it holds a credential
+        files.append(slots.live_path)
+    with contextlib.suppress(OSError):
+        files += sorted(p for p in slots.backup_dir.iterdir() if _is_regular(p))
+    problems += [_mode_problem(f, False) for f in files]
+    found = [c for c in problems if c is not None]
+    return found or [Check("OK", "permissions", "slot files 0600, their dirs private")]
+
+
 def check_state(m: SubscriptionManager) -> list[Check]:
     state = m.config.state_dir
     try:
@@ -215,5 +306,7 @@ def run_checks(m: SubscriptionManager, env: Mapping[str, str], project_dir: Path
         + check_slots(m)
         + check_locks(m, now)
         + check_environment(m, env, project_dir)
+        + check_settings_env(m, project_dir)
+        + check_permissions(m)
         + check_state(m)
     )

@@ -2,7 +2,13 @@
 
 Idempotent, and careful with the user's file: every other key and hook is kept, the file is
 backed up before it changes, and a file that is not valid JSON is refused with nothing changed.
-Our entries are recognised by their command (`... gptme-subscription hook <event>`).
+
+"Ours" is exactly what this installer writes, never a command that merely mentions our name:
+a hook handler is ours when its command is, byte for byte, the command we generate for that
+event (`<absolute path>/gptme-subscription hook <name>`, or `<absolute python> -m
+gptme_subscription_plugin hook <name>`; StopFailure's behind its signal shield), or the form an
+earlier version of this installer wrote there. The statusline is ours when it is exactly
+`<prefix> statusline`, optionally with `--wrap <the user's command>`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import json
 import os
 import shlex
 import shutil
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fsutil
+from ..installfiles import InstallError, backup_user_file, write_user_file
 
 SCOPES = ("user", "project", "local")
 # StopFailure errors the hook acts on (a rate limit; Anthropic refusing the credential); the
@@ -34,15 +40,17 @@ HOOK_SPECS: tuple[tuple[str, str | None, str, int], ...] = (
     ("StopFailure", STOP_FAILURE_MATCHER, "stop-failure", 30),
     ("SessionEnd", None, "session-end", 5),
 )
-OUR_MARKERS = ("gptme-subscription", "gptme_subscription_plugin")
-
-
-class InstallError(Exception):
-    """A settings file we will not touch; the message says why and what to do."""
+HOOK_EVENTS = {name: event for event, _, name, _ in HOOK_SPECS}
+SCRIPT_NAME = "gptme-subscription"
+MODULE_NAME = "gptme_subscription_plugin"
 
 
 @dataclass
 class InstallResult:
+    """What an install or uninstall did. `before`/`after` hold the whole settings document (it
+    may carry secrets, e.g. `env.ANTHROPIC_API_KEY`): they are never printed; `changes` and
+    `to_dict` name only our own entries."""
+
     path: Path
     changed: bool
     backup: Path | None
@@ -50,13 +58,28 @@ class InstallResult:
     after: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def changes(self) -> list[dict[str, Any]]:
+        return changes_between(self.before, self.after)
+
+    def change_lines(self) -> list[str]:
+        lines = []
+        for c in self.changes:
+            sign = {"added": "+", "removed": "-"}.get(c["change"], "~")
+            if "command" in c:
+                lines.append(f"{sign} {c['entry']}: {c['command']}")
+            else:
+                wraps = " (wrapping your statusline)" if c.get("wraps_your_statusline") else ""
+                lines.append(f"{sign} {c['entry']}{wraps}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
             "changed": self.changed,
             "backup": str(self.backup) if self.backup else None,
             "notes": self.notes,
-            "settings": self.after,
+            "changes": self.changes,
         }
 
 
@@ -72,29 +95,102 @@ def settings_path(scope: str, claude_dir: Path, project_dir: Path) -> Path:
 
 
 def our_command_prefix() -> str:
-    """How settings.json should call us: the absolute console script, else python -m."""
-    script = shutil.which("gptme-subscription")
+    """How settings.json should call us: the absolute console script, else python -m. Both
+    are forms `our_hook` recognises, so a reinstall replaces what this one writes."""
+    script = shutil.which(SCRIPT_NAME)
     argv0 = Path(sys.argv[0])
-    if argv0.name == "gptme-subscription" and argv0.exists():
-        script = str(argv0.resolve())
+    if argv0.name == SCRIPT_NAME and argv0.exists():
+        script = str(argv0)
     if script:
-        return shlex.quote(str(Path(script).resolve()))
-    return f"{shlex.quote(sys.executable)} -m gptme_subscription_plugin"
+        resolved = Path(script).resolve()
+        # a console script reached through a link of another name keeps the name we look for
+        path = resolved if resolved.name == SCRIPT_NAME else Path(os.path.abspath(script))
+        return shlex.quote(str(path))
+    return f"{shlex.quote(os.path.abspath(sys.executable))} -m {MODULE_NAME}"
 
 
 # Claude Code signals a StopFailure hook as it exits (2.1.330, -p mode) without waiting for
 # it; ignoring the signals from the shell on (inherited across exec) lets the hook hand its
 # work to a detached worker.
 SIGNAL_SHIELDED = {"stop-failure"}
+SIGNAL_SHIELD = "trap '' HUP INT TERM; exec "
+# Hooks an earlier version of this installer wrote without the signal shield.
+UNSHIELDED_BEFORE = {"stop-failure"}
 
 
 def hook_command(prefix: str, name: str) -> str:
     command = f"{prefix} hook {name}"
-    return f"trap '' HUP INT TERM; exec {command}" if name in SIGNAL_SHIELDED else command
+    return f"{SIGNAL_SHIELD}{command}" if name in SIGNAL_SHIELDED else command
 
 
-def is_ours(command: Any) -> bool:
-    return isinstance(command, str) and any(m in command for m in OUR_MARKERS)
+def statusline_command(prefix: str, wrapped: str | None) -> str:
+    command = f"{prefix} statusline"
+    return f"{command} --wrap {shlex.quote(wrapped)}" if wrapped else command
+
+
+def _split_prefix(command: str) -> tuple[str, str, list[str]] | None:
+    """(prefix as we write it, our executable, the words after it), if `command` starts with
+    one of the two prefixes `our_command_prefix` produces: an absolute path to our console
+    script, or an absolute python with `-m gptme_subscription_plugin`."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or not os.path.isabs(words[0]):
+        return None
+    exe = words[0]
+    if Path(exe).name == SCRIPT_NAME:
+        return shlex.quote(exe), exe, words[1:]
+    if words[1:3] == ["-m", MODULE_NAME]:
+        return f"{shlex.quote(exe)} -m {MODULE_NAME}", exe, words[3:]
+    return None
+
+
+@dataclass(frozen=True)
+class OurHook:
+    """A hook handler this installer wrote: which of our hooks, and the executable it runs."""
+
+    name: str
+    executable: str
+
+
+def our_hook(event: str, command: Any) -> OurHook | None:
+    """The hook of ours `command` is under `event`, if it is exactly a command we write there
+    (now, or as an earlier version did); None for everything else, the user's own commands
+    that mention our name included."""
+    if not isinstance(command, str):
+        return None
+    body = command.removeprefix(SIGNAL_SHIELD)
+    split = _split_prefix(body)
+    if split is None:
+        return None
+    prefix, exe, rest = split
+    if len(rest) != 2 or rest[0] != "hook" or HOOK_EVENTS.get(rest[1]) != event:
+        return None
+    name = rest[1]
+    forms = {hook_command(prefix, name)}
+    if name in UNSHIELDED_BEFORE:
+        forms.add(f"{prefix} hook {name}")
+    return OurHook(name, exe) if command in forms else None
+
+
+def our_statusline(command: Any) -> tuple[bool, str | None]:
+    """(is it our statusline, the user's command it wraps) for a statusLine command."""
+    if not isinstance(command, str):
+        return False, None
+    split = _split_prefix(command)
+    if split is None:
+        return False, None
+    prefix, _, rest = split
+    if rest == ["statusline"]:
+        wrapped = None
+    elif len(rest) == 3 and rest[:2] == ["statusline", "--wrap"]:
+        wrapped = rest[2]
+    else:
+        return False, None
+    if statusline_command(prefix, wrapped) != command:
+        return False, None
+    return True, wrapped
 
 
 def load_settings(path: Path) -> dict[str, Any]:
@@ -121,8 +217,12 @@ def load_settings(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _is_our_handler(event: str, handler: Any) -> bool:
+    return isinstance(handler, dict) and our_hook(event, handler.get("command")) is not None
+
+
 def _strip_ours(hooks: dict[str, Any]) -> dict[str, Any]:
-    """The user's hooks with every handler of ours removed (empty groups dropped)."""
+    """The user's hooks with every handler of ours removed (empty groups of ours dropped)."""
     cleaned: dict[str, Any] = {}
     for event, groups in hooks.items():
         if not isinstance(groups, list):
@@ -133,12 +233,10 @@ def _strip_ours(hooks: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
                 kept_groups.append(group)
                 continue
-            handlers = [
-                h for h in group["hooks"] if not (isinstance(h, dict) and is_ours(h.get("command")))
-            ]
-            if handlers:
+            handlers = [h for h in group["hooks"] if not _is_our_handler(event, h)]
+            if handlers or len(handlers) == len(group["hooks"]):
                 kept_groups.append({**group, "hooks": handlers})
-        if kept_groups:
+        if kept_groups or not groups:
             cleaned[event] = kept_groups
     return cleaned
 
@@ -169,51 +267,31 @@ def without_our_hooks(doc: dict[str, Any]) -> dict[str, Any]:
         else:
             new.pop("hooks")
     line = new.get("statusLine")
-    if isinstance(line, dict) and is_ours(line.get("command")):
-        original = unwrap_statusline(line["command"])
-        if original:
+    if isinstance(line, dict):
+        ours, original = our_statusline(line.get("command"))
+        if ours and original:
             new["statusLine"] = {**line, "command": original}
-        else:
+        elif ours:
             new.pop("statusLine")
     return new
 
 
 def _wrapped_statusline(current: Any, prefix: str) -> dict[str, Any]:
     """Our statusline; a user's own statusline command keeps running, wrapped by ours."""
-    if isinstance(current, dict) and is_ours(current.get("command")):
-        original = unwrap_statusline(current["command"])
-    elif isinstance(current, dict) and isinstance(current.get("command"), str):
-        original = current["command"]
-    else:
-        original = None
-    command = f"{prefix} statusline"
-    if original:
-        command += f" --wrap {shlex.quote(original)}"
     base = current if isinstance(current, dict) else {}
-    return {**base, "type": "command", "command": command}
-
-
-def unwrap_statusline(command: str) -> str | None:
-    """The user's original statusline command inside ours, if any."""
-    try:
-        parts = shlex.split(command)
-    except ValueError:
-        return None
-    if "--wrap" in parts and parts.index("--wrap") + 1 < len(parts):
-        return parts[parts.index("--wrap") + 1]
-    return None
+    command = base.get("command")
+    ours, original = our_statusline(command)
+    if not ours:
+        original = command if isinstance(command, str) and command else None
+    return {**base, "type": "command", "command": statusline_command(prefix, original)}
 
 
 def _write(path: Path, doc: dict[str, Any], now: float) -> Path | None:
-    """Back the old file up (0600), then write the new one atomically keeping its mode."""
+    """Back the old file up (0600), then write the new one atomically (through a symlink)."""
     backup = None
-    mode = 0o600
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        backup = path.with_name(f"{path.name}.bak-gptme-subscription-{int(now)}")
-        fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.atomic_write_text(path, json.dumps(doc, indent=2) + "\n", mode)
+        backup = backup_user_file(path, path.read_bytes(), now)
+    write_user_file(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), fsutil.FILE_MODE)
     return backup
 
 
@@ -247,6 +325,48 @@ def installed_events(doc: dict[str, Any]) -> set[str]:
     for event, groups in hooks.items():
         for group in groups if isinstance(groups, list) else []:
             handlers = group.get("hooks") if isinstance(group, dict) else None
-            if any(isinstance(h, dict) and is_ours(h.get("command")) for h in handlers or []):
+            if any(_is_our_handler(event, h) for h in handlers or []):
                 found.add(event)
     return found
+
+
+def _our_handlers(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    """(event, command) of every hook handler of ours in `doc`."""
+    found: set[tuple[str, str]] = set()
+    hooks = doc.get("hooks")
+    for event, groups in hooks.items() if isinstance(hooks, dict) else ():
+        for group in groups if isinstance(groups, list) else []:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            for h in handlers if isinstance(handlers, list) else []:
+                if _is_our_handler(event, h):
+                    found.add((event, h["command"]))
+    return found
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our entries that differ between two settings documents, and nothing of the user's: our
+    hook commands by event, and whether our statusline came or went (never its command, which
+    holds the user's own statusline command)."""
+    old, new = _our_handlers(before), _our_handlers(after)
+    changes: list[dict[str, Any]] = [
+        {"change": "removed", "entry": f"hooks.{event}", "command": command}
+        for event, command in sorted(old - new)
+    ]
+    changes += [
+        {"change": "added", "entry": f"hooks.{event}", "command": command}
+        for event, command in sorted(new - old)
+    ]
+    line_before, line_after = before.get("statusLine"), after.get("statusLine")
+    if line_before != line_after:
+        was_ours, _ = our_statusline(_command_of(line_before))
+        is_ours, wrapped = our_statusline(_command_of(line_after))
+        kind = "updated" if was_ours == is_ours else "added" if is_ours else "removed"
+        change: dict[str, Any] = {"change": kind, "entry": "statusLine"}
+        if is_ours:
+            change["wraps_your_statusline"] = wrapped is not None
+        changes.append(change)
+    return changes
+
+
+def _command_of(line: Any) -> Any:
+    return line.get("command") if isinstance(line, dict) else None

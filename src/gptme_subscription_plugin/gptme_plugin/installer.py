@@ -1,8 +1,9 @@
 """Add the `subscription` plugin to a workspace's gptme.toml, and take it out again.
 
 Read with tomllib, written with tomli-w: idempotent, every other key kept, the file backed up
-before it changes (`gptme.toml.bak-gptme-subscription-<time>`, 0600), a file that is not
-valid TOML (or whose `[plugins]` is not shaped as gptme expects) refused with nothing changed.
+before it changes (`gptme.toml.bak-gptme-subscription-<seq>-<time>`, 0600, the newest 5 kept;
+see `installfiles`), a file that is not valid TOML (or whose `[plugins]` is not shaped as gptme
+expects) refused with nothing changed; a symlinked file is written through to its target.
 
 What it writes, under `[plugins]`:
 - `paths`: the folder plugin directory shipped inside this package (a stale one from an older
@@ -15,14 +16,14 @@ What it writes, under `[plugins]`:
 Comments: tomli-w cannot write them. A file with comments is still installed into (the plugin
 is one small table; refusing would leave most real gptme.toml files uninstallable), the
 original is in the backup, and the result says how many comment lines were dropped. `--dry-run`
-shows the new file first. No gptme import: the CLI runs this without gptme installed.
+lists the entries it would add or remove (never the file's other content: `[env]` may hold
+keys). No gptme import: the CLI runs this without gptme installed.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -32,8 +33,7 @@ from typing import Any
 
 import tomli_w
 
-from .. import fsutil
-from ..claude_code.installer import InstallError
+from ..installfiles import InstallError, backup_user_file, write_user_file
 from .settings import PLUGIN_NAME
 
 if sys.version_info >= (3, 11):
@@ -43,8 +43,9 @@ else:  # pragma: no cover - exercised only on 3.10
 
 CANDIDATES = ("gptme.toml", ".github/gptme.toml")  # the order gptme looks in
 NEW_FILE_MODE = 0o644  # a project file, often committed; it holds no secret
-BACKUP_MARK = ".bak-gptme-subscription-"
-_OUR_PARTS = ("gptme_plugin", "plugins", PLUGIN_NAME)
+# The tail of every path this installer writes (`folder_plugin_dir()`, absolute); the head is
+# wherever the package was installed.
+_OUR_PARTS = ("gptme_subscription_plugin", "gptme_plugin", "plugins", PLUGIN_NAME)
 
 
 @dataclass
@@ -58,17 +59,22 @@ class GptmeInstallResult:
     comments_dropped: int = 0
 
     @property
-    def text(self) -> str:
-        return tomli_w.dumps(self.after)
+    def changes(self) -> list[dict[str, Any]]:
+        return changes_between(self.before, self.after)
+
+    def change_lines(self) -> list[str]:
+        sign = {"added": "+", "removed": "-"}
+        return [f"{sign[c['change']]} {c['entry']}: {c['value']}" for c in self.changes]
 
     def to_dict(self) -> dict[str, Any]:
+        """What changed, by our entries only: gptme.toml may hold secrets (`[env]`)."""
         return {
             "path": str(self.path),
             "changed": self.changed,
             "backup": str(self.backup) if self.backup else None,
             "notes": self.notes,
             "comments_dropped": self.comments_dropped,
-            "gptme_toml": self.after,
+            "changes": self.changes,
         }
 
 
@@ -86,7 +92,12 @@ def gptme_toml_path(workspace: Path) -> Path:
 
 
 def is_our_path(entry: Any) -> bool:
-    return isinstance(entry, str) and Path(entry).parts[-3:] == _OUR_PARTS
+    """A `[plugins] paths` entry this installer wrote (from any install location): an absolute
+    path to the folder plugin inside this package. A relative path, or one to some other
+    directory that only shares a name with ours, is the user's."""
+    if not isinstance(entry, str) or not os.path.isabs(entry):
+        return False
+    return Path(entry).parts[-len(_OUR_PARTS) :] == _OUR_PARTS
 
 
 def load_gptme_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -205,6 +216,28 @@ def without_plugin(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return new, notes
 
 
+def _plugin_list(doc: Mapping[str, Any], key: str) -> list[str]:
+    plugins = doc.get("plugins")
+    value = plugins.get(key) if isinstance(plugins, dict) else None
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def changes_between(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Our `[plugins]` entries that differ between two documents (install and uninstall touch
+    nothing else, and only ours are named)."""
+    changes: list[dict[str, Any]] = []
+    for key, ours in (("paths", is_our_path), ("enabled", lambda v: v == PLUGIN_NAME)):
+        old, new = _plugin_list(before, key), _plugin_list(after, key)
+        for kind, values in (
+            ("removed", [v for v in old if v not in new]),
+            ("added", [v for v in new if v not in old]),
+        ):
+            changes += [
+                {"change": kind, "entry": f"plugins.{key}", "value": v} for v in values if ours(v)
+            ]
+    return changes
+
+
 def count_comments(text: str) -> int:
     """Comments in TOML text (a `#` outside every kind of string); the text must parse."""
     count = 0
@@ -239,24 +272,11 @@ def count_comments(text: str) -> int:
     return count
 
 
-def _backup_path(path: Path, now: float) -> Path:
-    base = path.with_name(f"{path.name}{BACKUP_MARK}{int(now)}")
-    candidate, n = base, 1
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{n}")
-        n += 1
-    return candidate
-
-
 def _write(path: Path, after: Mapping[str, Any], now: float) -> Path | None:
     backup = None
-    mode = NEW_FILE_MODE
     if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        backup = _backup_path(path, now)
-        fsutil.atomic_write_bytes(backup, path.read_bytes(), fsutil.FILE_MODE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.atomic_write_text(path, tomli_w.dumps(after), mode)
+        backup = backup_user_file(path, path.read_bytes(), now)
+    write_user_file(path, tomli_w.dumps(after).encode("utf-8"), NEW_FILE_MODE)
     return backup
 
 

@@ -1,0 +1,146 @@
+"""`gptme-subscription doctor` as a person runs it: a real process on real files and modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import credential_bytes, link_live, write_slot
+
+SECRETS = ("sk-ant-api03-doctor-secret", "oauth-token-value-abc123", "bedrock-profile-secret")
+
+
+class Doctor:
+    def __init__(self, tmp_path: Path):
+        self.home = tmp_path / "home"
+        self.claude = self.home / ".claude"
+        self.project = tmp_path / "proj"
+        self.project.mkdir()
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+            "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path / "state"),
+            "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
+        }
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", "doctor"]
+            + ["--project-dir", str(self.project), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for secret in SECRETS:
+            assert secret not in proc.stdout + proc.stderr
+        return proc
+
+    def checks(self) -> tuple[int, list[dict]]:
+        proc = self.run("--json")
+        return proc.returncode, json.loads(proc.stdout)["checks"]
+
+
+@pytest.fixture
+def doctor(tmp_path) -> Doctor:
+    d = Doctor(tmp_path)
+    now = time.time()
+    for name in ("alice", "bob"):
+        write_slot(d.claude, name, credential_bytes(name, expires_at=now + 3600))
+    link_live(d.claude, "alice")
+    return d
+
+
+def write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def test_doctor_names_a_credential_in_settings_env_never_its_value(doctor):
+    write_json(
+        doctor.claude / "settings.json",
+        {"env": {"ANTHROPIC_API_KEY": SECRETS[0], "ANTHROPIC_AUTH_TOKEN": "", "FOO": "bar"}},
+    )
+    write_json(
+        doctor.project / ".claude/settings.local.json",
+        {"env": {"CLAUDE_CODE_OAUTH_TOKEN": SECRETS[1], "CLAUDE_CODE_USE_BEDROCK": "1"}},
+    )
+    write_json(
+        doctor.project / ".claude/settings.json",
+        {"env": {"CLAUDE_CODE_USE_VERTEX": "0", "AWS_PROFILE": SECRETS[2]}},
+    )
+    _, checks = doctor.checks()
+    found = [c for c in checks if c["name"].startswith("settings env")]
+    assert [(c["status"], c["name"]) for c in found] == [
+        ("WARN", "settings env (user)"),
+        ("WARN", "settings env (local)"),
+        ("WARN", "settings env (local)"),
+    ]
+    assert found[0]["detail"].startswith(
+        f"env.ANTHROPIC_API_KEY in {doctor.claude / 'settings.json'} makes Claude Code bypass"
+    )
+    assert "env.CLAUDE_CODE_OAUTH_TOKEN in " in found[1]["detail"]
+    assert "env.CLAUDE_CODE_USE_BEDROCK in " in found[2]["detail"]
+    assert (
+        found[0]["fix"] == f"remove ANTHROPIC_API_KEY from the env of {doctor.claude}/settings.json"
+    )
+    text = doctor.run().stdout
+    assert "WARN settings env (user)" in text and "env.ANTHROPIC_API_KEY" in text
+
+
+def test_doctor_reports_no_settings_env_override_when_there_is_none(doctor):
+    write_json(doctor.claude / "settings.json", {"env": {"FOO": "bar"}})
+    _, checks = doctor.checks()
+    assert {"status": "OK", "name": "settings env"}.items() <= next(
+        c for c in checks if c["name"].startswith("settings env")
+    ).items()
+
+
+def test_doctor_flags_credentials_and_dirs_that_others_can_reach_with_the_fix(doctor):
+    bob = doctor.claude / ".credentials.json.bob"
+    backups = doctor.claude / ".gptme-subscription-backups"
+    backups.mkdir(mode=0o700)
+    backup = backups / "bob.1.abc"
+    backup.write_bytes(credential_bytes("bob"))
+    bob.chmod(0o644)
+    backup.chmod(0o640)
+    doctor.claude.chmod(0o755)
+    backups.chmod(0o770)
+    code, checks = doctor.checks()
+    perms = {c["detail"]: c for c in checks if c["name"] == "permissions"}
+    assert code == 1
+    assert perms[f"credential file {bob} is 0644: readable by group/others"]["fix"] == (
+        f"chmod 600 {shlex.quote(str(bob))}"
+    )
+    assert perms[f"credential file {backup} is 0640: readable by group/others"]["status"] == "FAIL"
+    claude_dir = perms[f"dir {doctor.claude} is 0755: readable by group/others"]
+    assert claude_dir["status"] == "WARN" and claude_dir["fix"] == f"chmod 700 {doctor.claude}"
+    shared = perms[f"dir {backups} is 0770: readable and writable by group/others"]
+    assert shared["status"] == "FAIL" and shared["fix"] == f"chmod 700 {backups}"
+    assert len(perms) == 4  # alice's slot, 0600, is fine
+    text = doctor.run().stdout
+    assert "FAIL permissions" in text and f"-> chmod 600 {bob}" in text
+    for path, mode in ((bob, 0o600), (backup, 0o600), (doctor.claude, 0o700), (backups, 0o700)):
+        path.chmod(mode)
+    code, checks = doctor.checks()
+    assert [c["status"] for c in checks if c["name"] == "permissions"] == ["OK"]
+
+
+def test_doctor_checks_a_live_file_left_by_a_refresh(doctor):
+    live = doctor.claude / ".credentials.json"
+    live.unlink()
+    live.write_bytes(credential_bytes("alice", generation=2))
+    live.chmod(0o644)
+    _, checks = doctor.checks()
+    assert any(
+        c["name"] == "permissions" and c["detail"].startswith(f"credential file {live} is 0644")
+        for c in checks
+    )
