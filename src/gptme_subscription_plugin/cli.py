@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 EXIT_CODES = """\
 exit codes:
   0   success (capacity: green)
-  1   refused or a problem found (switch refused, unhealthy credential, drift, failed probe)
+  1   refused or a problem found (switch refused, unhealthy credential, drift, failed probe,
+      a state dir, claude dir or state file that another user owns or can write)
   2   bad usage or configuration (one line on stderr names the key)
   3   Claude Code's credential lock or our state lock stayed busy
   10  capacity: yellow (pool is thin)
@@ -193,22 +194,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return statusline_main(args.wrap, os.environ)
     from .config import ConfigError
+    from .fsutil import ForeignPathError
 
     try:
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ForeignPathError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     from .claude_code.installer import InstallError
     from .claude_locks import ClaudeLockBusy
     from .manager import SubscriptionManager
     from .slots import SlotError
     from .state import StateBusy
 
-    manager = SubscriptionManager(config)
     handler: Callable[[SubscriptionManager, argparse.Namespace], int] = COMMANDS[args.command]
     try:
-        return handler(manager, args)
+        return handler(SubscriptionManager(config), args)
+    except ForeignPathError as exc:  # a dir or file someone else could write: nothing done
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     except InstallError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_PROBLEM

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le
 
-from .fsutil import atomic_write_text, ensure_private_dir
+from .fsutil import atomic_write_text, check_private, ensure_private_dir
 from .paths import (
     ENV_PREFIX,
     config_file_path,
@@ -174,6 +174,8 @@ def _file_values(path: Path, data: bytes | None) -> Sourced:
 
 
 def _read_config_file(path: Path) -> bytes | None:
+    """The config file's bytes (None if absent); one another user could write is refused."""
+    check_private(path, "config file")
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -316,6 +318,7 @@ def load_config(
     key = _cache_key(overrides, env, path, data) if use_cache else ""
     cache_dir = resolve_state_dir(env) if use_cache else None
     if cache_dir is not None:
+        check_private(cache_dir, "state dir")
         hit = _cached(cache_dir, key)
         if hit is not None:
             return hit

@@ -98,6 +98,7 @@ class SubscriptionManager:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ):
+        fsutil.check_private(config.claude_dir, "claude dir")  # before anything reads or writes it
         self.config = config
         self.clock = clock
         self.policy: Policy = policy or DefaultPolicy(config.thresholds)

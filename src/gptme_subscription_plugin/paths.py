@@ -40,8 +40,14 @@ def config_file_path(env: Mapping[str, str]) -> Path:
 
 
 def _file_setting(env: Mapping[str, str], *keys: str) -> str | None:
-    """One value from config.toml, or None when absent or unreadable (never raises)."""
+    """One value from config.toml, or None when absent or unreadable.
+
+    A config file another user could write raises ForeignPathError, as it does for Config.
+    """
+    from .fsutil import check_private
+
     path = config_file_path(env)
+    check_private(path, "config file")
     try:
         data = path.read_bytes()
     except OSError:

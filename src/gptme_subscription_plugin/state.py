@@ -23,7 +23,7 @@ from typing import Any
 import filelock
 
 from .crashpoints import crash_point
-from .fsutil import FILE_MODE, atomic_write_text, ensure_private_dir
+from .fsutil import FILE_MODE, atomic_write_text, ensure_private_dir, read_private_bytes
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class StateStore:
     def __init__(
         self, state_dir: Path, lock_timeout: float = 10.0, events: EventLog | None = None
     ) -> None:
-        self.state_dir = ensure_private_dir(Path(state_dir))
+        self.state_dir = ensure_private_dir(Path(state_dir), "state dir")
         self.lock_timeout = lock_timeout
         self.events = events if events is not None else EventLog(self.state_dir)
 
@@ -73,7 +73,7 @@ class StateStore:
         """Fail before acting, not halfway: an action whose record cannot be kept is refused."""
         probe = self.state_dir / f".probe-{os.getpid()}"
         try:
-            ensure_private_dir(self.state_dir)
+            ensure_private_dir(self.state_dir, "state dir")
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             try:
                 os.write(fd, b"probe\n")
@@ -155,10 +155,12 @@ class StateStore:
 
 
 def _load(path: Path) -> dict[str, Any] | None:
-    """Parsed document; {} if missing; None if it is not a JSON object (corrupt)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    """Parsed document; {} if missing; None if it is not a JSON object (corrupt).
+
+    A document that is a symlink or not ours alone raises ForeignPathError: never read.
+    """
+    raw = read_private_bytes(path, "state document")
+    if raw is None:
         return {}
     try:
         doc = json.loads(raw)
@@ -195,7 +197,7 @@ class EventLog:
                 raise ValueError(f"event field {reserved!r} is reserved")
         record = _redact({"ts": now, "kind": str(kind)[:64], **fields})
         line, record = _encode_line(record)
-        ensure_private_dir(self.state_dir)
+        ensure_private_dir(self.state_dir, "state dir")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             os.write(fd, line)

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from .fsutil import atomic_write_text, ensure_private_dir, sweep_temp_files
+from .fsutil import atomic_write_text, ensure_private_dir, read_private_bytes, sweep_temp_files
 
 BUSY = "busy"
 IDLE = "idle"
@@ -171,9 +171,13 @@ def _pick_pid(pid: int | None, old: SessionTurn | None) -> int | None:
 
 
 def _load(path: Path) -> SessionTurn | None:
-    """The entry in `path`, or None when missing, unreadable or not shaped like an entry."""
+    """The entry in `path`, or None when missing, unreadable or not shaped like an entry.
+
+    An entry that is a symlink or not ours alone raises ForeignPathError.
+    """
     try:
-        data = json.loads(path.read_bytes())
+        raw = read_private_bytes(path, "turn registry entry")
+        data = json.loads(raw) if raw is not None else None
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

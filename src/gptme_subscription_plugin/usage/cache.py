@@ -22,7 +22,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..fsutil import atomic_write_text, ensure_private_dir
+from ..fsutil import atomic_write_text, ensure_private_dir, read_private_bytes
 from .oauth import UsageFetchError, UsageParseError
 from .snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 
@@ -235,8 +235,9 @@ class UsageCache:
 
     def _read(self, slot: str) -> _SlotRecord:
         path = self.path(slot)  # a bad slot name raises here, before the lenient read
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+        try:  # a symlink or someone else's file raises ForeignPathError: never read
+            raw = read_private_bytes(path, "usage cache")
+            data = json.loads(raw) if raw is not None else None
         except (OSError, ValueError, RecursionError):
             data = None
         return _SlotRecord.from_dict(slot, data)

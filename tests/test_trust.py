@@ -1,0 +1,171 @@
+"""Nothing foreign is trusted: dirs and files another user could write are refused whole.
+
+We run as root in CI, so "another user" is uid 65534 (nobody) via os.chown, and "writable by
+others" is a chmod. Every refusal is one line, non-zero for the CLI, exit 0 for hooks, and
+leaves every file as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin import fsutil
+
+from .test_claude_hooks import HookSandbox, payload
+from .test_cli import Cli, cli  # noqa: F401 - the fixture
+
+NOBODY = 65534
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
+    """Every entry under `root`: mode and content (link target for links), to compare."""
+    out: dict[str, tuple[int, bytes | str | None]] = {}
+    for path in sorted([root, *root.rglob("*")]):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            body: bytes | str | None = os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            body = path.read_bytes()
+        else:
+            body = None
+        out[str(path.relative_to(root))] = (st.st_mode, body)
+    return out
+
+
+def one_line_refusal(stderr: str, needle: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert needle in lines[0] and "refusing" in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+# ---------------------------------------------------------------- the one check
+
+
+def test_check_private_refuses_another_owner_and_loose_modes(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    fsutil.check_private(mine, "state dir")
+    fsutil.check_private(tmp_path / "missing", "state dir")  # we create it ourselves, 0700
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(fsutil.ForeignPathError, match="owned by uid 65534"):
+        fsutil.check_private(theirs, "state dir")
+
+    for mode in (0o777, 0o757, 0o702):
+        loose = tmp_path / f"loose-{mode:o}"
+        loose.mkdir()
+        loose.chmod(mode)
+        with pytest.raises(fsutil.ForeignPathError, match="writable by others"):
+            fsutil.check_private(loose, "state dir")
+
+    group = tmp_path / "group"
+    group.mkdir()
+    os.chown(group, -1, NOBODY)  # a group we are not the only member of
+    group.chmod(0o770)
+    with pytest.raises(fsutil.ForeignPathError, match="writable by others"):
+        fsutil.check_private(group, "state dir")
+
+
+def test_ensure_private_dir_refuses_rather_than_repairs(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    with pytest.raises(fsutil.ForeignPathError):
+        fsutil.ensure_private_dir(loose)
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o777  # refused, not quietly changed
+
+
+def test_read_private_bytes_refuses_a_file_of_another_user(tmp_path):
+    path = tmp_path / "rotation.json"
+    path.write_text("{}")
+    path.chmod(0o600)
+    assert fsutil.read_private_bytes(path) == b"{}"
+    os.chown(path, NOBODY, NOBODY)
+    with pytest.raises(fsutil.ForeignPathError, match="owned by uid 65534"):
+        fsutil.read_private_bytes(path)
+    assert fsutil.read_private_bytes(tmp_path / "absent") is None
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.mark.planted_files  # the loose modes are the point
+@pytest.mark.parametrize("how", ["owner", "mode"])
+def test_cli_refuses_a_foreign_state_dir(cli, how):  # noqa: F811
+    cli.state.mkdir(mode=0o700)
+    if how == "owner":
+        os.chown(cli.state, NOBODY, NOBODY)
+    else:
+        cli.state.chmod(0o757)
+    before, claude_before = tree(cli.state), tree(cli.claude)
+    proc = cli.run("status", code=1)
+    one_line_refusal(proc.stderr, f"state dir {cli.state}")
+    assert tree(cli.state) == before and tree(cli.claude) == claude_before
+    proc = cli.run("switch", "bob", "--force", code=1)
+    one_line_refusal(proc.stderr, f"state dir {cli.state}")
+    assert tree(cli.state) == before and tree(cli.claude) == claude_before
+
+
+@pytest.mark.planted_files
+@pytest.mark.parametrize("how", ["owner", "mode"])
+def test_cli_refuses_a_foreign_claude_dir(cli, how):  # noqa: F811
+    if how == "owner":
+        os.chown(cli.claude, NOBODY, NOBODY)
+    else:
+        cli.claude.chmod(0o777)
+    before = tree(cli.claude)
+    proc = cli.run("switch", "bob", "--force", code=1)
+    one_line_refusal(proc.stderr, f"claude dir {cli.claude}")
+    assert tree(cli.claude) == before
+    assert not cli.state.exists()  # refused before the state dir was even created
+
+
+def test_cli_refuses_a_state_file_of_another_user(cli):  # noqa: F811
+    cli.run("switch", "bob", "--force")
+    rotation = cli.state / "rotation.json"
+    os.chown(rotation, NOBODY, NOBODY)
+    before, claude_before = tree(cli.state), tree(cli.claude)
+    proc = cli.run("switch", "alice", "--force", code=1)
+    one_line_refusal(proc.stderr, f"state document {rotation}")
+    assert tree(cli.state) == before and tree(cli.claude) == claude_before
+
+
+# ---------------------------------------------------------------- the hooks
+
+
+@pytest.fixture
+def sb(tmp_path, fake_server):
+    return HookSandbox(tmp_path, fake_server)
+
+
+@pytest.mark.planted_files
+@pytest.mark.parametrize(
+    "event", ["session-start", "user-prompt-submit", "pre-tool-use", "stop", "session-end"]
+)
+def test_hooks_do_nothing_in_a_foreign_state_dir(sb, event):
+    sb.state.mkdir(mode=0o700)
+    os.chown(sb.state, NOBODY, NOBODY)
+    sb.set_usage("alice", five=20, week=99)  # Stop would switch to bob if it acted
+    before, claude_before = tree(sb.state), tree(sb.claude)
+    out, err = sb.hook(event, payload("X"))
+    assert out is None
+    one_line_refusal(err, f"state dir {sb.state}")
+    assert tree(sb.state) == before and tree(sb.claude) == claude_before
+
+
+@pytest.mark.planted_files
+def test_hooks_do_nothing_with_a_claude_dir_others_can_write(sb):
+    sb.claude.chmod(0o757)
+    sb.set_usage("alice", five=20, week=99)
+    before = tree(sb.claude)
+    out, err = sb.hook("stop", payload("Stop"))
+    assert out is None
+    one_line_refusal(err, f"claude dir {sb.claude}")
+    assert tree(sb.claude) == before and sb.live() == "alice"
