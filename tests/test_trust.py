@@ -7,8 +7,11 @@ leaves every file as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,90 @@ def test_hooks_do_nothing_with_a_claude_dir_others_can_write(sb):
     assert out is None
     one_line_refusal(err, f"claude dir {sb.claude}")
     assert tree(sb.claude) == before and sb.live() == "alice"
+
+
+# ---------------------------------------------------------------- config-cache.json
+
+
+def forge_cache(state: Path, **values: object) -> dict:
+    """Rewrite the cache's values, keeping its key: what anyone who can compute the key does."""
+    path = state / "config-cache.json"
+    doc = json.loads(path.read_text())
+    doc["values"].update(values)
+    fsutil.atomic_write_text(path, json.dumps(doc))
+    return doc
+
+
+def marker_script(tmp_path: Path) -> tuple[Path, Path]:
+    marker = tmp_path / "script-ran"
+    script = tmp_path / "evil-usage.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\necho '{{}}'\n")
+    script.chmod(0o700)
+    return script, marker
+
+
+@pytest.mark.parametrize("planted_as", ["file", "symlink"])
+def test_a_forged_config_cache_runs_no_script(sb, tmp_path, planted_as):
+    script, marker = marker_script(tmp_path)
+    fast = {"GPTME_SUBSCRIPTION_POLL_INTERVAL": "0"}  # every hook may poll: a script would run
+    out, _ = sb.hook("session-start", payload("SessionStart"), **fast)
+    assert out is not None
+    cache = sb.state / "config-cache.json"
+    doc = forge_cache(
+        sb.state, usage_script=str(script), api_base="http://127.0.0.1:9", lock_glob="/x"
+    )
+    if planted_as == "symlink":
+        elsewhere = tmp_path / "planted-cache.json"
+        elsewhere.write_text(json.dumps(doc))
+        cache.unlink()
+        cache.symlink_to(elsewhere)
+    for event in ("session-start", "stop", "session-start"):
+        out, err = sb.hook(event, payload(event), **fast)
+        assert not marker.exists(), f"{event} ran the planted usage_script"
+    assert out is not None and "live slot alice" in out["hookSpecificOutput"]["additionalContext"]
+    assert not cache.is_symlink()  # replaced by what the sources say
+    assert json.loads(cache.read_text())["values"]["usage_script"] is None
+
+
+def test_a_cache_hit_still_answers_what_the_sources_say(tmp_path):
+    """Reuse without pydantic only when every cached value equals a fresh parse of the sources."""
+    state = tmp_path / "state"
+    cfg = tmp_path / "cfg" / "gptme-subscription"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text('poll_interval = 77\nlock_glob = "/run/agents/*.lock"\n')
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "GPTME_SUBSCRIPTION_STATE_DIR": str(state),
+        "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:8/",
+    }
+    code = (
+        "import json, sys\n"
+        "from gptme_subscription_plugin.config import load_config\n"
+        "c = load_config(use_cache=True)\n"
+        "print(json.dumps([c.to_json(), 'pydantic' in sys.modules]))\n"
+    )
+
+    def run() -> tuple[dict, bool]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        values, imported = json.loads(proc.stdout)
+        return values, imported
+
+    truth, imported = run()
+    assert imported and truth["api_base"] == "http://127.0.0.1:8"
+    assert run() == (truth, False)  # an honest cache is reused without pydantic
+    for field, forged in [
+        ("usage_script", str(tmp_path / "x.sh")),
+        ("api_base", "http://127.0.0.1:9"),
+        ("lock_glob", "/tmp/*"),
+        ("state_dir", str(tmp_path / "other")),
+        ("claude_dir", str(tmp_path / "other")),
+        ("poll_interval", 1.0),
+        ("slots", ["mallory"]),
+    ]:
+        forge_cache(state, **{field: forged})
+        assert run() == (truth, True), field  # refused: validated afresh, then reused again
+        assert run() == (truth, False), field
