@@ -259,3 +259,87 @@ def test_a_cache_hit_still_answers_what_the_sources_say(tmp_path):
         forge_cache(state, **{field: forged})
         assert run() == (truth, True), field  # refused: validated afresh, then reused again
         assert run() == (truth, False), field
+
+
+# ---------------------------------------------------------------- planted symlinks
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    """A dir of someone else's files that a planted link points into."""
+    d = tmp_path / "victim"
+    d.mkdir()
+    (d / "precious").write_text("precious\n")
+    (d / "X.json").write_text('{"session_id": "X", "state": "busy", "since": 1, "last_seen": 1}')
+    (d / "X").write_text("alice:1")
+    (d / "alice.1.abc").write_text("not a backup")
+    dead = d / f"x{fsutil.TEMP_MARKER}999999999-abcd"  # looks like our temp file, writer dead
+    dead.write_text("theirs")
+    os.utime(dead, (1000, 1000))
+    return d
+
+
+def test_a_planted_events_log_link_is_never_appended_to(cli, victim):  # noqa: F811
+    cli.state.mkdir(mode=0o700)
+    (cli.state / "events.jsonl").symlink_to(victim / "precious")
+    before, claude_before = tree(victim), tree(cli.claude)
+    proc = cli.run("switch", "bob", "--force", code=None)
+    assert tree(victim) == before and tree(cli.claude) == claude_before  # no flip either
+    assert proc.returncode == 1
+    one_line_refusal(proc.stderr, f"event log {cli.state / 'events.jsonl'} is a symlink")
+    proc = cli.run("status", code=1)
+    one_line_refusal(proc.stderr, "is a symlink")
+
+
+def test_a_planted_lock_link_is_never_truncated(cli, victim):  # noqa: F811
+    cli.state.mkdir(mode=0o700)
+    (cli.state / "rotation.json.lock").symlink_to(victim / "precious")
+    before = tree(victim)
+    cli.run("switch", "bob", "--force", code=None)
+    assert tree(victim) == before
+
+
+@pytest.mark.parametrize("event", ["pre-tool-use", "user-prompt-submit", "session-end", "stop"])
+def test_a_planted_sessions_link_is_never_written_through(sb, victim, event):
+    sb.state.mkdir(mode=0o700)
+    (sb.state / "sessions").symlink_to(victim)
+    before, claude_before = tree(victim), tree(sb.claude)
+    out, err = sb.hook(event, payload(event, session="X"))
+    assert tree(victim) == before and tree(sb.claude) == claude_before
+    assert out is None
+    one_line_refusal(err, f"directory {sb.state / 'sessions'} is a symlink")
+
+
+@pytest.mark.parametrize("event", ["pre-tool-use", "session-end", "stop"])
+def test_a_planted_warned_link_is_never_written_through(sb, victim, event):
+    from gptme_subscription_plugin.hookstatus import write_hook_status
+
+    write_hook_status(sb.state, {"level": 2, "live": "alice", "text": "alice at 91%"})
+    (sb.state / "warned").symlink_to(victim)
+    before = tree(victim)
+    out, err = sb.hook(event, payload(event, session="X"))
+    assert tree(victim) == before
+    assert out is None
+    one_line_refusal(err, f"directory {sb.state / 'warned'} is a symlink")
+
+
+def test_a_planted_usage_link_is_never_written_through(sb, victim):
+    sb.state.mkdir(mode=0o700)
+    (sb.state / "usage").symlink_to(victim)
+    before = tree(victim)
+    out, err = sb.hook("session-start", payload("SessionStart"))
+    assert tree(victim) == before
+    assert out is None
+    one_line_refusal(err, f"directory {sb.state / 'usage'} is a symlink")
+
+
+def test_a_planted_backup_dir_link_is_never_written_through(cli, victim, tmp_path):  # noqa: F811
+    backups = cli.claude / ".gptme-subscription-backups"
+    backups.symlink_to(victim)
+    src = tmp_path / "alice-again.json"
+    src.write_bytes(b'{"claudeAiOauth": {"accessToken": "a", "refreshToken": "r"}}')
+    before, claude_before = tree(victim), tree(cli.claude)
+    proc = cli.run("slot", "add", "alice", "--from", str(src), "--force", code=None)
+    assert tree(victim) == before and tree(cli.claude) == claude_before
+    assert proc.returncode == 1
+    one_line_refusal(proc.stderr, f"{backups} is a symlink")

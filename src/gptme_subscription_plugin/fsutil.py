@@ -138,10 +138,15 @@ def open_private_append(path: Path, what: str = "file") -> int:
     return _open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what)
 
 
+def open_private_read(path: Path, what: str = "state file") -> int:
+    """A read-only fd on a file of ours; never through a symlink (FileNotFoundError if absent)."""
+    return _open_private(path, os.O_RDONLY | os.O_NONBLOCK, what)
+
+
 def read_private_bytes(path: Path, what: str = "state file") -> bytes | None:
     """The bytes of a file of ours, None if missing; ForeignPathError if a link or not ours."""
     try:
-        fd = _open_private(path, os.O_RDONLY | os.O_NONBLOCK, what)
+        fd = open_private_read(path, what)
     except FileNotFoundError:
         return None
     try:

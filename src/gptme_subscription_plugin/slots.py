@@ -118,7 +118,10 @@ class SlotStore:
 
     @property
     def backup_dir(self) -> Path:
-        return self.claude_dir / BACKUP_DIR_NAME
+        """The backup ring's dir; ForeignPathError if it is a planted link or not ours."""
+        path = self.claude_dir / BACKUP_DIR_NAME
+        fsutil.check_private(path, "backup dir", follow=False)
+        return path
 
     def slot_path(self, name: str) -> Path:
         try:
@@ -281,7 +284,7 @@ class SlotStore:
             data = read_credential_bytes(path)
         except CredentialError:
             return None
-        fsutil.ensure_private_dir(self.backup_dir)
+        fsutil.private_subdir(self.claude_dir, BACKUP_DIR_NAME)
         ms = int(self.clock() * 1000)
         target = self.backup_dir / f"{name}.{ms}.{content_fingerprint(data)}"
         fsutil.atomic_write_bytes(target, data)
@@ -539,7 +542,7 @@ class SlotStore:
         fp = cred.refresh_fingerprint
         if fp is None or any(_refresh_fp(self.slot_path(n)) == fp for n in self.list_slots()):
             return
-        fsutil.ensure_private_dir(self.backup_dir)
+        fsutil.private_subdir(self.claude_dir, BACKUP_DIR_NAME)
         digest = content_fingerprint(data)
         kept = sorted(self.backup_dir.glob(f"{ORPHAN_PREFIX}.*.{digest}"))
         orphan = (

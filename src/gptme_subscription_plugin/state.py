@@ -23,7 +23,15 @@ from typing import Any
 import filelock
 
 from .crashpoints import crash_point
-from .fsutil import FILE_MODE, atomic_write_text, ensure_private_dir, read_private_bytes
+from .fsutil import (
+    FILE_MODE,
+    atomic_write_text,
+    check_private,
+    ensure_private_dir,
+    open_private_append,
+    open_private_read,
+    read_private_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +82,8 @@ class StateStore:
         probe = self.state_dir / f".probe-{os.getpid()}"
         try:
             ensure_private_dir(self.state_dir, "state dir")
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(probe, flags, FILE_MODE)
             try:
                 os.write(fd, b"probe\n")
                 os.fsync(fd)
@@ -179,12 +188,17 @@ def _free_name(path: Path, suffix: str) -> Path:
 
 
 class EventLog:
-    """Append-only `<state_dir>/events.jsonl` (0600), one JSON object a line, rotated at ~5 MiB."""
+    """Append-only `<state_dir>/events.jsonl` (0600), one JSON object a line, rotated at ~5 MiB.
+
+    A log that is a symlink or not ours is refused when the log is opened (ForeignPathError),
+    so a surface stops before it acts, not after; appends use O_NOFOLLOW all the same.
+    """
 
     def __init__(self, state_dir: Path, max_bytes: int = MAX_EVENTS_BYTES) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / EVENTS_FILE
         self.max_bytes = max_bytes
+        check_private(self.path, "event log", follow=False)
 
     @property
     def rotated_path(self) -> Path:
@@ -198,7 +212,7 @@ class EventLog:
         record = _redact({"ts": now, "kind": str(kind)[:64], **fields})
         line, record = _encode_line(record)
         ensure_private_dir(self.state_dir, "state dir")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        fd = open_private_append(self.path, "event log")
         try:
             os.write(fd, line)
             size = os.fstat(fd).st_size
@@ -308,7 +322,7 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
 
 def _lines_backwards(path: Path) -> Iterator[bytes]:
     try:
-        f = path.open("rb")
+        f = os.fdopen(open_private_read(path, "event log"), "rb")
     except FileNotFoundError:
         return
     with f:
