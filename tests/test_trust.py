@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -343,3 +344,28 @@ def test_a_planted_backup_dir_link_is_never_written_through(cli, victim, tmp_pat
     assert tree(victim) == before and tree(cli.claude) == claude_before
     assert proc.returncode == 1
     one_line_refusal(proc.stderr, f"{backups} is a symlink")
+
+
+# ---------------------------------------------------------------- reauth
+
+
+def test_reauth_logs_in_under_a_fresh_private_dir_each_time(cli, tmp_path):  # noqa: F811
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(mode=0o700)
+    planted = tmp / "gptme-subscription-reauth-bob"  # where a fixed path would have been
+    planted.symlink_to(tmp_path / "attacker")
+    dirs = []
+    for _ in range(2):
+        out = cli.run("reauth", "bob", TMPDIR=str(tmp)).stdout
+        named = set(re.findall(r"CLAUDE_CONFIG_DIR=(\S+)", out))
+        assert len(named) == 1, out
+        login_dir = Path(named.pop())
+        assert f"--from {login_dir}/.credentials.json" in out
+        assert f"rm -rf {login_dir}" in out and "mkdir" not in out
+        dirs.append(login_dir)
+    assert dirs[0] != dirs[1] and planted not in dirs
+    for login_dir in dirs:
+        st = login_dir.lstat()
+        assert login_dir.parent == tmp and stat.S_ISDIR(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    assert not (tmp_path / "attacker").exists()
