@@ -369,3 +369,51 @@ def test_reauth_logs_in_under_a_fresh_private_dir_each_time(cli, tmp_path):  # n
         assert login_dir.parent == tmp and stat.S_ISDIR(st.st_mode)
         assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
     assert not (tmp_path / "attacker").exists()
+
+
+# ---------------------------------------------------------------- relative paths in config.toml
+
+
+def test_relative_dirs_in_config_toml_are_relative_to_the_file_not_the_cwd(sb, tmp_path):
+    cfg = tmp_path / "cfg" / "gptme-subscription"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text('state_dir = "state"\nclaude_dir = "../../home/.claude"\n')
+    env = {k: v for k, v in sb.env.items() if k != "GPTME_SUBSCRIPTION_STATE_DIR"}
+    cwds = [tmp_path / "w1", tmp_path / "w2" / "deeper" / "still"]
+    for n, cwd in enumerate(cwds):
+        cwd.mkdir(parents=True)
+        for event in ("session-start", "pre-tool-use"):
+            proc = subprocess.run(
+                [sys.executable, "-m", "gptme_subscription_plugin", "hook", event],
+                input=json.dumps(payload(event, session=f"s{n}")),
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert proc.returncode == 0 and not proc.stderr, proc.stderr
+            if event == "session-start":
+                context = json.loads(proc.stdout)["hookSpecificOutput"]["additionalContext"]
+                assert "live slot alice" in context  # the claude dir was found from here too
+        assert list(cwd.iterdir()) == []  # nothing made relative to the hook's cwd
+    sessions = cfg / "state" / "sessions"
+    assert sorted(p.name for p in sessions.iterdir()) == ["s0.json", "s1.json"]
+    assert (cfg / "state" / "config-cache.json").exists()
+
+
+def test_relative_dirs_in_config_toml_resolve_alike_in_core_and_fast_path(tmp_path, monkeypatch):
+    from gptme_subscription_plugin.config import load_config
+    from gptme_subscription_plugin.paths import resolve_claude_dir, resolve_state_dir
+
+    cfg = tmp_path / "cfg" / "gptme-subscription"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text(
+        'state_dir = "state"\nclaude_dir = "../claude"\nusage_script = "bin/usage"\n'
+    )
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    monkeypatch.chdir(tmp_path)
+    config = load_config(env=env)
+    assert config.state_dir == resolve_state_dir(env) == cfg / "state"
+    assert config.claude_dir == resolve_claude_dir(env) == cfg / ".." / "claude"
+    assert config.usage_script == cfg / "bin" / "usage"

@@ -43,6 +43,7 @@ from .paths import (
     config_file_path,
     default_claude_dir,
     default_state_dir,
+    path_from_config_file,
     resolve_state_dir,
 )
 from .policy import Thresholds
@@ -178,6 +179,8 @@ def _file_values(path: Path, data: bytes | None) -> Sourced:
         name = ENV_ALIASES.get(key, key)
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown key {key!r}")
+        if name in PATH_FIELDS and isinstance(value, str) and value:
+            value = str(path_from_config_file(value, path))
         values[name] = (value, f"{path}: {key}")
     return values
 
