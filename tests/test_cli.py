@@ -189,8 +189,8 @@ def test_check_auth_and_probe(cli):
     assert "malformed" in out and "reauth bob" in out
 
 
-def test_reauth_instructions_never_touch_the_live_path(cli):
-    out = cli.run("reauth", "bob").stdout
+def test_reauth_instructions_never_touch_the_live_path(cli, tmp_path):
+    out = cli.run("reauth", "bob", TMPDIR=str(tmp_path)).stdout
     assert "CLAUDE_CONFIG_DIR=" in out and "slot add bob --from" in out
     assert cli.run("reauth", "../x", code=2).stderr
 

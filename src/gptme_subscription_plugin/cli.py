@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 EXIT_CODES = """\
 exit codes:
   0   success (capacity: green)
-  1   refused or a problem found (switch refused, unhealthy credential, drift, failed probe)
+  1   refused or a problem found (switch refused, unhealthy credential, drift, failed probe,
+      a state dir, claude dir or state file that another user owns or can write)
   2   bad usage or configuration (one line on stderr names the key)
   3   Claude Code's credential lock or our state lock stayed busy
   10  capacity: yellow (pool is thin)
@@ -193,22 +194,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return statusline_main(args.wrap, os.environ)
     from .config import ConfigError
+    from .fsutil import ForeignPathError
 
     try:
         config = config_from_args(args)
     except ConfigError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ForeignPathError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     from .claude_code.installer import InstallError
     from .claude_locks import ClaudeLockBusy
     from .manager import SubscriptionManager
     from .slots import SlotError
     from .state import StateBusy
 
-    manager = SubscriptionManager(config)
     handler: Callable[[SubscriptionManager, argparse.Namespace], int] = COMMANDS[args.command]
     try:
-        return handler(manager, args)
+        return handler(SubscriptionManager(config), args)
+    except ForeignPathError as exc:  # a dir or file someone else could write: nothing done
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     except InstallError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
@@ -359,6 +366,8 @@ def cmd_heal(m: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_reauth(args: argparse.Namespace) -> int:
+    import tempfile
+
     from .config import validate_slot_name
 
     try:
@@ -366,24 +375,30 @@ def cmd_reauth(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(reauth_instructions(name))
+    try:  # fresh and 0700: a fixed /tmp name could be pre-planted by anyone on the machine
+        login_dir = Path(tempfile.mkdtemp(prefix=f"gptme-subscription-reauth-{name}-"))
+    except OSError as exc:
+        print(f"gptme-subscription: cannot create a private temp dir ({exc})", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(reauth_instructions(name, login_dir))
     return EXIT_OK
 
 
-def reauth_instructions(name: str) -> str:
-    """Log in in an isolated config dir, then import: the live link and other slots stay put."""
-    tmp = f"/tmp/gptme-subscription-reauth-{name}"
+def reauth_instructions(name: str, login_dir: Path) -> str:
+    """Log in in an isolated config dir, then import: the live link and other slots stay put.
+
+    `login_dir` is a fresh private dir (mkdtemp) made for this one login.
+    """
     return "\n".join(
         [
-            f"Re-login for slot {name} (nothing else is touched until step 3):",
-            f"  1. mkdir -m 700 {tmp}",
-            f"  2. CLAUDE_CONFIG_DIR={tmp} claude auth login",
+            f"Re-login for slot {name} (nothing else is touched until step 2):",
+            f"  1. CLAUDE_CONFIG_DIR={login_dir} claude auth login",
             f"     sign in as the account that belongs to {name}.",
             "     Do not run /logout in any other session: it can revoke that account's token.",
-            f"  3. gptme-subscription slot add {name} --from {tmp}/.credentials.json --force",
+            f"  2. gptme-subscription slot add {name} --from {login_dir}/.credentials.json --force",
             "     (the old slot content is kept in the backup ring)",
-            f"  4. rm -rf {tmp}",
-            f"  5. gptme-subscription identity baseline {name}",
+            f"  3. rm -rf {login_dir}",
+            f"  4. gptme-subscription identity baseline {name}",
         ]
     )
 

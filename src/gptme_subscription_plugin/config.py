@@ -10,7 +10,9 @@ Ge(0)]`); pydantic validates and coerces the merged values into it. Importing py
 building its first validator costs ~120 ms, a dozen interpreter start-ups, so Claude Code's
 turn-boundary hooks load through `load_config(..., use_cache=True)`: the validated values are
 kept in the state dir under a hash of every input (env, config file bytes, overrides), and
-pydantic is imported only when an input changed.
+pydantic is imported only when an input changed. The cache is never trusted beyond its sources:
+a hit also needs every cached value to equal a fresh stdlib parse of them (`_agrees`), so a
+planted cache cannot name a usage script, a dir or an endpoint the config does not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,12 +31,19 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le
 
-from .fsutil import atomic_write_text, ensure_private_dir
+from .fsutil import (
+    ForeignPathError,
+    atomic_write_text,
+    check_private,
+    ensure_private_dir,
+    read_private_bytes,
+)
 from .paths import (
     ENV_PREFIX,
     config_file_path,
     default_claude_dir,
     default_state_dir,
+    path_from_config_file,
     resolve_state_dir,
 )
 from .policy import Thresholds
@@ -169,11 +179,15 @@ def _file_values(path: Path, data: bytes | None) -> Sourced:
         name = ENV_ALIASES.get(key, key)
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown key {key!r}")
+        if name in PATH_FIELDS and isinstance(value, str) and value:
+            value = str(path_from_config_file(value, path))
         values[name] = (value, f"{path}: {key}")
     return values
 
 
 def _read_config_file(path: Path) -> bytes | None:
+    """The config file's bytes (None if absent); one another user could write is refused."""
+    check_private(path, "config file")
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -277,14 +291,67 @@ def _cache_key(
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _cached(state_dir: Path, key: str) -> Config | None:
+def _cached(state_dir: Path, key: str, merged: Sourced) -> Config | None:
+    """The cached Config, used only when it is ours alone and agrees with the sources.
+
+    The key is a hash anyone can compute, so it only says which inputs the cache was made
+    for; the values must also be what a fresh parse of those inputs says (`_agrees`). A cache
+    that is a symlink, someone else's, or readable by others is not used (and gets replaced).
+    """
+    path = state_dir / CACHE_FILE
     try:
-        doc = json.loads((state_dir / CACHE_FILE).read_text(encoding="utf-8"))
-        if doc.get("key") == key and isinstance(doc.get("values"), dict):
-            return Config.from_json(doc["values"])
-    except (OSError, ValueError, TypeError):
+        raw = read_private_bytes(path, "config cache")
+        if raw is None or stat.S_IMODE(os.lstat(path).st_mode) & 0o077:
+            return None
+        doc = json.loads(raw)
+        values = doc.get("values")
+        if doc.get("key") == key and isinstance(values, dict) and _agrees(values, merged):
+            return Config.from_json(values)
+    except (OSError, ValueError, TypeError, AttributeError, ForeignPathError):
         pass
     return None
+
+
+def _agrees(values: Mapping[str, Any], merged: Sourced) -> bool:
+    """Every cached value equals what the flags, env and config file say, field by field.
+
+    Checked without pydantic to keep a hit cheap; any doubt is a miss, and pydantic decides.
+    """
+    if set(values) != FIELDS:
+        return False
+    for f in dataclasses.fields(Config):
+        if f.name in merged:
+            raw = merged[f.name][0]
+        elif f.default is not dataclasses.MISSING:
+            raw = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            raw = f.default_factory()
+        else:  # pragma: no cover - every field has a default
+            return False
+        if not _same(f.name, raw, values[f.name]):
+            return False
+    return True
+
+
+def _same(name: str, raw: Any, cached: Any) -> bool:
+    """`cached` is what `_normalize` makes of `raw` (paths, URL) or its lax-mode number."""
+    if name in PATH_FIELDS:
+        if raw is None or cached is None:
+            return raw is None and cached is None
+        return isinstance(raw, (str, Path)) and str(Path(raw).expanduser()) == cached
+    if name in LIST_FIELDS:
+        return isinstance(raw, list) and raw == cached
+    if name == "api_base":
+        return isinstance(raw, str) and raw.rstrip("/") == cached
+    if isinstance(raw, str) and isinstance(cached, str):
+        return raw == cached
+    numbers = (int, float)
+    if isinstance(raw, bool) or isinstance(cached, bool) or not isinstance(cached, numbers):
+        return False
+    try:
+        return isinstance(raw, (*numbers, str)) and float(raw) == cached
+    except ValueError:
+        return False
 
 
 def _store(state_dir: Path, key: str, config: Config) -> None:
@@ -313,13 +380,15 @@ def load_config(
     overrides = overrides or {}
     path = config_file_path(env)
     data = _read_config_file(path)
+    merged = _merge(overrides, env, path, data, override_label)
     key = _cache_key(overrides, env, path, data) if use_cache else ""
     cache_dir = resolve_state_dir(env) if use_cache else None
     if cache_dir is not None:
-        hit = _cached(cache_dir, key)
+        check_private(cache_dir, "state dir")
+        hit = _cached(cache_dir, key, merged)
         if hit is not None:
             return hit
-    config = _validate(_merge(overrides, env, path, data, override_label))
+    config = _validate(merged)
     if cache_dir is not None and cache_dir == config.state_dir:
         _store(cache_dir, key, config)
     return config

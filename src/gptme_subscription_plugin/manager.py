@@ -99,6 +99,7 @@ class SubscriptionManager:
         policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ):
+        fsutil.check_private(config.claude_dir, "claude dir")  # before anything reads or writes it
         self.config = config
         self.clock = clock
         self.policy: Policy = policy or DefaultPolicy(config.thresholds)
@@ -124,8 +125,10 @@ class SubscriptionManager:
         """What a crashed run may have left: temp files of dead writers, our dead locks."""
         self.slots.repair()
         state = self.config.state_dir
-        for directory in (state, state / "usage", state / "sessions", state / "warned"):
-            fsutil.sweep_dead_temp_files(directory)
+        fsutil.sweep_dead_temp_files(state)
+        for name in ("usage", "sessions", "warned"):
+            fsutil.check_private(state / name, "directory", follow=False)  # never sweep a link
+            fsutil.sweep_dead_temp_files(state / name)
 
     # ------------------------------------------------------------ observing
 

@@ -39,9 +39,27 @@ def config_file_path(env: Mapping[str, str]) -> Path:
     return base / "gptme-subscription" / "config.toml"
 
 
+def path_from_config_file(value: str, config_path: Path) -> Path:
+    """A path written in config.toml: a relative one is relative to the file's own dir.
+
+    Never to the working directory: every hook runs in whatever project Claude Code is in,
+    and the same config must name the same dir (and the same script) from all of them.
+    """
+    path = Path(value)
+    if path.is_absolute() or value.startswith("~"):
+        return path.expanduser()
+    return config_path.absolute().parent / path
+
+
 def _file_setting(env: Mapping[str, str], *keys: str) -> str | None:
-    """One value from config.toml, or None when absent or unreadable (never raises)."""
+    """One value from config.toml, or None when absent or unreadable.
+
+    A config file another user could write raises ForeignPathError, as it does for Config.
+    """
+    from .fsutil import check_private
+
     path = config_file_path(env)
+    check_private(path, "config file")
     try:
         data = path.read_bytes()
     except OSError:
@@ -65,7 +83,9 @@ def resolve_state_dir(env: Mapping[str, str]) -> Path:
     if env.get(ENV_PREFIX + "STATE_DIR"):
         return Path(env[ENV_PREFIX + "STATE_DIR"]).expanduser()
     from_file = _file_setting(env, "state_dir")
-    return Path(from_file).expanduser() if from_file else default_state_dir(env)
+    if from_file:
+        return path_from_config_file(from_file, config_file_path(env))
+    return default_state_dir(env)
 
 
 def resolve_claude_dir(env: Mapping[str, str]) -> Path:
@@ -74,4 +94,6 @@ def resolve_claude_dir(env: Mapping[str, str]) -> Path:
         if env.get(key):
             return Path(env[key]).expanduser()
     from_file = _file_setting(env, "claude_dir", "creds_dir")
-    return Path(from_file).expanduser() if from_file else default_claude_dir(env)
+    if from_file:
+        return path_from_config_file(from_file, config_file_path(env))
+    return default_claude_dir(env)

@@ -122,12 +122,20 @@ class SlotStore:
     # ------------------------------------------------------------ paths and listing
 
     @property
+    def _dir_normal(self) -> Path:
+        """The claude dir without `..` parts, to compare link targets against."""
+        return Path(os.path.normpath(self.claude_dir))
+
+    @property
     def live_path(self) -> Path:
         return self.claude_dir / LIVE_NAME
 
     @property
     def backup_dir(self) -> Path:
-        return self.claude_dir / BACKUP_DIR_NAME
+        """The backup ring's dir; ForeignPathError if it is a planted link or not ours."""
+        path = self.claude_dir / BACKUP_DIR_NAME
+        fsutil.check_private(path, "backup dir", follow=False)
+        return path
 
     @property
     def pending_login_path(self) -> Path:
@@ -148,10 +156,10 @@ class SlotStore:
         try:
             if not path.is_symlink():
                 return None
-            resolved = Path(os.path.normpath(path.parent / os.readlink(path)))
+            resolved = Path(os.path.normpath(self._dir_normal / os.readlink(path)))
         except OSError:
             return None
-        if resolved.parent != self.claude_dir or not resolved.name.startswith(SLOT_PREFIX):
+        if resolved.parent != self._dir_normal or not resolved.name.startswith(SLOT_PREFIX):
             return None
         name = resolved.name[len(SLOT_PREFIX) :]
         try:
@@ -196,8 +204,8 @@ class SlotStore:
             return LiveState(LiveKind.OTHER)
         if stat.S_ISLNK(st.st_mode):
             target = os.readlink(path)
-            resolved = Path(os.path.normpath(self.claude_dir / target))
-            if resolved.parent != self.claude_dir or not resolved.name.startswith(SLOT_PREFIX):
+            resolved = Path(os.path.normpath(self._dir_normal / target))
+            if resolved.parent != self._dir_normal or not resolved.name.startswith(SLOT_PREFIX):
                 return LiveState(LiveKind.FOREIGN_LINK, link_target=target)
             name = resolved.name[len(SLOT_PREFIX) :]
             try:
@@ -429,7 +437,7 @@ class SlotStore:
         digest = content_fingerprint(data)
         if ring and ring[-1][1] == digest:
             return ring[-1][2]
-        fsutil.ensure_private_dir(self.backup_dir)
+        fsutil.private_subdir(self.claude_dir, BACKUP_DIR_NAME)
         seq = ring[-1][0] + 1 if ring else 1
         target = self.backup_dir / f"{name}.{seq}.{digest}"
         fsutil.atomic_write_bytes(target, data)
@@ -758,7 +766,7 @@ class SlotStore:
         if _refresh_fp(self.pending_login_path) == fp:
             kept = self.pending_login_path
         else:
-            fsutil.ensure_private_dir(self.backup_dir)
+            fsutil.private_subdir(self.claude_dir, BACKUP_DIR_NAME)
             digest = content_fingerprint(data)
             found = sorted(self.backup_dir.glob(f"{ORPHAN_PREFIX}.*.{digest}"))
             kept = found[0] if found else self.backup_dir / f"{ORPHAN_PREFIX}.1.{digest}"

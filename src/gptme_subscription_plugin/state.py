@@ -23,7 +23,15 @@ from typing import Any
 import filelock
 
 from .crashpoints import crash_point
-from .fsutil import FILE_MODE, atomic_write_text, ensure_private_dir
+from .fsutil import (
+    FILE_MODE,
+    atomic_write_text,
+    check_private,
+    ensure_private_dir,
+    open_private_append,
+    open_private_read,
+    read_private_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ class StateStore:
     def __init__(
         self, state_dir: Path, lock_timeout: float = 10.0, events: EventLog | None = None
     ) -> None:
-        self.state_dir = ensure_private_dir(Path(state_dir))
+        self.state_dir = ensure_private_dir(Path(state_dir), "state dir")
         self.lock_timeout = lock_timeout
         self.events = events if events is not None else EventLog(self.state_dir)
 
@@ -73,8 +81,9 @@ class StateStore:
         """Fail before acting, not halfway: an action whose record cannot be kept is refused."""
         probe = self.state_dir / f".probe-{os.getpid()}"
         try:
-            ensure_private_dir(self.state_dir)
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            ensure_private_dir(self.state_dir, "state dir")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(probe, flags, FILE_MODE)
             try:
                 os.write(fd, b"probe\n")
                 os.fsync(fd)
@@ -155,10 +164,12 @@ class StateStore:
 
 
 def _load(path: Path) -> dict[str, Any] | None:
-    """Parsed document; {} if missing; None if it is not a JSON object (corrupt)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    """Parsed document; {} if missing; None if it is not a JSON object (corrupt).
+
+    A document that is a symlink or not ours alone raises ForeignPathError: never read.
+    """
+    raw = read_private_bytes(path, "state document")
+    if raw is None:
         return {}
     try:
         doc = json.loads(raw)
@@ -177,12 +188,17 @@ def _free_name(path: Path, suffix: str) -> Path:
 
 
 class EventLog:
-    """Append-only `<state_dir>/events.jsonl` (0600), one JSON object a line, rotated at ~5 MiB."""
+    """Append-only `<state_dir>/events.jsonl` (0600), one JSON object a line, rotated at ~5 MiB.
+
+    A log that is a symlink or not ours is refused when the log is opened (ForeignPathError),
+    so a surface stops before it acts, not after; appends use O_NOFOLLOW all the same.
+    """
 
     def __init__(self, state_dir: Path, max_bytes: int = MAX_EVENTS_BYTES) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / EVENTS_FILE
         self.max_bytes = max_bytes
+        check_private(self.path, "event log", follow=False)
 
     @property
     def rotated_path(self) -> Path:
@@ -195,8 +211,8 @@ class EventLog:
                 raise ValueError(f"event field {reserved!r} is reserved")
         record = _redact({"ts": now, "kind": str(kind)[:64], **fields})
         line, record = _encode_line(record)
-        ensure_private_dir(self.state_dir)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        ensure_private_dir(self.state_dir, "state dir")
+        fd = open_private_append(self.path, "event log")
         try:
             os.write(fd, line)
             size = os.fstat(fd).st_size
@@ -306,7 +322,7 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
 
 def _lines_backwards(path: Path) -> Iterator[bytes]:
     try:
-        f = path.open("rb")
+        f = os.fdopen(open_private_read(path, "event log"), "rb")
     except FileNotFoundError:
         return
     with f:

@@ -13,7 +13,13 @@ import json
 import os
 from pathlib import Path
 
-from .fsutil import atomic_write_text, ensure_private_dir, sweep_temp_files
+from .fsutil import (
+    atomic_write_text,
+    check_private,
+    private_subdir,
+    read_private_bytes,
+    sweep_temp_files,
+)
 
 BUSY = "busy"
 IDLE = "idle"
@@ -82,7 +88,10 @@ class TurnRegistry:
     """Per-session files under `<state_dir>/sessions/`; see the module docstring."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.dir = Path(state_dir) / SESSIONS_DIR
+        self.state_dir = Path(state_dir)
+        self.dir = self.state_dir / SESSIONS_DIR
+        # a planted link would have us write, and sweep, inside someone else's dir
+        check_private(self.dir, "directory", follow=False)
 
     def path_for(self, session_id: str) -> Path:
         return self.dir / f"{session_key(session_id)}.json"
@@ -149,7 +158,7 @@ class TurnRegistry:
         return removed
 
     def _write(self, entry: SessionTurn) -> None:
-        ensure_private_dir(self.dir)
+        private_subdir(self.state_dir, SESSIONS_DIR)
         text = json.dumps(entry.to_dict(), sort_keys=True)
         atomic_write_text(self.path_for(entry.session_id), text + "\n")
 
@@ -171,9 +180,13 @@ def _pick_pid(pid: int | None, old: SessionTurn | None) -> int | None:
 
 
 def _load(path: Path) -> SessionTurn | None:
-    """The entry in `path`, or None when missing, unreadable or not shaped like an entry."""
+    """The entry in `path`, or None when missing, unreadable or not shaped like an entry.
+
+    An entry that is a symlink or not ours alone raises ForeignPathError.
+    """
     try:
-        data = json.loads(path.read_bytes())
+        raw = read_private_bytes(path, "turn registry entry")
+        data = json.loads(raw) if raw is not None else None
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

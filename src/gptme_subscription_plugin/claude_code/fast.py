@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..fsutil import atomic_write_text, ensure_private_dir
+from ..fsutil import atomic_write_text, check_private, private_subdir, read_private_bytes
 from ..hookstatus import read_hook_status
 from ..paths import resolve_state_dir
 from ..turns import TurnRegistry, session_key
@@ -20,14 +20,17 @@ WARNED_DIR = "warned"
 
 
 def warned_path(state_dir: Path, session_id: str) -> Path:
+    """The session's marker; ForeignPathError if `warned/` is a planted link or not ours."""
+    check_private(state_dir / WARNED_DIR, "directory", follow=False)
     return state_dir / WARNED_DIR / session_key(session_id)
 
 
 def read_warned(state_dir: Path, session_id: str) -> str:
     try:
-        return warned_path(state_dir, session_id).read_text(encoding="utf-8").strip()
+        raw = read_private_bytes(warned_path(state_dir, session_id), "warned marker")
     except OSError:
         return ""
+    return raw.decode("utf-8", "replace").strip() if raw is not None else ""
 
 
 def forget_warned(state_dir: Path, session_id: str) -> None:
@@ -50,7 +53,7 @@ def crossing_warning(state_dir: Path, session_id: str) -> str | None:
     told_live, _, told_level = told.partition(":")
     if told_live == live and told_level.isdigit() and int(told_level) >= level:
         return None
-    ensure_private_dir(state_dir / WARNED_DIR)
+    private_subdir(state_dir, WARNED_DIR)
     atomic_write_text(warned_path(state_dir, session_id), f"{live}:{level}")
     text = status.get("text")
     return text if isinstance(text, str) and text else None
@@ -62,6 +65,8 @@ def pre_tool_use(payload: Mapping[str, object], env: Mapping[str, str], now: flo
     if not isinstance(session_id, str) or not session_id:
         return None
     state_dir = resolve_state_dir(env)
+    check_private(state_dir, "state dir")
+    check_private(state_dir / WARNED_DIR, "directory", follow=False)  # refuse before acting
     TurnRegistry(state_dir).mark_busy(session_id, now)
     warning = crossing_warning(state_dir, session_id)
     if warning is None:
@@ -74,6 +79,7 @@ def session_end(payload: Mapping[str, object], env: Mapping[str, str]) -> dict |
     session_id = payload.get("session_id")
     if isinstance(session_id, str) and session_id:
         state_dir = resolve_state_dir(env)
+        check_private(state_dir, "state dir")
         TurnRegistry(state_dir).unregister(session_id)
         forget_warned(state_dir, session_id)
     return None

@@ -13,6 +13,7 @@ from gptme.message import Message
 from gptme.tools.base import Parameter, ToolSpec, ToolUse
 
 from ..config import ConfigError
+from ..fsutil import ForeignPathError
 from ..manager import SubscriptionManager
 from .answers import ACTIONS, CommandError, error_answer, parse_command, run
 from .hooks import LIFECYCLE, load_from_gptme
@@ -75,9 +76,9 @@ def answer_text(code: str | None, args: list[str] | None, kwargs: dict[str, str]
     workspace = session.workspace if session is not None else None
     try:
         config, _ = load_from_gptme(workspace)
-    except ConfigError as exc:
+        manager = SubscriptionManager(config)
+    except (ConfigError, ForeignPathError) as exc:
         return error_answer(str(exc)).render()
-    manager = SubscriptionManager(config)
     try:
         answer = run(
             command,

@@ -22,11 +22,12 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..fsutil import atomic_write_text, ensure_private_dir
+from ..fsutil import atomic_write_text, check_private, private_subdir, read_private_bytes
 from .oauth import UsageFetchError, UsageParseError
 from .snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 
 DOC_VERSION = 1
+USAGE_DIR = "usage"
 # A Retry-After longer than this is treated as this long: a broken header must not mute a slot
 # for weeks, and the endpoint's real values are 0 or about an hour.
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -215,7 +216,9 @@ class UsageCache:
         max_backoff: float = 3600.0,
         lock_timeout: float = 2.0,
     ) -> None:
-        self.dir = Path(state_dir) / "usage"
+        self.state_dir = Path(state_dir)
+        self.dir = self.state_dir / USAGE_DIR
+        check_private(self.dir, "directory", follow=False)  # never a planted link
         self.poll_interval = max(0.0, float(poll_interval))
         self.max_backoff = max(float(max_backoff), MIN_BACKOFF)
         self.lock_timeout = lock_timeout
@@ -235,19 +238,20 @@ class UsageCache:
 
     def _read(self, slot: str) -> _SlotRecord:
         path = self.path(slot)  # a bad slot name raises here, before the lenient read
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+        try:  # a symlink or someone else's file raises ForeignPathError: never read
+            raw = read_private_bytes(path, "usage cache")
+            data = json.loads(raw) if raw is not None else None
         except (OSError, ValueError, RecursionError):
             data = None
         return _SlotRecord.from_dict(slot, data)
 
     def _write(self, record: _SlotRecord) -> None:
-        ensure_private_dir(self.dir)
+        private_subdir(self.state_dir, USAGE_DIR)
         text = json.dumps(record.to_dict(), sort_keys=True, indent=1)
         atomic_write_text(self.path(record.slot), text + "\n")
 
     def _lock(self, slot: str, suffix: str) -> FileLock:
-        ensure_private_dir(self.dir)
+        private_subdir(self.state_dir, USAGE_DIR)
         return FileLock(self.dir / f"{_check_slot(slot)}{suffix}", mode=0o600)
 
     @contextlib.contextmanager
