@@ -109,6 +109,7 @@ def test_switch_evaluate_and_heal(cli):
     assert doc["decision"]["action"] == "hold" and doc["decision"]["mode"] == "manual-hold"
     live = cli.claude / ".credentials.json"
     live.unlink()
+    serve_profile(cli.server, "bob", 2)  # Claude Code refreshed bob: the account's new token
     live.write_bytes(credential_bytes("bob", 2))
     assert "copied live credential into bob" in cli.run("heal").stdout
     assert live.is_symlink()

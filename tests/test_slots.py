@@ -24,6 +24,7 @@ from gptme_subscription_plugin.slots import LiveKind, SlotError, SlotStore
 from gptme_subscription_plugin.state import StateStore
 
 from .helpers import (
+    access_token,
     account_email,
     claude_code_login,
     claude_code_refresh,
@@ -415,3 +416,15 @@ def test_observe_records_the_live_slot_for_a_later_heal(tmp_path):
     result = store.heal()
     assert (result.owner, result.method) == ("a", "last-live")
     assert slot_token(store, "a") == refresh_token("a", 2)
+
+
+def test_learning_identities_skips_slots_that_failed_lately(tmp_path, fake_server):
+    store = make_store(tmp_path, api_base=fake_server.base_url)
+    for name in ("a", "b"):
+        write_slot(store.claude_dir, name, credential_bytes(name))
+    fake_server.set_profile(access_token("a"), {"not": "a profile"})
+    serve_profile(fake_server, "b")
+    assert store.learn_identities(limit=1) == {"a": None}  # one request per call
+    learned = store.learn_identities(limit=1)  # a failed lately: b gets the request
+    assert learned["b"].email == account_email("b") and "a" not in learned
+    assert fake_server.request_count(access_token("a")) == 1

@@ -125,6 +125,18 @@ class IdentityResolver:
         entry = self.state.read(PROFILES_DOC).get(cred.access_fingerprint)
         return AccountIdentity.from_dict(entry.get("identity")) if isinstance(entry, dict) else None
 
+    def askable(self, cred: Credential) -> bool:
+        """Would `resolve` send a request now (not known, not failed lately, not expired)?"""
+        now = self.clock()
+        entry = self.state.read(PROFILES_DOC).get(cred.access_fingerprint)
+        if isinstance(entry, dict):
+            if AccountIdentity.from_dict(entry.get("identity")) is not None:
+                return False
+            failed_at = entry.get("failed_at")
+            if isinstance(failed_at, (int, float)) and 0 <= now - failed_at < FAILURE_RETRY_S:
+                return False
+        return not cred.expired(now)
+
     def resolve(self, cred: Credential, *, retry_failures: bool = False) -> AccountIdentity | None:
         """Who owns `cred`: cached, else asked (unless expired or failed recently), else None."""
         now = self.clock()

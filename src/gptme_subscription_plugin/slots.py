@@ -372,12 +372,20 @@ class SlotStore:
             else [n for n in self.list_slots() if self.identity_of(n) is None]
         )
         learned: dict[str, AccountIdentity | None] = {}
-        for name in targets[:limit] if limit is not None else targets:
+        asked = 0
+        for name in targets:
             try:
                 cred = load_credential(self.slot_path(name))
             except CredentialError:
                 continue
-            identity = self.resolver.resolve(cred, retry_failures=retry)
+            known = self.resolver.cached(cred)
+            if known is None and not retry and not self.resolver.askable(cred):
+                continue  # failed lately or expired: not worth one of the `limit` requests
+            if known is None and limit is not None:
+                if asked >= limit:
+                    break
+                asked += 1
+            identity = known or self.resolver.resolve(cred, retry_failures=retry)
             learned[name] = identity
             if identity is not None:
                 self._record_identity(name, identity)
