@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,7 +43,23 @@ from typing import Any
 
 from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 
-CLAUDE_CODE_VERSION = "2.1.330"
+PINNED_CLAUDE_CODE_VERSION = "2.1.330"
+VERSION_ENV = "CLAUDE_CODE_VERSION"  # the same variable scripts/install-claude-code.sh reads
+_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?")
+
+
+def claude_code_version(env: Mapping[str, str] = os.environ) -> str:
+    """The Claude Code version the e2e suite runs: `$CLAUDE_CODE_VERSION`, else the pinned one.
+
+    CI runs the suite twice: on the pinned version, then on the newest release on the npm
+    registry (.ci/run resolves it with `npm view`), so a change in Claude Code shows up here.
+    """
+    value = env.get(VERSION_ENV, "").strip() or PINNED_CLAUDE_CODE_VERSION
+    if not _VERSION.fullmatch(value):
+        raise ValueError(f"{VERSION_ENV}={value!r} is not a version like 2.1.330")
+    return value
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-claude-code.sh"
 ADDON = Path(__file__).with_name("refresh_proxy_addon.py")
@@ -71,19 +88,21 @@ CREDENTIAL_ENV = (
 )
 
 
-def install_claude_code(timeout: float = 600.0) -> Path:
-    """Run scripts/install-claude-code.sh (idempotent) and return the `claude` binary."""
+def install_claude_code(version: str | None = None, timeout: float = 600.0) -> Path:
+    """Run scripts/install-claude-code.sh (idempotent) for `version`; return `claude`."""
+    version = version or claude_code_version()
     proc = subprocess.run(
         ["bash", str(INSTALL_SCRIPT)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, VERSION_ENV: version},
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise RuntimeError(
-            f"installing Claude Code {CLAUDE_CODE_VERSION} failed (exit {proc.returncode}):\n"
+            f"installing Claude Code {version} failed (exit {proc.returncode}):\n"
             f"{proc.stderr[-4000:]}"
         )
     path = Path(lines[-1])
