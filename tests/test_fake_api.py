@@ -677,3 +677,22 @@ def test_account_credential_doc_and_bad_account_arguments(
         fake_server.add_account("zed", plan="ultra")
     with pytest.raises(KeyError):
         fake_server.current_tokens("zed")
+
+
+def test_an_expired_access_token_is_refused_until_the_family_refreshes(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.add_account("alice")
+    fake_server.expire("alice")
+    access_1, refresh_1 = fake_server.current_tokens("alice")
+    expires_at = fake_server.credential_doc("alice")["claudeAiOauth"]["expiresAt"]
+    assert expires_at < time.time() * 1000  # the file says so too: Claude Code will refresh
+
+    for path in ("/api/oauth/usage", "/api/oauth/profile"):
+        status, _, body = get(fake_server, path, token=access_1)
+        assert status == 401 and "expired" in json.loads(body)["error"]["message"]
+    assert post(fake_server, "/v1/messages", conversation(), token=access_1)[0] == 401
+    status, doc = refresh(fake_server, refresh_1)
+
+    assert status == 200 and get(fake_server, token=doc["access_token"])[0] == 200
+    assert fake_server.invalid_grants() == 0 and not fake_server.is_revoked("alice")

@@ -25,8 +25,9 @@ For the real Claude Code CLI (tests/e2e) it also answers what `claude -p` sends:
 - Accounts (`add_account("alice")`), as Anthropic keeps them: each account has one token
   family; the token endpoint rotates its access and refresh token; a refresh token used a
   second time is answered 400 `invalid_grant` and revokes the whole family (every token of it
-  then gets 401 everywhere); the profile and usage endpoints answer for the account that owns
-  the bearer token, whichever generation it is. `owner_of(token)`,
+  then gets 401 everywhere, as does an access token past its expiry, see `expire`); the
+  profile and usage endpoints answer for the account that owns the bearer token, whichever
+  generation it is. `owner_of(token)`,
   `is_current_refresh_token(token)`, `invalid_grants(name)` tell a test who holds what.
   `set_token_delay(s)` holds token answers back, so a refresh can be caught in flight.
 - `CONNECT` (the server used as `HTTPS_PROXY`) is recorded and refused with 403: a trap that
@@ -465,6 +466,7 @@ class _Family:
     expires_in: int
     access_tokens: list[str] = field(default_factory=list)
     refresh_tokens: list[str] = field(default_factory=list)
+    access_expiry: dict[str, float] = field(default_factory=dict)  # token -> Unix s
     revoked_at: float | None = None
     usage: bytes | None = None
 
@@ -476,7 +478,7 @@ class _Family:
     def current_refresh(self) -> str:
         return self.refresh_tokens[-1]
 
-    def issue(self) -> tuple[str, str]:
+    def issue(self, now: float) -> tuple[str, str]:
         """Mint the next pair (generation = how many pairs there are)."""
         gen = len(self.refresh_tokens) + 1
         pair = (
@@ -485,7 +487,16 @@ class _Family:
         )
         self.access_tokens.append(pair[0])
         self.refresh_tokens.append(pair[1])
+        self.access_expiry[pair[0]] = now + self.expires_in
         return pair
+
+    def refusal(self, token: str | None, now: float) -> FakeResponse | None:
+        """The 401 a bearer token of this family gets (revoked, or an expired access token)."""
+        if self.revoked_at is not None:
+            return _revoked()
+        if self.access_expiry.get(token or "", float("inf")) <= now:
+            return api_error(401, "authentication_error", "OAuth token has expired.")
+        return None
 
 
 @dataclass(frozen=True)
@@ -818,7 +829,7 @@ class FakeAnthropicServer:
             if name in self._families:
                 raise ValueError(f"account {name!r} already exists")
             self._families[name] = family
-            for token in family.issue():
+            for token in family.issue(time.time()):
                 self._family_of[token] = family
         return account
 
@@ -839,16 +850,16 @@ class FakeAnthropicServer:
     def credential_doc(self, name: str, expires_at_ms: int | None = None) -> dict[str, Any]:
         """The credential file Claude Code writes for the account's newest pair.
 
-        `expires_at_ms` defaults to the family's lifetime from now; put it in the past to make
-        Claude Code refresh before its first request.
+        `expires_at_ms` defaults to when the server lets the access token expire (see
+        `expire`); in the past, Claude Code refreshes before its first request.
         """
         with self._lock:
             family = self._family(name)
             access, refresh = family.current_access, family.current_refresh
-            lifetime = family.expires_in
+            expires_at = family.access_expiry[access]
         account = family.account
         if expires_at_ms is None:
-            expires_at_ms = int((time.time() + lifetime) * 1000)
+            expires_at_ms = int(expires_at * 1000)
         return {
             "claudeAiOauth": {
                 "accessToken": access,
@@ -865,6 +876,14 @@ class FakeAnthropicServer:
         body = json.dumps(doc).encode("utf-8")
         with self._lock:
             self._family(name).usage = body
+
+    def expire(self, name: str, ago: float = 60.0) -> None:
+        """Let the account's newest access token have expired `ago` s ago (a login of last
+        night): the API answers it 401 and `credential_doc` dates it so; its refresh token is
+        still good."""
+        with self._lock:
+            family = self._family(name)
+            family.access_expiry[family.current_access] = time.time() - ago
 
     def revoke(self, name: str) -> None:
         """Revoke the account's family, as Anthropic does on a reused refresh token."""
@@ -1061,10 +1080,11 @@ class FakeAnthropicServer:
         with self._lock:
             family = self._family_of.get(request.token or "")
             body = self._usage.get(request.token)
+            refusal = None if family is None else family.refusal(request.token, time.time())
             if body is None and family is not None:
                 body = family.usage
-        if family is not None and family.revoked_at is not None:
-            return _revoked()
+        if refusal is not None:
+            return refusal
         if body is None and family is not None:
             body = json.dumps(make_usage_doc(time.time())).encode("utf-8")
         if body is None:
@@ -1082,9 +1102,10 @@ class FakeAnthropicServer:
         step = turn_step(body)
         with self._lock:
             family = self._family_of.get(request.token or "")
+            refusal = None if family is None else family.refusal(request.token, time.time())
             reply: ScriptItem
-            if family is not None and family.revoked_at is not None:
-                reply = _revoked()
+            if refusal is not None:
+                reply = refusal
             elif agent:
                 reply = self._next_reply(request.session_id, step)
             else:
@@ -1124,9 +1145,10 @@ class FakeAnthropicServer:
             return api_error(401, "authentication_error", "missing bearer token")
         with self._lock:
             family = self._family_of.get(request.token or "")
+            refusal = None if family is None else family.refusal(request.token, time.time())
             doc = self._profiles.get(request.token)
-        if family is not None and family.revoked_at is not None:
-            return _revoked()
+        if refusal is not None:
+            return refusal
         if doc is None and family is not None:
             doc = family.account.profile_doc()
         if doc is None:
@@ -1190,7 +1212,7 @@ class FakeAnthropicServer:
             family.revoked_at = received_at
             self._invalid_grants.append(InvalidGrant(name, "reused", generation, received_at))
             return _invalid_grant("refresh token reused; token family revoked")
-        access, new_refresh = family.issue()
+        access, new_refresh = family.issue(received_at)
         self._family_of[access] = self._family_of[new_refresh] = family
         self._refreshes.append(
             TokenRefresh(old, access, new_refresh, family.expires_in, received_at, name)
