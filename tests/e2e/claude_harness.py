@@ -383,6 +383,31 @@ class ClaudeSandbox:
         _write_private(path, json.dumps({"claudeAiOauth": oauth}, indent=2) + "\n")
         return path
 
+    def write_account_slot(
+        self, name: str, account: str | None = None, *, expires_at_ms: int | None = None
+    ) -> Path:
+        """Slot `name` (0600) holding the newest pair of the fake's account (`name` by default).
+
+        `expires_at_ms` defaults to what the fake says (see FakeAnthropicServer.expire).
+        """
+        doc = self.server.credential_doc(account or name, expires_at_ms)
+        path = self.slot_path(name)
+        _write_private(path, json.dumps(doc, indent=2) + "\n")
+        return path
+
+    def login_as(self, account: str, *, expires_at_ms: int | None = None) -> None:
+        """Do what Claude Code's `/login` as `account` does to the files.
+
+        The live path becomes a regular 0600 file (a link is replaced, not written through)
+        holding the account's newest pair, and `~/.claude.json` `oauthAccount` names the
+        account. Nothing else ever rewrites that identity (DESIGN.md fact 5).
+        """
+        doc = self.server.credential_doc(account, expires_at_ms)
+        _write_private(self.live, json.dumps(doc, indent=2) + "\n")
+        claude_json = self.read_claude_json()
+        claude_json["oauthAccount"] = self.server.account(account).oauth_account()
+        _write_private(self.claude_json, json.dumps(claude_json, indent=2) + "\n")
+
     def link_live(self, name: str) -> None:
         """Point the live path at slot `name` atomically, then touch the slot (new mtime)."""
         target = self.slot_path(name)
