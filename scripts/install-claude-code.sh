@@ -6,7 +6,8 @@
 #
 # Usage: scripts/install-claude-code.sh            (prints the path of `claude` on its last line)
 # Env:   GPTME_SUBSCRIPTION_E2E_CACHE  cache root (default ~/.cache/gptme-subscription-e2e)
-#        CLAUDE_CODE_VERSION           override the pinned version (the tests assume 2.1.330)
+#        CLAUDE_CODE_VERSION           another version than the pinned one (the e2e tests
+#                                      pass it on; CI's second e2e run uses the newest)
 set -euo pipefail
 
 version="${CLAUDE_CODE_VERSION:-2.1.330}"

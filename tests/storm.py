@@ -3,9 +3,13 @@
 Used by tests/test_storm.py (invariants) and benchmarks/storm.py (p50/p99 hook time). Each
 session runs Claude Code's real order of events, SessionStart, then turns of
 UserPromptSubmit, a burst of concurrent PreToolUse, Stop, then SessionEnd, as real hook
-processes. Meanwhile a stand-in for Claude Code refreshes the live token now and then (under
-its lock protocol, replacing the link with a regular file), the usage server makes slots run
-out, and the policy switches. Everything is bounded in count and time and talks to 127.0.0.1.
+processes. Meanwhile a stand-in for Claude Code refreshes the live token now and then, as the
+real one does: under its lock protocol, at the token endpoint of the account-aware fake API
+(a reused refresh token is `invalid_grant` and revokes the account's family), replacing the
+link with a regular file, and never touching `~/.claude.json` `oauthAccount` (DESIGN.md fact
+5: that still names whoever logged in last). The accounts are set up as a user does: `/login`
+as each, `slot add`. The usage server makes slots run out and the policy switches.
+Everything is bounded in count and time and talks to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,31 +22,36 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gptme_subscription_plugin.fake_api import (
-    FakeAnthropicServer,
-    make_profile_doc,
-    make_usage_doc,
-)
-from gptme_subscription_plugin.fsutil import atomic_symlink, atomic_write_bytes, ensure_private_dir
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
+from gptme_subscription_plugin.fsutil import atomic_write_bytes, ensure_private_dir
 
 ACCOUNTS = ("a", "b", "c")
+CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"  # Claude Code's, as it sends it
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def credential(name: str, gen: int) -> bytes:
-    doc = {
-        "claudeAiOauth": {
-            "accessToken": f"sk-ant-oat01-storm-{name}-{gen}",
-            "refreshToken": f"sk-ant-ort01-storm-{name}-{gen}",
-            "expiresAt": int((time.time() + 8 * 3600) * 1000),
-            "scopes": ["user:inference", "user:profile"],
-        }
-    }
-    return json.dumps(doc).encode()
+def refresh_at(server: FakeAnthropicServer, refresh_token: str) -> tuple[int, dict]:
+    """POST the refresh-token grant Claude Code sends; (status, JSON answer)."""
+    body = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
+    request = urllib.request.Request(
+        server.base_url + "/v1/oauth/token",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with NO_PROXY.open(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read() or b"{}")
 
 
 @dataclass
@@ -89,7 +98,6 @@ class Storm:
         self.home = ensure_private_dir(root / "home")
         self.claude = ensure_private_dir(self.home / ".claude")
         self.state = root / "state"
-        self.generation = dict.fromkeys(ACCOUNTS, 1)
         self.result = StormResult()
         self._lock = threading.Lock()
         self.env = {
@@ -107,22 +115,29 @@ class Storm:
     # ------------------------------------------------------------ setup
 
     def prepare(self) -> None:
+        """A user's setup: `/login` as each account and `slot add` it; then `a` is made live.
+
+        `oauthAccount` in `~/.claude.json` names the last login (c) from then on.
+        """
         for name in ACCOUNTS:
-            atomic_write_bytes(self.claude / f".credentials.json.{name}", credential(name, 1))
+            self.server.add_account(name, tag="storm")
             self._publish(name, weekly=self.rng.uniform(10, 60))
-        atomic_symlink(".credentials.json.a", self.claude / ".credentials.json")
-        # the person's last /login was a; Claude Code never updates this record afterwards
-        doc = {"oauthAccount": {"accountUuid": "uuid-a", "emailAddress": "a@x"}}
-        atomic_write_bytes(self.home / ".claude.json", json.dumps(doc).encode())
+            self._login(name)
+            self._cli("slot", "add", name)
+        self._cli("switch", "a")
         self._cli("install", "claude-code")  # records the live slot, like a real install
-        self._cli("identity", "baseline")  # what a careful person runs once after setup
+
+    def _login(self, name: str) -> None:
+        """What Claude Code's /login writes: the live path a file, oauthAccount naming it."""
+        doc = self.server.credential_doc(name)
+        atomic_write_bytes(self.claude / ".credentials.json", json.dumps(doc).encode())
+        config: dict[str, object] = {"hasCompletedOnboarding": True}
+        config["oauthAccount"] = self.server.account(name).oauth_account()
+        atomic_write_bytes(self.home / ".claude.json", json.dumps(config).encode())
 
     def _publish(self, name: str, weekly: float) -> None:
-        gen = self.generation[name]
-        token = f"sk-ant-oat01-storm-{name}-{gen}"
-        self.server.set_profile(token, make_profile_doc(f"{name}@x", account_uuid=f"uuid-{name}"))
-        self.server.set_usage(
-            token,
+        self.server.set_account_usage(
+            name,
             make_usage_doc(
                 time.time(),
                 five_hour=weekly / 3,
@@ -130,9 +145,10 @@ class Storm:
                 seven_day_resets_in=(2 + ACCOUNTS.index(name)) * 86400,
             ),
         )
+        token = self.server.current_tokens(name)[1]
         with self._lock:
-            self.result.refresh_tokens.add(f"sk-ant-ort01-storm-{name}-{gen}")
-            self.result.current_tokens[name] = f"sk-ant-ort01-storm-{name}-{gen}"
+            self.result.refresh_tokens.add(token)
+            self.result.current_tokens[name] = token
 
     def _cli(self, *args: str) -> None:
         subprocess.run(
@@ -193,7 +209,11 @@ class Storm:
         self.hook("session-end", sid, {"reason": "other"})
 
     def claude_code(self, stop: threading.Event) -> None:
-        """Stand-in for Claude Code's token refresh: under its lock, link -> regular file."""
+        """Stand-in for Claude Code's token refresh: under its lock, link -> regular file.
+
+        It refreshes whatever the live link holds, at most `refreshes_per_account` times per
+        slot the link names.
+        """
         budget = dict.fromkeys(ACCOUNTS, self.refreshes_per_account)
         while not stop.wait(self.rng.uniform(0.3, 0.8)):
             live = self.claude / ".credentials.json"
@@ -207,14 +227,33 @@ class Storm:
             budget[name] -= 1
 
     def _refresh(self, name: str) -> None:
+        """Refresh what the live link holds, as Claude Code does, and write a regular file.
+
+        `~/.claude.json` is left alone (fact 5). An `invalid_grant` ends Claude Code's session
+        and leaves the live file with an empty refresh token, as the real one does.
+        """
         live = self.claude / ".credentials.json"
         if not live.is_symlink() or os.readlink(live) != f".credentials.json.{name}":
             return
-        self.generation[name] += 1
-        # the account answers for its new token before the file appears, as the real one does
-        self._publish(name, weekly=self.rng.choice([30.0, 97.0]))  # sometimes it ran out
-        # replaces the link; `~/.claude.json` is not touched by a refresh (DESIGN.md, fact 5)
-        atomic_write_bytes(live, credential(name, self.generation[name]))
+        doc = json.loads(live.read_bytes())
+        oauth = doc["claudeAiOauth"]
+        spent = oauth.get("refreshToken", "")
+        status, answer = refresh_at(self.server, spent)
+        if status != 200:
+            oauth["refreshToken"] = ""
+            atomic_write_bytes(live, json.dumps(doc).encode())  # replaces the link
+            with self._lock:
+                self.result.failures.append(
+                    f"Claude Code's refresh of slot {name} got {answer.get('error', status)}: "
+                    f"it held {self.server.describe_token(spent)}"
+                )
+            return
+        oauth["accessToken"] = answer["access_token"]
+        oauth["refreshToken"] = answer["refresh_token"]
+        oauth["expiresAt"] = int((time.time() + answer["expires_in"]) * 1000)
+        atomic_write_bytes(live, json.dumps(doc).encode())  # replaces the link
+        owner = self.server.owner_of(answer["refresh_token"]) or name
+        self._publish(owner, weekly=self.rng.choice([30.0, 97.0]))  # sometimes it ran out
         with self._lock:
             self.result.refreshes += 1
 

@@ -525,3 +525,174 @@ def test_connect_is_refused_and_recorded(fake_server: FakeAnthropicServer) -> No
     assert raw.startswith(b"HTTP/1.1 403")
     assert fake_server.connect_attempts() == ["api.anthropic.com:443"]
     assert fake_server.requests()[0].route == "api.anthropic.com:443"
+
+
+# ---------------------------------------------------------------- accounts and token families
+
+
+def refresh(srv: FakeAnthropicServer, refresh_token: str) -> tuple[int, dict[str, Any]]:
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": "x"}
+    status, _, body = post(srv, "/v1/oauth/token", grant, token=None)
+    return status, json.loads(body)
+
+
+def test_an_account_family_rotates_and_every_generation_answers_as_its_account(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    alice = fake_server.add_account("alice", plan="pro")
+    bob = fake_server.add_account("bob")
+    access_1, refresh_1 = fake_server.current_tokens("alice")
+    assert (access_1, refresh_1) == ("sk-ant-oat01-fake-alice-1", "sk-ant-ort01-fake-alice-1")
+    fake_server.set_account_usage("alice", make_usage_doc(time.time(), five_hour=42))
+
+    status, doc = refresh(fake_server, refresh_1)
+
+    assert status == 200
+    access_2, refresh_2 = doc["access_token"], doc["refresh_token"]
+    assert (access_2, refresh_2) == fake_server.current_tokens("alice")
+    assert {access_2, refresh_2}.isdisjoint({access_1, refresh_1})
+    assert doc["account"] == {"uuid": alice.account_uuid, "email_address": alice.email}
+    assert doc["organization"] == {"uuid": alice.organization_uuid}
+    assert doc["expires_in"] == 8 * 3600
+    assert {fake_server.owner_of(t) for t in (access_1, refresh_1, access_2, refresh_2)} == {
+        "alice"
+    }
+    assert fake_server.owner_of(fake_server.current_tokens("bob")[1]) == "bob"
+    assert fake_server.owner_of("sk-ant-ort01-nobody") is None
+    assert fake_server.is_current_refresh_token(refresh_2)
+    assert not fake_server.is_current_refresh_token(refresh_1)
+    assert fake_server.describe_token(refresh_1) == "alice's refresh token #1 of 2 (spent)"
+    assert fake_server.describe_token(refresh_2) == "alice's refresh token #2 of 2 (current)"
+    (rotation,) = fake_server.token_refreshes()
+    assert (rotation.account, rotation.old_refresh_token) == ("alice", refresh_1)
+    # profile and usage follow the account, whichever generation the bearer token is
+    for token in (access_1, access_2):
+        profile = json.loads(get(fake_server, "/api/oauth/profile", token=token)[2])
+        assert profile["account"]["uuid"] == alice.account_uuid
+        assert profile["account"]["email_address"] == "alice@example.invalid"
+        assert profile["organization"]["uuid"] == alice.organization_uuid
+        assert profile["organization"]["organization_type"] == "claude_pro"
+        usage = json.loads(get(fake_server, token=token)[2])
+        assert usage["five_hour"]["utilization"] == 42
+    bob_profile = json.loads(
+        get(fake_server, "/api/oauth/profile", token=bob_access(fake_server))[2]
+    )
+    assert bob_profile["account"]["uuid"] == bob.account_uuid != alice.account_uuid
+    assert fake_server.invalid_grants() == 0
+
+
+def bob_access(srv: FakeAnthropicServer) -> str:
+    return srv.current_tokens("bob")[0]
+
+
+def test_a_reused_refresh_token_revokes_the_whole_family(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.add_account("alice")
+    fake_server.add_account("bob")
+    access_1, refresh_1 = fake_server.current_tokens("alice")
+    status, doc = refresh(fake_server, refresh_1)
+    assert status == 200
+    access_2, refresh_2 = doc["access_token"], doc["refresh_token"]
+
+    status, doc = refresh(fake_server, refresh_1)  # a stale copy of the spent token
+
+    assert status == 400 and doc["error"] == "invalid_grant"
+    assert fake_server.is_revoked("alice") and not fake_server.is_revoked("bob")
+    assert not fake_server.is_current_refresh_token(refresh_2)
+    status, doc = refresh(fake_server, refresh_2)  # even the newest one is dead now
+    assert status == 400 and doc["error"] == "invalid_grant"
+    for token in (access_1, access_2):
+        assert get(fake_server, token=token)[0] == 401
+        assert get(fake_server, "/api/oauth/profile", token=token)[0] == 401
+        assert post(fake_server, "/v1/messages", conversation(), token=token)[0] == 401
+    assert "revoked" in fake_server.describe_token(refresh_2)
+    reasons = [(g.account, g.reason, g.generation) for g in fake_server.invalid_grant_events()]
+    assert reasons == [("alice", "reused", 1), ("alice", "revoked", 2)]
+    assert fake_server.invalid_grants("alice") == 2 and fake_server.invalid_grants("bob") == 0
+    # bob's family is untouched
+    assert (
+        post(fake_server, "/v1/messages", conversation(), token=bob_access(fake_server))[0] == 200
+    )
+    assert refresh(fake_server, fake_server.current_tokens("bob")[1])[0] == 200
+
+
+def test_with_accounts_an_unknown_refresh_token_is_invalid_grant(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.add_account("alice")
+    fake_server.add_refresh_grant("rt-legacy", "at-legacy-2", "rt-legacy-2")
+
+    status, doc = refresh(fake_server, "sk-ant-ort01-made-up")
+    assert status == 400 and doc["error"] == "invalid_grant"
+    status, doc = refresh(fake_server, fake_server.current_tokens("alice")[0])  # an access token
+    assert status == 400 and doc["error"] == "invalid_grant"
+    assert [g.reason for g in fake_server.invalid_grant_events()] == ["unknown", "unknown"]
+    assert fake_server.invalid_grants() == 2 and fake_server.invalid_grants("alice") == 0
+    assert not fake_server.is_revoked("alice")
+    assert refresh(fake_server, "rt-legacy")[1]["refresh_token"] == "rt-legacy-2"  # still works
+
+
+def test_a_slow_token_endpoint_has_rotated_while_the_answer_is_in_flight(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.add_account("alice")
+    _, refresh_1 = fake_server.current_tokens("alice")
+    fake_server.set_token_delay(1.0)
+    answer: list[tuple[int, dict[str, Any]]] = []
+    started = time.monotonic()
+    client = threading.Thread(target=lambda: answer.append(refresh(fake_server, refresh_1)))
+    client.start()
+    deadline = time.monotonic() + 5
+    while fake_server.refreshes_in_flight() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert fake_server.refreshes_in_flight() == 1 and not answer
+    assert not fake_server.is_current_refresh_token(refresh_1)  # decided, not yet told
+    client.join(5)
+    assert answer[0][0] == 200 and time.monotonic() - started >= 1.0
+    assert fake_server.is_current_refresh_token(answer[0][1]["refresh_token"])
+    assert fake_server.refreshes_in_flight() == 0
+    with pytest.raises(ValueError):
+        fake_server.set_token_delay(-1)
+
+
+def test_account_credential_doc_and_bad_account_arguments(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    alice = fake_server.add_account("alice", "a@example.invalid", plan="max5", tag="e2e")
+    oauth = fake_server.credential_doc("alice", expires_at_ms=123)["claudeAiOauth"]
+    assert oauth["accessToken"] == "sk-ant-oat01-e2e-alice-1"
+    assert oauth["refreshToken"] == "sk-ant-ort01-e2e-alice-1"
+    assert oauth["expiresAt"] == 123
+    assert (oauth["subscriptionType"], oauth["rateLimitTier"]) == ("max", "default_claude_max_5x")
+    later = fake_server.credential_doc("alice")["claudeAiOauth"]["expiresAt"]
+    assert later > (time.time() + 7 * 3600) * 1000
+    assert alice.oauth_account()["accountUuid"] == alice.account_uuid
+    assert alice.oauth_account()["emailAddress"] == "a@example.invalid"
+    assert fake_server.account("alice") == alice and fake_server.accounts() == [alice]
+    with pytest.raises(ValueError):
+        fake_server.add_account("alice")
+    with pytest.raises(ValueError):
+        fake_server.add_account("zed", plan="ultra")
+    with pytest.raises(KeyError):
+        fake_server.current_tokens("zed")
+
+
+def test_an_expired_access_token_is_refused_until_the_family_refreshes(
+    fake_server: FakeAnthropicServer,
+) -> None:
+    fake_server.add_account("alice")
+    fake_server.expire("alice")
+    access_1, refresh_1 = fake_server.current_tokens("alice")
+    expires_at = fake_server.credential_doc("alice")["claudeAiOauth"]["expiresAt"]
+    assert expires_at < time.time() * 1000  # the file says so too: Claude Code will refresh
+
+    for path in ("/api/oauth/usage", "/api/oauth/profile"):
+        status, _, body = get(fake_server, path, token=access_1)
+        assert status == 401 and "expired" in json.loads(body)["error"]["message"]
+    assert post(fake_server, "/v1/messages", conversation(), token=access_1)[0] == 401
+    status, doc = refresh(fake_server, refresh_1)
+
+    assert status == 200 and get(fake_server, token=doc["access_token"])[0] == 200
+    assert fake_server.invalid_grants() == 0 and not fake_server.is_revoked("alice")

@@ -16,11 +16,17 @@ def test_hook_storm_keeps_every_invariant(tmp_path, fake_server):
     assert result.hooks_run >= 16 * (2 + 2 * 6)  # every planned hook ran (none past the bound)
     assert result.refreshes >= 1  # Claude Code's refresh did interleave with the storm
     claude, state = storm.claude, storm.state
+    # no refresh ever presented a spent token (which would have revoked an account)
+    assert fake_server.invalid_grant_events() == []
     # every refresh token that ever existed is in a slot or its backup ring...
     assert result.refresh_tokens <= kept_refresh_tokens(claude)
-    # ...and the newest one of each account is in its slot, ready to be linked
-    for name, token in result.current_tokens.items():
-        assert load_credential(claude / f".credentials.json.{name}").refresh_token == token
+    # ...and the newest one of each account is in its own slot, ready to be linked
+    misfiled = {}
+    for name in result.current_tokens:
+        held = load_credential(claude / f".credentials.json.{name}").refresh_token
+        if held != fake_server.current_tokens(name)[1]:
+            misfiled[name] = fake_server.describe_token(held)
+    assert misfiled == {}
     check_repaired(claude, state, set(result.current_tokens.values()))
     sessions = list((state / "sessions").glob("*.json"))
     assert sessions == []  # every session unregistered at SessionEnd

@@ -22,6 +22,14 @@ For the real Claude Code CLI (tests/e2e) it also answers what `claude -p` sends:
 - Optional `anthropic-ratelimit-unified-*` response headers per token (`ratelimit_headers`).
 - `POST /v1/oauth/token` (refresh-token grant, single use, as the real one), `GET
   /api/oauth/profile`, `POST /v1/messages/count_tokens`, `HEAD|GET /api/hello`.
+- Accounts (`add_account("alice")`), as Anthropic keeps them: each account has one token
+  family; the token endpoint rotates its access and refresh token; a refresh token used a
+  second time is answered 400 `invalid_grant` and revokes the whole family (every token of it
+  then gets 401 everywhere, as does an access token past its expiry, see `expire`); the
+  profile and usage endpoints answer for the account that owns the bearer token, whichever
+  generation it is. `owner_of(token)`,
+  `is_current_refresh_token(token)`, `invalid_grants(name)` tell a test who holds what.
+  `set_token_delay(s)` holds token answers back, so a refresh can be caught in flight.
 - `CONNECT` (the server used as `HTTPS_PROXY`) is recorded and refused with 403: a trap that
   keeps a client's stray HTTPS traffic on loopback and shows where it tried to go.
 """
@@ -349,6 +357,7 @@ class TokenRefresh:
     refresh_token: str
     expires_in: int
     received_at: float
+    account: str | None = None  # the account whose family rotated (None: a legacy grant)
 
 
 def make_profile_doc(
@@ -382,6 +391,122 @@ def make_profile_doc(
             "subscription_created_at": "2026-01-01T00:00:00Z",
         },
     }
+
+
+PLANS: dict[str, tuple[str, str, str]] = {
+    # plan: (organization_type, rate_limit_tier, the credential's subscriptionType)
+    "max": ("claude_max", "default_claude_max_20x", "max"),
+    "max5": ("claude_max", "default_claude_max_5x", "max"),
+    "pro": ("claude_pro", "default_claude_ai", "pro"),
+}
+CREDENTIAL_SCOPES = (
+    "user:file_upload",
+    "user:inference",
+    "user:mcp_servers",
+    "user:profile",
+    "user:sessions:claude_code",
+)
+
+
+@dataclass(frozen=True)
+class FakeAccount:
+    """One Anthropic account: the identity the profile endpoint names for its tokens."""
+
+    name: str
+    email: str
+    account_uuid: str
+    organization_uuid: str
+    plan: str = "max"
+
+    @property
+    def organization_type(self) -> str:
+        return PLANS[self.plan][0]
+
+    @property
+    def rate_limit_tier(self) -> str:
+        return PLANS[self.plan][1]
+
+    @property
+    def subscription_type(self) -> str:
+        return PLANS[self.plan][2]
+
+    def profile_doc(self) -> dict[str, Any]:
+        """What GET /api/oauth/profile answers for any live token of this account."""
+        return make_profile_doc(
+            self.email,
+            self.account_uuid,
+            self.organization_uuid,
+            self.organization_type,
+            self.rate_limit_tier,
+        )
+
+    def oauth_account(self) -> dict[str, Any]:
+        """`oauthAccount` as Claude Code's /login writes it into `~/.claude.json`."""
+        return {
+            "accountUuid": self.account_uuid,
+            "emailAddress": self.email,
+            "organizationUuid": self.organization_uuid,
+            "organizationName": f"{self.email}'s Organization",
+            "organizationRole": "admin",
+            "workspaceRole": None,
+            "displayName": self.name.capitalize(),
+            "hasExtraUsageEnabled": False,
+            "billingType": "stripe_subscription",
+            "accountCreatedAt": "2026-01-01T00:00:00Z",
+            "subscriptionCreatedAt": "2026-01-01T00:00:00Z",
+        }
+
+
+@dataclass
+class _Family:
+    """One account's token family: every pair it was issued, the newest last."""
+
+    account: FakeAccount
+    tag: str
+    expires_in: int
+    access_tokens: list[str] = field(default_factory=list)
+    refresh_tokens: list[str] = field(default_factory=list)
+    access_expiry: dict[str, float] = field(default_factory=dict)  # token -> Unix s
+    revoked_at: float | None = None
+    usage: bytes | None = None
+
+    @property
+    def current_access(self) -> str:
+        return self.access_tokens[-1]
+
+    @property
+    def current_refresh(self) -> str:
+        return self.refresh_tokens[-1]
+
+    def issue(self, now: float) -> tuple[str, str]:
+        """Mint the next pair (generation = how many pairs there are)."""
+        gen = len(self.refresh_tokens) + 1
+        pair = (
+            f"sk-ant-oat01-{self.tag}-{self.account.name}-{gen}",
+            f"sk-ant-ort01-{self.tag}-{self.account.name}-{gen}",
+        )
+        self.access_tokens.append(pair[0])
+        self.refresh_tokens.append(pair[1])
+        self.access_expiry[pair[0]] = now + self.expires_in
+        return pair
+
+    def refusal(self, token: str | None, now: float) -> FakeResponse | None:
+        """The 401 a bearer token of this family gets (revoked, or an expired access token)."""
+        if self.revoked_at is not None:
+            return _revoked()
+        if self.access_expiry.get(token or "", float("inf")) <= now:
+            return api_error(401, "authentication_error", "OAuth token has expired.")
+        return None
+
+
+@dataclass(frozen=True)
+class InvalidGrant:
+    """One refresh the token endpoint refused with `invalid_grant`, and why."""
+
+    account: str | None  # None: not a token of any account
+    reason: str  # reused (this revoked the family) | revoked | unknown
+    generation: int | None  # which of the account's refresh tokens was sent (1 = first)
+    received_at: float
 
 
 def ratelimit_headers(
@@ -506,6 +631,11 @@ class FakeAnthropicServer:
         self._grants: dict[str, tuple[str, str, int]] = {}
         self._spent: set[str] = set()
         self._refreshes: list[TokenRefresh] = []
+        self._families: dict[str, _Family] = {}  # by account name
+        self._family_of: dict[str, _Family] = {}  # by any token it ever issued
+        self._invalid_grants: list[InvalidGrant] = []
+        self._token_delay = 0.0
+        self._in_flight = 0
         self.add_route("GET", USAGE_PATH, self._usage_route)
         self.add_route("POST", MESSAGES_PATH, self._messages_route)
         self.add_route("POST", COUNT_TOKENS_PATH, self._count_tokens_route)
@@ -664,6 +794,122 @@ class FakeAnthropicServer:
         with self._lock:
             self._grants[refresh_token] = (access_token, new_refresh_token, expires_in)
 
+    # ------------------------------------------------------------ accounts
+
+    def add_account(
+        self,
+        name: str,
+        email: str | None = None,
+        *,
+        plan: str = "max",
+        account_uuid: str | None = None,
+        organization_uuid: str | None = None,
+        expires_in: int = 8 * 3600,
+        tag: str = "fake",
+    ) -> FakeAccount:
+        """Register an account with a token family issued its first pair.
+
+        Tokens read `sk-ant-oat01-<tag>-<name>-<generation>` (refresh: `ort01`). Once any
+        account exists, the token endpoint refuses a refresh token nobody issued with
+        `invalid_grant` instead of minting a pair for it (add_refresh_grant still works).
+        """
+        if plan not in PLANS:
+            raise ValueError(f"unknown plan {plan!r} (one of {', '.join(PLANS)})")
+        email = email or f"{name}@example.invalid"
+        account = FakeAccount(
+            name=name,
+            email=email,
+            account_uuid=account_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"account:{email}")),
+            organization_uuid=organization_uuid
+            or str(uuid.uuid5(uuid.NAMESPACE_URL, f"org:{email}")),
+            plan=plan,
+        )
+        family = _Family(account, tag, expires_in)
+        with self._lock:
+            if name in self._families:
+                raise ValueError(f"account {name!r} already exists")
+            self._families[name] = family
+            for token in family.issue(time.time()):
+                self._family_of[token] = family
+        return account
+
+    def account(self, name: str) -> FakeAccount:
+        with self._lock:
+            return self._family(name).account
+
+    def accounts(self) -> list[FakeAccount]:
+        with self._lock:
+            return [f.account for f in self._families.values()]
+
+    def current_tokens(self, name: str) -> tuple[str, str]:
+        """The account's newest (access token, refresh token)."""
+        with self._lock:
+            family = self._family(name)
+            return family.current_access, family.current_refresh
+
+    def credential_doc(self, name: str, expires_at_ms: int | None = None) -> dict[str, Any]:
+        """The credential file Claude Code writes for the account's newest pair.
+
+        `expires_at_ms` defaults to when the server lets the access token expire (see
+        `expire`); in the past, Claude Code refreshes before its first request.
+        """
+        with self._lock:
+            family = self._family(name)
+            access, refresh = family.current_access, family.current_refresh
+            expires_at = family.access_expiry[access]
+        account = family.account
+        if expires_at_ms is None:
+            expires_at_ms = int(expires_at * 1000)
+        return {
+            "claudeAiOauth": {
+                "accessToken": access,
+                "refreshToken": refresh,
+                "expiresAt": expires_at_ms,
+                "scopes": list(CREDENTIAL_SCOPES),
+                "subscriptionType": account.subscription_type,
+                "rateLimitTier": account.rate_limit_tier,
+            }
+        }
+
+    def set_account_usage(self, name: str, doc: Any) -> None:
+        """What GET /api/oauth/usage answers for every live token of the account."""
+        body = json.dumps(doc).encode("utf-8")
+        with self._lock:
+            self._family(name).usage = body
+
+    def expire(self, name: str, ago: float = 60.0) -> None:
+        """Let the account's newest access token have expired `ago` s ago (a login of last
+        night): the API answers it 401 and `credential_doc` dates it so; its refresh token is
+        still good."""
+        with self._lock:
+            family = self._family(name)
+            family.access_expiry[family.current_access] = time.time() - ago
+
+    def revoke(self, name: str) -> None:
+        """Revoke the account's family, as Anthropic does on a reused refresh token."""
+        with self._lock:
+            family = self._family(name)
+            if family.revoked_at is None:
+                family.revoked_at = time.time()
+
+    def set_token_delay(self, seconds: float) -> None:
+        """Hold every token-endpoint answer back `seconds` (the grant is decided first).
+
+        While it waits the family has already rotated but the client has not written the new
+        pair: the window in which a refresh is in flight (`refreshes_in_flight()`).
+        """
+        if seconds < 0:
+            raise ValueError("delay must be >= 0")
+        with self._lock:
+            self._token_delay = float(seconds)
+
+    def _family(self, name: str) -> _Family:
+        """Caller holds the lock."""
+        try:
+            return self._families[name]
+        except KeyError:
+            raise KeyError(f"no account {name!r}") from None
+
     # ------------------------------------------------------------ inspection
 
     def requests(self, token: str | None = None) -> list[RecordedRequest]:
@@ -699,6 +945,56 @@ class FakeAnthropicServer:
         """Refresh-token grants honored so far, oldest first."""
         with self._lock:
             return list(self._refreshes)
+
+    def owner_of(self, token: str | None) -> str | None:
+        """The account that was issued this access or refresh token (None: nobody)."""
+        with self._lock:
+            family = self._family_of.get(token or "")
+            return None if family is None else family.account.name
+
+    def is_current_refresh_token(self, token: str | None) -> bool:
+        """Whether `token` is the refresh token its family would honor now (unspent, live)."""
+        with self._lock:
+            family = self._family_of.get(token or "")
+            return (
+                family is not None and family.revoked_at is None and token == family.current_refresh
+            )
+
+    def is_revoked(self, name: str) -> bool:
+        with self._lock:
+            return self._family(name).revoked_at is not None
+
+    def describe_token(self, token: str | None) -> str:
+        """Whose token this is and what state it is in, for assertion messages."""
+        with self._lock:
+            family = self._family_of.get(token or "")
+            if family is None:
+                return "a token no account was issued"
+            name = family.account.name
+            kind = "refresh" if token in family.refresh_tokens else "access"
+            tokens = family.refresh_tokens if kind == "refresh" else family.access_tokens
+            gen, newest = tokens.index(token or "") + 1, len(tokens)
+            if family.revoked_at is not None:
+                state = "its family is revoked"
+            elif gen == newest:
+                state = "current"
+            else:
+                state = "spent" if kind == "refresh" else "superseded"
+            return f"{name}'s {kind} token #{gen} of {newest} ({state})"
+
+    def invalid_grants(self, name: str | None = None) -> int:
+        """Refreshes refused with invalid_grant: of account `name`, or of anyone when None."""
+        with self._lock:
+            return sum(1 for g in self._invalid_grants if name is None or g.account == name)
+
+    def invalid_grant_events(self) -> list[InvalidGrant]:
+        with self._lock:
+            return list(self._invalid_grants)
+
+    def refreshes_in_flight(self) -> int:
+        """Token requests decided but not yet answered (see set_token_delay)."""
+        with self._lock:
+            return self._in_flight
 
     def connect_attempts(self) -> list[str]:
         """`host:port` of every CONNECT (the server used as an HTTPS proxy), oldest first."""
@@ -782,7 +1078,15 @@ class FakeAnthropicServer:
                 401, "authentication_error", "OAuth authentication is currently not supported."
             )
         with self._lock:
+            family = self._family_of.get(request.token or "")
             body = self._usage.get(request.token)
+            refusal = None if family is None else family.refusal(request.token, time.time())
+            if body is None and family is not None:
+                body = family.usage
+        if refusal is not None:
+            return refusal
+        if body is None and family is not None:
+            body = json.dumps(make_usage_doc(time.time())).encode("utf-8")
         if body is None:
             return api_error(401, "authentication_error", "Invalid bearer token")
         return FakeResponse(200, body, {"Content-Type": "application/json"})
@@ -797,7 +1101,15 @@ class FakeAnthropicServer:
         agent = bool(body.get("tools"))
         step = turn_step(body)
         with self._lock:
-            reply = self._next_reply(request.session_id, step) if agent else self.default_reply
+            family = self._family_of.get(request.token or "")
+            refusal = None if family is None else family.refusal(request.token, time.time())
+            reply: ScriptItem
+            if refusal is not None:
+                reply = refusal
+            elif agent:
+                reply = self._next_reply(request.session_id, step)
+            else:
+                reply = self.default_reply
             call = MessagesCall(request, body, step, agent, reply)
             self._calls.append(call)
             extra = self._ratelimit.get(request.token, self._ratelimit.get(None, {}))
@@ -832,7 +1144,13 @@ class FakeAnthropicServer:
         if request.token is None:
             return api_error(401, "authentication_error", "missing bearer token")
         with self._lock:
+            family = self._family_of.get(request.token or "")
+            refusal = None if family is None else family.refusal(request.token, time.time())
             doc = self._profiles.get(request.token)
+        if refusal is not None:
+            return refusal
+        if doc is None and family is not None:
+            doc = family.account.profile_doc()
         if doc is None:
             digest = uuid.uuid5(uuid.NAMESPACE_URL, request.token).hex[:8]
             doc = make_profile_doc(f"user-{digest}@example.invalid")
@@ -848,30 +1166,58 @@ class FakeAnthropicServer:
         old = form.get("refresh_token")
         if not isinstance(old, str) or not old:
             return FakeResponse.json(400, {"error": "invalid_request"})
-        with self._lock:
-            if old in self._spent:
-                return FakeResponse.json(
-                    400, {"error": "invalid_grant", "error_description": "refresh token reused"}
-                )
-            self._spent.add(old)
-            n = next(self._ids)
-            access, new_refresh, expires_in = self._grants.pop(
-                old, (f"sk-ant-oat01-fake-minted-{n}", f"sk-ant-ort01-fake-minted-{n}", 8 * 3600)
-            )
-            self._refreshes.append(
-                TokenRefresh(old, access, new_refresh, expires_in, request.received_at)
-            )
         scope = form.get("scope") or "user:inference user:profile user:sessions:claude_code"
-        return FakeResponse.json(
-            200,
-            {
-                "token_type": "Bearer",
-                "access_token": access,
-                "refresh_token": new_refresh,
-                "expires_in": expires_in,
-                "scope": scope,
-            },
+        with self._lock:
+            response = self._grant(old, scope, request.received_at)
+            delay = self._token_delay
+            self._in_flight += 1
+        try:
+            if delay > 0:
+                self._stopping.wait(delay)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        return response
+
+    def _grant(self, old: str, scope: str, received_at: float) -> FakeResponse:
+        """Caller holds the lock: decide a refresh-token grant, account families first."""
+        family = self._family_of.get(old)
+        if family is not None and old in family.refresh_tokens:
+            return self._grant_in_family(family, old, scope, received_at)
+        if old in self._spent:
+            self._invalid_grants.append(InvalidGrant(None, "reused", None, received_at))
+            return _invalid_grant("refresh token reused")
+        if old not in self._grants and self._families:
+            self._invalid_grants.append(InvalidGrant(None, "unknown", None, received_at))
+            return _invalid_grant("refresh token not found")
+        self._spent.add(old)
+        n = next(self._ids)
+        access, new_refresh, expires_in = self._grants.pop(
+            old, (f"sk-ant-oat01-fake-minted-{n}", f"sk-ant-ort01-fake-minted-{n}", 8 * 3600)
         )
+        self._refreshes.append(TokenRefresh(old, access, new_refresh, expires_in, received_at))
+        return _token_answer(access, new_refresh, expires_in, scope)
+
+    def _grant_in_family(
+        self, family: _Family, old: str, scope: str, received_at: float
+    ) -> FakeResponse:
+        """Caller holds the lock: rotate the pair, or refuse and revoke on a reuse."""
+        name = family.account.name
+        generation = family.refresh_tokens.index(old) + 1
+        if family.revoked_at is not None:
+            self._invalid_grants.append(InvalidGrant(name, "revoked", generation, received_at))
+            return _invalid_grant("refresh token revoked")
+        if old != family.current_refresh:
+            # a spent refresh token came back: someone holds a copy; revoke the whole family
+            family.revoked_at = received_at
+            self._invalid_grants.append(InvalidGrant(name, "reused", generation, received_at))
+            return _invalid_grant("refresh token reused; token family revoked")
+        access, new_refresh = family.issue(received_at)
+        self._family_of[access] = self._family_of[new_refresh] = family
+        self._refreshes.append(
+            TokenRefresh(old, access, new_refresh, family.expires_in, received_at, name)
+        )
+        return _token_answer(access, new_refresh, family.expires_in, scope, family.account)
 
     def _send(self, handler: BaseHTTPRequestHandler, response: FakeResponse) -> None:
         if response.hang > 0 and self._stopping.wait(response.hang):
@@ -893,6 +1239,35 @@ class FakeAnthropicServer:
         except OSError:
             pass  # the client gave up (timeout test): nothing to tell it
         handler.close_connection = True
+
+
+def _revoked() -> FakeResponse:
+    return api_error(401, "authentication_error", "OAuth token has been revoked.")
+
+
+def _invalid_grant(description: str) -> FakeResponse:
+    return FakeResponse.json(400, {"error": "invalid_grant", "error_description": description})
+
+
+def _token_answer(
+    access: str,
+    refresh: str,
+    expires_in: int,
+    scope: str,
+    account: FakeAccount | None = None,
+) -> FakeResponse:
+    """A token-endpoint answer; with the account and organization as the real one sends."""
+    doc: dict[str, Any] = {
+        "token_type": "Bearer",
+        "access_token": access,
+        "refresh_token": refresh,
+        "expires_in": expires_in,
+        "scope": scope,
+    }
+    if account is not None:
+        doc["account"] = {"uuid": account.account_uuid, "email_address": account.email}
+        doc["organization"] = {"uuid": account.organization_uuid}
+    return FakeResponse.json(200, doc)
 
 
 def _header(value: float | str) -> str:

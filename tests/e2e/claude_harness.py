@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,7 +43,23 @@ from typing import Any
 
 from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 
-CLAUDE_CODE_VERSION = "2.1.330"
+PINNED_CLAUDE_CODE_VERSION = "2.1.330"
+VERSION_ENV = "CLAUDE_CODE_VERSION"  # the same variable scripts/install-claude-code.sh reads
+_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?")
+
+
+def claude_code_version(env: Mapping[str, str] = os.environ) -> str:
+    """The Claude Code version the e2e suite runs: `$CLAUDE_CODE_VERSION`, else the pinned one.
+
+    CI runs the suite twice: on the pinned version, then on the newest release on the npm
+    registry (.ci/run resolves it with `npm view`), so a change in Claude Code shows up here.
+    """
+    value = env.get(VERSION_ENV, "").strip() or PINNED_CLAUDE_CODE_VERSION
+    if not _VERSION.fullmatch(value):
+        raise ValueError(f"{VERSION_ENV}={value!r} is not a version like 2.1.330")
+    return value
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-claude-code.sh"
 ADDON = Path(__file__).with_name("refresh_proxy_addon.py")
@@ -71,19 +88,21 @@ CREDENTIAL_ENV = (
 )
 
 
-def install_claude_code(timeout: float = 600.0) -> Path:
-    """Run scripts/install-claude-code.sh (idempotent) and return the `claude` binary."""
+def install_claude_code(version: str | None = None, timeout: float = 600.0) -> Path:
+    """Run scripts/install-claude-code.sh (idempotent) for `version`; return `claude`."""
+    version = version or claude_code_version()
     proc = subprocess.run(
         ["bash", str(INSTALL_SCRIPT)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, VERSION_ENV: version},
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise RuntimeError(
-            f"installing Claude Code {CLAUDE_CODE_VERSION} failed (exit {proc.returncode}):\n"
+            f"installing Claude Code {version} failed (exit {proc.returncode}):\n"
             f"{proc.stderr[-4000:]}"
         )
     path = Path(lines[-1])
@@ -363,6 +382,31 @@ class ClaudeSandbox:
         path = self.slot_path(name)
         _write_private(path, json.dumps({"claudeAiOauth": oauth}, indent=2) + "\n")
         return path
+
+    def write_account_slot(
+        self, name: str, account: str | None = None, *, expires_at_ms: int | None = None
+    ) -> Path:
+        """Slot `name` (0600) holding the newest pair of the fake's account (`name` by default).
+
+        `expires_at_ms` defaults to what the fake says (see FakeAnthropicServer.expire).
+        """
+        doc = self.server.credential_doc(account or name, expires_at_ms)
+        path = self.slot_path(name)
+        _write_private(path, json.dumps(doc, indent=2) + "\n")
+        return path
+
+    def login_as(self, account: str, *, expires_at_ms: int | None = None) -> None:
+        """Do what Claude Code's `/login` as `account` does to the files.
+
+        The live path becomes a regular 0600 file (a link is replaced, not written through)
+        holding the account's newest pair, and `~/.claude.json` `oauthAccount` names the
+        account. Nothing else ever rewrites that identity (DESIGN.md fact 5).
+        """
+        doc = self.server.credential_doc(account, expires_at_ms)
+        _write_private(self.live, json.dumps(doc, indent=2) + "\n")
+        claude_json = self.read_claude_json()
+        claude_json["oauthAccount"] = self.server.account(account).oauth_account()
+        _write_private(self.claude_json, json.dumps(claude_json, indent=2) + "\n")
 
     def link_live(self, name: str) -> None:
         """Point the live path at slot `name` atomically, then touch the slot (new mtime)."""

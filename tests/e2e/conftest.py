@@ -1,8 +1,10 @@
 """Fixtures for the end-to-end tests on the real Claude Code CLI (marker `e2e`).
 
-`claude_bin` installs the pinned CLI from npm once per session (cached between runs, see
-scripts/install-claude-code.sh); the tests are skipped only when npm itself is missing, and
-a failed install is an error. `refresh_proxy` needs mitmproxy (the `e2e` extra).
+`claude_bin` installs the CLI from npm once per session (cached between runs, see
+scripts/install-claude-code.sh): the pinned version, or `$CLAUDE_CODE_VERSION` when set (CI
+runs the suite a second time on the newest release). The tests are skipped only when npm
+itself is missing; a failed install is an error. `refresh_proxy` needs mitmproxy (the `e2e`
+extra).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import pytest
 from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 
 from .claude_harness import (
-    CLAUDE_CODE_VERSION,
+    PINNED_CLAUDE_CODE_VERSION,
     ClaudeSandbox,
     RefreshProxy,
+    claude_code_version,
     install_claude_code,
     mitmdump_path,
 )
@@ -32,11 +35,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def pytest_report_header() -> str:
+    try:
+        version = claude_code_version()
+    except ValueError as exc:
+        return f"claude code: {exc}"
+    pinned = " (pinned)" if version == PINNED_CLAUDE_CODE_VERSION else " ($CLAUDE_CODE_VERSION)"
+    return f"claude code: {version}{pinned}"
+
+
 @pytest.fixture(scope="session")
 def claude_bin() -> Path:
+    version = claude_code_version()  # a malformed $CLAUDE_CODE_VERSION is an error, not a skip
     if shutil.which("npm") is None:
-        pytest.skip(f"npm not found: cannot install Claude Code {CLAUDE_CODE_VERSION} for e2e")
-    return install_claude_code()
+        pytest.skip(f"npm not found: cannot install Claude Code {version} for e2e")
+    return install_claude_code(version)
 
 
 @pytest.fixture
