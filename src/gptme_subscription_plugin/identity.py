@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .bounds import time_left, work_deadline
 from .credentials import AccountIdentity, Credential
 from .state import StateStore
 
@@ -152,8 +153,11 @@ class IdentityResolver:
                 return None
         if cred.expired(now):
             return None
+        timeout = time_left(work_deadline(), self.timeout)  # inside a hook: its budget too
+        if timeout <= 0:
+            return None
         try:
-            identity = self.fetch(self.api_base, cred.access_token, self.timeout)
+            identity = self.fetch(self.api_base, cred.access_token, timeout)
         except ProfileError as exc:
             self._store(key, {"failed_at": now, "error": str(exc)[:200]})
             return None

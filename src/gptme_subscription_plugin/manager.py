@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import fsutil
+from . import bounds, fsutil
 from .config import Config
 from .credentials import CredentialError, CredentialInfo, load_credential
 from .identity import IdentityResolver
@@ -39,6 +39,8 @@ from .usage.oauth import UsageFetchError, fetch_oauth_usage
 from .usage.snapshot import UsageSnapshot
 
 ROTATION_DOC = "rotation"
+# Inside a hook, no poll starts with less of the budget left than this.
+MIN_POLL_S = 0.3
 SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
 
 
@@ -155,15 +157,22 @@ class SubscriptionManager:
         ]
         return busy + _alive_lock_holders(self.config.lock_glob)
 
-    def _fetcher(self, name: str) -> Callable[[], UsageSnapshot] | None:
-        """How to poll one slot now, or None when its credential cannot be used to ask."""
+    def _fetcher(
+        self, name: str, deadline: float | None = None
+    ) -> Callable[[], UsageSnapshot] | None:
+        """How to poll one slot now, or None when its credential cannot be used to ask.
+
+        Whatever the fetch starts ends by `deadline` (a monotonic time; None: no hook budget):
+        the request's whole transfer, or the script with its process group.
+        """
         path = self.slots.slot_path(name)
         now = self.clock()
         if self.config.usage_script is not None:
             from .usage.script import run_usage_script
 
             script = self.config.usage_script
-            return lambda: run_usage_script(script, name, path, self.config.poll_timeout * 4, now)
+            timeout = bounds.time_left(deadline, self.config.poll_timeout * 4)
+            return lambda: run_usage_script(script, name, path, timeout, now)
         try:
             cred = load_credential(path)
         except CredentialError:
@@ -171,9 +180,8 @@ class SubscriptionManager:
         if cred.expired(now):
             return None  # never refresh a token to look at usage: Claude Code owns refreshing
         token = cred.access_token
-        return lambda: fetch_oauth_usage(
-            self.config.api_base, token, name, self.config.poll_timeout, now
-        )
+        timeout = bounds.time_left(deadline, self.config.poll_timeout)
+        return lambda: fetch_oauth_usage(self.config.api_base, token, name, timeout, now)
 
     def check_usage(
         self, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
@@ -181,22 +189,18 @@ class SubscriptionManager:
         """Usage per slot: cached, refreshed within the shared poll budget when asked.
 
         Slots are polled in parallel, so a refresh takes one `poll_timeout` at worst, not one
-        per slot: hooks call this at turn boundaries and must stay bounded.
+        per slot. Inside a hook every poll ends by the hook budget's work deadline, and the
+        polls are waited for only until then: a slot whose poll has not finished reads from
+        the cache, and the poll itself ends at that deadline, so nothing outlives the hook.
         """
         now = self.clock()
         wanted = list(names or self.slot_names())
-        fetchers = {n: self._fetcher(n) for n in wanted} if refresh else {}
+        deadline = bounds.work_deadline()
+        if refresh and deadline is not None and bounds.time_left(deadline, 1.0) < MIN_POLL_S:
+            refresh = False  # too little of the budget left to ask anyone
+        fetchers = {n: self._fetcher(n, deadline) for n in wanted} if refresh else {}
         to_poll = {n: f for n, f in fetchers.items() if f is not None}
-        polls: dict[str, PollResult] = {}
-        if len(to_poll) == 1:
-            [(name, fetch)] = to_poll.items()
-            polls[name] = self.usage.poll(name, fetch, now, force=force)
-        elif to_poll:
-            with ThreadPoolExecutor(max_workers=min(8, len(to_poll))) as pool:
-                futures = {
-                    n: pool.submit(self.usage.poll, n, f, now, force) for n, f in to_poll.items()
-                }
-                polls = {n: fut.result() for n, fut in futures.items()}
+        polls = self._poll_all(to_poll, now, force, bounds.join_deadline())
         result: dict[str, UsageSnapshot | None] = {}
         rejected = self.rotation_state().get("rejected", {}) if polls else {}
         for name in wanted:
@@ -212,6 +216,34 @@ class SubscriptionManager:
             snapshot = poll.snapshot if poll is not None else None
             result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
+
+    def _poll_all(
+        self,
+        fetchers: dict[str, Callable[[], UsageSnapshot]],
+        now: float,
+        force: bool,
+        deadline: float | None,
+    ) -> dict[str, PollResult]:
+        """Poll every slot in its own daemon thread; wait for them until `deadline` at most
+        (a monotonic time; None: until they end, each within its fetch's own bound).
+
+        Daemon threads, not a pool: an executor joins its threads at exit, so one stuck
+        poll would hold the hook past its budget.
+        """
+        polls: dict[str, PollResult] = {}
+
+        def run(name: str, fetch: Callable[[], UsageSnapshot]) -> None:
+            polls[name] = self.usage.poll(name, fetch, now, force=force)
+
+        threads = [
+            threading.Thread(target=run, args=item, name=f"poll-{item[0]}", daemon=True)
+            for item in fetchers.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return dict(polls)
 
     def view(
         self, usage: dict[str, UsageSnapshot | None] | None = None, model: str | None = None

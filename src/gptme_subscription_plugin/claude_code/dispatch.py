@@ -2,8 +2,10 @@
 
 The rule "hooks must never hurt the user's session": every failure becomes one line on stderr
 and exit 0 (never 2, which would block the prompt or the tool), stdout carries only the JSON
-Claude Code documents for the event, and a watchdog alarm bounds the run. PreToolUse takes the
-stdlib-only fast path; the other events import the core.
+Claude Code documents for the event, and the run is bounded by a budget below the timeout
+Claude Code gives the hook (`bounds.py`): what the hook starts ends by then, and a watchdog
+timer stops the hook itself. PreToolUse takes the stdlib-only fast path; the other events
+import the core.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .. import bounds
+
 MAX_STDIN = 4 << 20
-DEFAULT_BUDGET_S = 25
 EVENT_ALIASES = {
     "SessionStart": "session-start",
     "UserPromptSubmit": "user-prompt-submit",
@@ -27,6 +30,17 @@ EVENT_ALIASES = {
     "SessionEnd": "session-end",
 }
 EVENTS = set(EVENT_ALIASES.values())
+# The `timeout` (seconds) after which Claude Code kills each hook, as `install claude-code`
+# (installer.HOOK_SPECS) and the plugin layout (hooks/hooks.json) set it; a hook's budget
+# stays `bounds.TIMEOUT_MARGIN_S` below it.
+CLAUDE_TIMEOUTS = {
+    "session-start": 30,
+    "user-prompt-submit": 30,
+    "pre-tool-use": 10,
+    "stop": 30,
+    "stop-failure": 30,
+    "session-end": 5,
+}
 # Claude Code does not wait for StopFailure hooks: in `-p` mode it exits right after the
 # failed turn and a hook still running is killed (measured on 2.1.330: a `sleep 1` hook never
 # finished). So that hook only hands its payload to a detached worker and returns.
@@ -114,10 +128,11 @@ def main(argv: Sequence[str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             saved[sig] = signal.signal(sig, signal.SIG_IGN)
     env = os.environ
-    budget = _budget(env)
-    if budget > 0 and hasattr(signal, "SIGALRM"):
+    budget = event_budget(event, env)
+    if hasattr(signal, "setitimer"):
         saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.alarm(budget)
+        signal.setitimer(signal.ITIMER_REAL, budget)
+    bounds.start_budget(budget)
     try:
         out = run(event, read_stdin_payload(), env)
         if out:
@@ -128,15 +143,19 @@ def main(argv: Sequence[str]) -> int:
         detail = text[0][:300] if text else ""
         print(f"gptme-subscription hook {event}: {type(exc).__name__}: {detail}", file=sys.stderr)
     finally:
-        if budget > 0 and hasattr(signal, "SIGALRM"):
-            signal.alarm(0)
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        bounds.clear_budget()
         for signum, previous in saved.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
     return 0
 
 
-def _budget(env: Mapping[str, str]) -> int:
-    try:
-        return max(0, int(float(env.get("GPTME_SUBSCRIPTION_HOOK_BUDGET", DEFAULT_BUDGET_S))))
-    except ValueError:
-        return DEFAULT_BUDGET_S
+def event_budget(event: str, env: Mapping[str, str]) -> float:
+    """This hook's time budget: `GPTME_SUBSCRIPTION_HOOK_BUDGET` (default 25 s), kept below
+    the timeout Claude Code gives the hook; an unusable value is said in one line on stderr."""
+    timeout = CLAUDE_TIMEOUTS.get(event.removesuffix("-worker"), min(CLAUDE_TIMEOUTS.values()))
+    budget, note = bounds.hook_budget(env, bounds.budget_ceiling(timeout))
+    if note:
+        print(f"gptme-subscription hook {event}: {note}", file=sys.stderr)
+    return budget

@@ -8,29 +8,32 @@ gets the same stdin and its first line is shown before ours.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from ..bounds import run_bounded
 from .dispatch import parse_payload
 
 WRAP_TIMEOUT_S = 5.0
+WRAP_MAX_OUTPUT = 64 * 1024
 
 
 def run_wrapped(command: str, stdin_text: str) -> str:
-    """The user's statusline command, run as Claude Code would (sh -c), first line only."""
+    """The user's statusline command, run as Claude Code would (sh -c), first line only.
+
+    Bounded like a usage script: WRAP_TIMEOUT_S, 64 KiB of output, and its process group
+    killed when it is done, so a helper holding its stdout cannot hang the statusline."""
     try:
-        proc = subprocess.run(
+        done = run_bounded(
             ["/bin/sh", "-c", command],
-            input=stdin_text,
-            text=True,
-            capture_output=True,
             timeout=WRAP_TIMEOUT_S,
+            max_stdout=WRAP_MAX_OUTPUT,
+            stdin=stdin_text.encode("utf-8", "replace"),
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
         return ""
-    lines = proc.stdout.splitlines()
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
     return lines[0] if lines else ""
 
 

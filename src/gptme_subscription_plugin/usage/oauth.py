@@ -9,17 +9,19 @@ The HTTP stack is imported on first fetch, so parsing stays cheap for the status
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    import socket
     import urllib.error
     import urllib.request
     from http.client import HTTPResponse
@@ -321,10 +323,91 @@ def user_agent() -> str:
     return "gptme-subscription-plugin/0"
 
 
-def build_opener(host: str | None) -> urllib.request.OpenerDirector:
+class TotalDeadline:
+    """One request's whole time, connect, TLS, headers and body together.
+
+    A per-read socket timeout is not enough: a server that trickles one byte every 0.2 s never
+    trips it, and http.client reads headers line by line and bodies in large blocks. When the
+    time is up, a timer shuts down every socket of the request, which wakes a blocked read at
+    once; connects are bounded by the time left when they start.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.at = time.monotonic() + max(0.0, seconds)
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> TotalDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def _expire(self) -> None:
+        import socket
+
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def connect(
+        self, address: tuple[str, int], timeout: object = None, source_address: object = None
+    ) -> socket.socket:
+        """`socket.create_connection` whose sockets this deadline can shut down."""
+        import socket
+
+        host, port = address
+        error: OSError = TimeoutError("no time left to connect")
+        for family, kind, proto, _, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+            left = self.left()
+            if left <= 0:
+                break
+            sock = socket.socket(family, kind, proto)
+            with self._lock:
+                if self.expired:
+                    sock.close()
+                    break
+                self._sockets.append(sock)
+            try:
+                sock.settimeout(left)
+                if source_address is not None:
+                    sock.bind(source_address)  # type: ignore[arg-type]
+                sock.connect(addr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+        raise error
+
+    def connection(self, http_class: Any) -> Callable[..., Any]:
+        """A factory for urllib's `do_open`: `http_class` connections that connect through us."""
+
+        def make(host: str, **kwargs: Any) -> Any:
+            conn = http_class(host, **kwargs)
+            conn._create_connection = self.connect
+            return conn
+
+        return make
+
+
+def build_opener(
+    host: str | None, deadline: TotalDeadline | None = None
+) -> urllib.request.OpenerDirector:
     """Loopback bypasses HTTP(S)_PROXY (the fake server, local tunnels); other hosts honour it.
 
-    Redirects are refused: urllib would carry the bearer token to the new URL.
+    Redirects are refused: urllib would carry the bearer token to the new URL. With a
+    `deadline`, every connection (to the server or a proxy) is bounded by it.
     """
     import urllib.request
 
@@ -336,7 +419,20 @@ def build_opener(host: str | None) -> urllib.request.OpenerDirector:
         proxies = urllib.request.ProxyHandler({})
     else:
         proxies = urllib.request.ProxyHandler()  # reads *_proxy / no_proxy from the environment
-    return urllib.request.build_opener(proxies, _NoRedirect())
+    handlers: list[Any] = [proxies, _NoRedirect()]
+    if deadline is not None:
+        guard = deadline
+
+        class _HTTP(urllib.request.HTTPHandler):
+            def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(guard.connection(http_class), req, **kwargs)
+
+        class _HTTPS(urllib.request.HTTPSHandler):
+            def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(guard.connection(http_class), req, **kwargs)
+
+        handlers += [_HTTP(), _HTTPS()]
+    return urllib.request.build_opener(*handlers)
 
 
 def usage_request(api_base: str, access_token: str) -> urllib.request.Request:
@@ -388,13 +484,11 @@ def _http_error(exc: urllib.error.HTTPError, now: float) -> UsageFetchError:
     )
 
 
-def _read_body(resp: HTTPResponse, deadline: float) -> bytes:
-    """Read at most MAX_BODY_BYTES before `deadline`; a short body means the transfer broke."""
+def _read_body(resp: HTTPResponse) -> bytes:
+    """Read at most MAX_BODY_BYTES; a short body means the transfer broke."""
     chunks: list[bytes] = []
     total = 0
     while True:
-        if time.monotonic() > deadline:
-            raise UsageFetchError("timeout", "usage endpoint response too slow")
         chunk = resp.read(min(64 * 1024, MAX_BODY_BYTES + 1 - total))
         if not chunk:
             break
@@ -428,22 +522,45 @@ def fetch_oauth_usage(
 ) -> UsageSnapshot:
     """Ask the usage endpoint once for `slot`; UsageFetchError (with a kind) on any failure.
 
-    Every socket operation is bounded by `timeout`, and the body must be complete within
-    `timeout` of the start. Redirects are refused so the token never leaves `api_base`.
+    `timeout` bounds the whole exchange (connect, headers and body), not each read.
+    Redirects are refused so the token never leaves `api_base`.
     """
-    import urllib.error
-    from http.client import HTTPException
-
     try:
         request = usage_request(api_base, access_token)
         host = urlsplit(request.full_url).hostname
     except ValueError:
         raise UsageFetchError("network", "usage endpoint URL is not usable") from None
-    opener = build_opener(host)
-    deadline = time.monotonic() + timeout
+    with TotalDeadline(timeout) as deadline:
+        try:
+            body = _exchange(request, host, deadline, timeout, now)
+        except UsageFetchError:
+            if deadline.expired:  # whatever broke, it broke because we cut it off
+                raise _too_slow(host, timeout) from None
+            raise
+        if deadline.expired:
+            raise _too_slow(host, timeout)
+    return _decode(body, slot, now)
+
+
+def _too_slow(host: str | None, timeout: float) -> UsageFetchError:
+    return UsageFetchError("timeout", f"usage endpoint {host} did not answer within {timeout:g}s")
+
+
+def _exchange(
+    request: urllib.request.Request,
+    host: str | None,
+    deadline: TotalDeadline,
+    timeout: float,
+    now: float,
+) -> bytes:
+    """The request and its whole body, every failure as a UsageFetchError."""
+    import urllib.error
+    from http.client import HTTPException
+
+    opener = build_opener(host, deadline)
     try:
-        with opener.open(request, timeout=timeout) as resp:
-            body = _read_body(resp, deadline)
+        with opener.open(request, timeout=max(0.01, timeout)) as resp:
+            return _read_body(resp)
     except UsageFetchError:
         raise
     except urllib.error.HTTPError as exc:
@@ -466,4 +583,3 @@ def fetch_oauth_usage(
         ) from None
     except ValueError:  # a URL urllib cannot use (bad port, bad IPv6 literal)
         raise UsageFetchError("network", "usage endpoint URL is not usable") from None
-    return _decode(body, slot, now)

@@ -8,16 +8,14 @@ touched. Output scale: utilization 0-1, `resets_in_seconds` relative to now.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
 from pathlib import Path
 
+from ..bounds import run_bounded
 from ..fsutil import ensure_private_dir
 from .oauth import UsageFetchError, UsageParseError, json_number
 from .snapshot import (
@@ -108,44 +106,22 @@ def _script_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """The script may have started helpers (tmux, claude): end its whole process group."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    try:
-        proc.communicate(timeout=2.0)
-    except subprocess.TimeoutExpired:  # a helper escaped the group but holds our pipes
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        proc.wait()
-
-
 def _run(
     argv: list[str], env: dict[str, str], cwd: Path, timeout: float
 ) -> tuple[int, bytes, bytes]:
+    """Run the script within `timeout` and MAX_OUTPUT_BYTES; its process group ends with it."""
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        done = run_bounded(argv, timeout=timeout, max_stdout=MAX_OUTPUT_BYTES, env=env, cwd=cwd)
     except OSError as exc:
         detail = exc.strerror or type(exc).__name__
         raise UsageFetchError("script", f"cannot run usage script {argv[0]}: {detail}") from None
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise UsageFetchError("timeout", f"usage script timed out after {timeout:g}s") from None
-    except BaseException:
-        _kill_group(proc)
-        raise
-    return proc.returncode, out, err
+    if done.timed_out:
+        raise UsageFetchError(
+            "timeout", f"usage script timed out after {timeout:g}s (its process group was killed)"
+        )
+    if done.overflow or done.returncode is None:
+        raise UsageFetchError("garbage", "usage script output larger than 1 MiB")
+    return done.returncode, done.stdout, done.stderr
 
 
 def run_usage_script(
@@ -159,7 +135,8 @@ def run_usage_script(
     """Run the usage script against `credential_path`; UsageFetchError on any failure.
 
     Kinds: "script" (cannot start, non-zero exit), "timeout" (process group killed),
-    "garbage" (output not the JSON contract).
+    "garbage" (output not the JSON contract, or larger than 1 MiB). The script's process
+    group is killed when it is done: helpers it leaves behind do not outlive it.
     """
     argv = [str(script), "--json"] + (["--no-cache"] if no_cache else [])
     try:
@@ -178,8 +155,6 @@ def run_usage_script(
         detail = _redact(err.decode("utf-8", "replace"))
         suffix = f": {detail}" if detail else ""
         raise UsageFetchError("script", f"usage script exited with status {code}{suffix}")
-    if len(out) > MAX_OUTPUT_BYTES:
-        raise UsageFetchError("garbage", "usage script output larger than 1 MiB")
     try:
         doc = json.loads(out.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
