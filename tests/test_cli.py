@@ -286,3 +286,15 @@ def test_install_gptme_prints_no_value_of_the_workspace_file(cli, tmp_path):
     assert "+ plugins.paths: " in outputs[0]
     assert json.loads(outputs[1])["changes"][0]["change"] == "added"
     assert json.loads(outputs[2])["changes"][0]["change"] == "removed"
+
+
+def test_an_implausible_expiry_in_one_slot_stops_nothing_else(cli):
+    doc = json.loads(credential_bytes("bob"))
+    raw = json.dumps(doc).replace(str(doc["claudeAiOauth"]["expiresAt"]), "1e400")
+    (cli.claude / ".credentials.json.bob").write_text(raw)
+    for args in (("status",), ("evaluate",), ("identity", "baseline"), ("check-auth",)):
+        proc = cli.run(*args, code=None)
+        assert "Traceback" not in proc.stderr and proc.returncode in (0, 1), (args, proc.stderr)
+    rows = {r["slot"]: r for r in cli.json("check-auth", code=1)["slots"]}
+    assert rows["bob"]["health"] == "malformed" and rows["alice"]["health"] == "valid"
+    assert cli.json("switch", "bob", code=1)["status"] == "refused"

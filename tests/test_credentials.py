@@ -126,3 +126,14 @@ def test_parser_only_raises_credential_error(data):
         assert exc.health in (Health.MALFORMED, Health.NO_REFRESH_TOKEN)
     else:
         assert cred.access_token
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "NaN", "-5", "1e30"])
+def test_an_implausible_expiry_is_malformed_not_a_crash(value: str) -> None:
+    raw = (
+        '{"claudeAiOauth": {"accessToken": "sk-ant-oat01-x", "refreshToken": "sk-ant-ort01-x", '
+        f'"expiresAt": {value}}}}}'
+    ).encode()
+    with pytest.raises(CredentialError) as caught:
+        parse_credential(raw)
+    assert caught.value.health is Health.MALFORMED and "plausible" in str(caught.value)

@@ -18,6 +18,8 @@ from typing import Any
 
 FINGERPRINT_LEN = 12
 MAX_CREDENTIAL_BYTES = 1 << 20  # a credential file is a few hundred bytes; refuse monsters
+# expiresAt beyond the year 3000 (or inf, from a JSON 1e400) is no time at all
+MAX_EXPIRES_AT_MS = 32_503_680_000_000
 
 
 class Health(str, enum.Enum):
@@ -102,6 +104,8 @@ def parse_credential(data: bytes) -> Credential:
     expires = oauth.get("expiresAt")
     if isinstance(expires, bool) or (expires is not None and not isinstance(expires, (int, float))):
         raise CredentialError(Health.MALFORMED, "claudeAiOauth.expiresAt is not a number")
+    if expires is not None and not (0 <= expires <= MAX_EXPIRES_AT_MS):  # NaN fails too
+        raise CredentialError(Health.MALFORMED, "claudeAiOauth.expiresAt is not a plausible time")
     scopes = oauth.get("scopes")
     scope_list = tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else ()
     sub = oauth.get("subscriptionType")
