@@ -329,3 +329,22 @@ def test_a_rejection_is_lifted_by_a_successful_poll_after_the_probe_cooldown(env
     m.check_usage(refresh=True)
     assert m.view().slot("carol").health == "valid"
     assert "rejected" not in m.rotation_state() or "carol" not in m.rotation_state()["rejected"]
+
+
+def test_times_left_in_the_future_by_a_clock_step_hold_no_longer_than_set(env):
+    m, clock, server = env
+    years = 10 * 365 * 24 * H
+
+    def stepped(doc):  # written before the clock stepped back by ten years
+        doc["last_switch_at"] = clock() + years
+        doc["manual_hold"] = {"slot": "alice", "until": clock() + years}
+
+    m.state.update("rotation", stepped)
+    d = m.evaluate()
+    assert d.action == "hold" and "3649d" not in d.reason  # at most a hold we would set
+    rot = m.rotation_state()
+    assert rot["last_switch_at"] == clock()
+    assert rot["manual_hold"]["until"] == clock() + m.config.manual_hold
+    assert m.events.tail(5, kinds={"clamped"})
+    m.evaluate()
+    assert m.rotation_state()["manual_hold"]["until"] == rot["manual_hold"]["until"]  # once

@@ -280,10 +280,38 @@ class SubscriptionManager:
             preference=tuple(self.config.fallback_order),
         )
 
+    def _clamp_future_times(self) -> None:
+        """Times a clock step left in the future last no longer than we would have set them.
+
+        A `last_switch_at` or manual hold written before the clock stepped back by years would
+        otherwise freeze rotation that long; each is clamped once, with an event that says so.
+        """
+        now = self.clock()
+        limits = {"last_switch_at": now, "manual_hold": now + self.config.manual_hold}
+        rot = self.rotation_state()
+        hold = rot.get("manual_hold")
+        found = {
+            "last_switch_at": _float(rot.get("last_switch_at")),
+            "manual_hold": _float(hold.get("until")) if isinstance(hold, dict) else None,
+        }
+        stepped = [k for k, v in found.items() if v is not None and v > limits[k]]
+        if not stepped:
+            return
+
+        def update(doc: dict[str, Any]) -> None:
+            if "last_switch_at" in stepped:
+                doc["last_switch_at"] = limits["last_switch_at"]
+            if "manual_hold" in stepped and isinstance(doc.get("manual_hold"), dict):
+                doc["manual_hold"]["until"] = limits["manual_hold"]
+
+        self.state.update(ROTATION_DOC, update)
+        self.events.append("clamped", now, fields=stepped, reason="time in the future")
+
     def evaluate(
         self, refresh: bool = True, model: str | None = None, log: bool = True
     ) -> Decision:
         """Decide what to do now (pure policy over fresh-enough data); never flips."""
+        self._clamp_future_times()
         self.slots.observe()
         usage = self.check_usage(refresh=refresh)
         if refresh:
