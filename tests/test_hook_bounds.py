@@ -285,3 +285,32 @@ def test_every_installed_hook_timeout_leaves_room_above_its_budget() -> None:
         for env in ({}, {bounds.BUDGET_ENV: "1e9"}):
             budget = dispatch.event_budget(name, env)
             assert budget + bounds.TIMEOUT_MARGIN_S <= timeout, (name, budget, timeout)
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_paths_from_outside_that_are_not_regular_files_are_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    """`transcript_path` and a project's `.claude/settings.json` come from outside the hook."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    (project / ".claude").mkdir(parents=True)
+    if kind == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)  # no writer: a blocking open would wait forever
+        os.mkfifo(project / ".claude" / "settings.json")
+    else:
+        target = Path("/dev/zero")  # endless: an unbounded read would eat memory
+        os.symlink("/dev/zero", project / ".claude" / "settings.json")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from gptme_subscription_plugin.claude_code.transcript import last_model\n"
+        "from gptme_subscription_plugin.claude_code.hooks import override_warnings\n"
+        f"assert last_model({str(target)!r}) is None\n"
+        f"print(override_warnings({{}}, {{'cwd': {str(project)!r}}}, Path({str(tmp_path)!r})))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..bounds import RefusedFile, read_bounded
 from ..config import load_config
 from ..hookstatus import write_hook_status
 from ..manager import SubscriptionManager, SwitchOutcome
@@ -23,6 +24,7 @@ from ..policy import Decision, rate_limit_marks
 from ..summary import Summary, summarize
 from .transcript import last_model
 
+MAX_SETTINGS_BYTES = 1 << 20  # a settings.json is a few KB; a bigger one is not read
 OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # StopFailure errors that mean Anthropic refused the live slot's credential itself
 REJECTED_ERRORS = ("authentication_failed", "oauth_org_not_allowed")
@@ -81,9 +83,9 @@ def override_warnings(
     if cwd:
         settings += [Path(cwd) / ".claude/settings.json", Path(cwd) / ".claude/settings.local.json"]
     for path in settings:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # a project's file: bounded, and only a regular file
+            doc = json.loads(read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8"))
+        except (OSError, ValueError, RefusedFile):
             continue
         if isinstance(doc, dict) and doc.get("apiKeyHelper"):
             found.append(f"apiKeyHelper in {path}")

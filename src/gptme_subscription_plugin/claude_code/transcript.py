@@ -10,9 +10,9 @@ many megabytes and a hook must stay quick.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
+
+from ..bounds import RefusedFile, read_tail
 
 TAIL_BYTES = 256 * 1024
 
@@ -23,14 +23,12 @@ def last_model(transcript_path: Any, tail_bytes: int = TAIL_BYTES) -> str | None
     if not isinstance(transcript_path, str) or not transcript_path:
         return None
     try:
-        with Path(transcript_path).open("rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - tail_bytes))
-            tail = fh.read()
-    except OSError:
+        # a path from the payload: a FIFO or /dev/zero is refused, never read or waited on
+        tail, cut = read_tail(transcript_path, tail_bytes)
+    except (OSError, RefusedFile):
         return None
     lines = tail.splitlines()
-    if len(tail) == tail_bytes and size > tail_bytes:
+    if cut:
         lines = lines[1:]  # the first line is cut off
     for raw in reversed(lines):
         model = _answer_model(raw)
