@@ -15,7 +15,6 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from .bounds import time_left, work_deadline
 from .credentials import AccountIdentity, Credential
@@ -25,7 +24,6 @@ PROFILE_PATH = "/api/oauth/profile"
 PROFILES_DOC = "profiles"
 FAILURE_RETRY_S = 600.0
 CACHE_KEEP = 200  # access tokens remembered; each refresh adds one
-MAX_PROFILE_BYTES = 256 * 1024
 
 ProfileFetcher = Callable[[str, str, float], AccountIdentity]
 
@@ -56,47 +54,20 @@ def _short_str(value: Any) -> str | None:
 
 
 def fetch_profile(api_base: str, access_token: str, timeout: float) -> AccountIdentity:
-    """Ask the profile endpoint once, within `timeout` overall; ProfileError on any failure."""
-    import urllib.error
-    import urllib.request
-    from http.client import HTTPException
+    """Ask the profile endpoint once, within `timeout` overall; ProfileError on any failure.
 
-    from .usage.oauth import OAUTH_BETA, build_opener, user_agent
+    The usage endpoint's client does the asking: one total deadline across connect and every
+    read, redirects refused, a size cap, and no message that could hold the token.
+    """
+    from .usage.oauth import UsageFetchError, bearer_request, fetch_body
 
-    if not access_token or any(c in access_token for c in "\r\n\0 "):
-        raise ProfileError("no usable access token")
-    url = api_base.rstrip("/") + PROFILE_PATH
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ProfileError("api_base must be an http(s) URL")
-    request = urllib.request.Request(
-        url,
-        headers={
-            "Authorization": f"Bearer {access_token}",
-            "anthropic-beta": OAUTH_BETA,
-            "User-Agent": user_agent(),
-            "Accept": "application/json",
-        },
-        method="GET",
-    )
-    deadline = time.monotonic() + timeout
     try:
-        with build_opener(parts.hostname).open(request, timeout=timeout) as resp:
-            body = b""
-            while len(body) <= MAX_PROFILE_BYTES:
-                if time.monotonic() > deadline:
-                    raise ProfileError("profile endpoint too slow")
-                chunk = resp.read(16 * 1024)
-                if not chunk:
-                    break
-                body += chunk
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise ProfileError(f"profile endpoint answered HTTP {exc.code}") from None
-    except (OSError, HTTPException, ValueError) as exc:
-        raise ProfileError(f"profile endpoint unreachable ({type(exc).__name__})") from None
-    if len(body) > MAX_PROFILE_BYTES:
-        raise ProfileError("profile answer too large")
+        request = bearer_request(api_base, PROFILE_PATH, access_token)
+        body = fetch_body(request, timeout, time.time())
+    except UsageFetchError as exc:
+        raise ProfileError(str(exc).replace("usage endpoint", "profile endpoint")) from None
+    except ValueError:
+        raise ProfileError("profile endpoint URL is not usable") from None
     try:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -347,7 +347,8 @@ class SlotStore:
         path = None
         if live.kind is LiveKind.REGULAR_FILE:
             path = self.live_path
-        elif live.kind is LiveKind.LINK and live.slot is not None:
+        elif live.kind is LiveKind.LINK and live.slot is not None and self.identity_of(live.slot):
+            # only a slot with a confirmed account can be found holding another one
             path = self.slot_path(live.slot)
             with contextlib.suppress(CredentialError):
                 if load_credential(path).refresh_fingerprint in self.lineage(live.slot):

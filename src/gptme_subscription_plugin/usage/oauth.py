@@ -437,11 +437,16 @@ def build_opener(
 
 def usage_request(api_base: str, access_token: str) -> urllib.request.Request:
     """The GET request with the headers the endpoint requires for OAuth tokens."""
+    return bearer_request(api_base, USAGE_PATH, access_token)
+
+
+def bearer_request(api_base: str, path: str, access_token: str) -> urllib.request.Request:
+    """A GET of an `/api/oauth/...` endpoint with the credential's own access token."""
     import urllib.request
 
     if not access_token or any(c in access_token for c in "\r\n\0 "):
         raise UsageFetchError("auth", "no usable access token for the usage endpoint")
-    url = api_base.rstrip("/") + USAGE_PATH
+    url = api_base.rstrip("/") + path
     if urlsplit(url).scheme not in ("http", "https"):
         raise UsageFetchError("network", "api_base must be an http(s) URL")
     headers = {
@@ -527,6 +532,14 @@ def fetch_oauth_usage(
     """
     try:
         request = usage_request(api_base, access_token)
+    except ValueError:
+        raise UsageFetchError("network", "usage endpoint URL is not usable") from None
+    return _decode(fetch_body(request, timeout, now), slot, now)
+
+
+def fetch_body(request: urllib.request.Request, timeout: float, now: float) -> bytes:
+    """The whole body of `request` within `timeout` overall; UsageFetchError otherwise."""
+    try:
         host = urlsplit(request.full_url).hostname
     except ValueError:
         raise UsageFetchError("network", "usage endpoint URL is not usable") from None
@@ -539,7 +552,7 @@ def fetch_oauth_usage(
             raise
         if deadline.expired:
             raise _too_slow(host, timeout)
-    return _decode(body, slot, now)
+    return body
 
 
 def _too_slow(host: str | None, timeout: float) -> UsageFetchError:
