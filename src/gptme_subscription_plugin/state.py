@@ -32,6 +32,7 @@ from .fsutil import (
     open_private_read,
     read_private_bytes,
 )
+from .redact import REDACTED, has_token
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 EVENTS_FILE = "events.jsonl"
 MAX_EVENT_LINE = 4096
 MAX_EVENTS_BYTES = 5 * 1024 * 1024
-REDACTED = "[redacted]"
-_TOKEN_MARK = "sk-ant-"
 _STRING_LIMITS = (1024, 256, 64, 16)
 _TAIL_CHUNK = 64 * 1024
 _RECORD_START = b'{"ts":'
@@ -253,7 +252,7 @@ class EventLog:
 def _redact(value: Any) -> Any:
     """Defence in depth: no string that looks like a Claude token reaches the log."""
     if isinstance(value, str):
-        return REDACTED if _TOKEN_MARK in value else value
+        return REDACTED if has_token(value) else value
     if isinstance(value, dict):
         return {_redact(str(k)): _redact(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

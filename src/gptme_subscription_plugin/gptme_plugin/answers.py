@@ -19,12 +19,12 @@ Actions:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import redact
 from ..manager import SubscriptionManager
 from ..policy import (
     Decision,
@@ -57,7 +57,6 @@ EXPLAIN_KINDS = {
 }
 DEFAULT_EXPLAIN = 10
 MAX_EXPLAIN = 50
-_TOKEN_RE = re.compile(r"sk-ant-[A-Za-z0-9_\-]*")
 _KEYS = {"action", "slot", "model", "work", "count", "n"}
 
 
@@ -89,7 +88,7 @@ class Answer:
 
 
 def scrub(text: str) -> str:
-    return _TOKEN_RE.sub("[redacted]", text)
+    return redact.scrub(text)
 
 
 # ---------------------------------------------------------------- parsing

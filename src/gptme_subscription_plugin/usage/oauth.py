@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import urllib.request
     from http.client import HTTPResponse
 
+from ..redact import clean_external
 from .snapshot import (
     FIVE_HOUR,
     FIVE_HOUR_S,
@@ -107,14 +108,14 @@ def parse_iso8601(text: str) -> float:
     """
     match = _ISO_RE.match(text.strip())
     if not match:
-        raise UsageParseError(f"unparsable date {text[:40]!r}")
+        raise UsageParseError(f"unparsable date {clean_external(text, 40)!r}")
     year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = match.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     tz = timezone.utc
     if sign:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         if offset >= timedelta(hours=24):
-            raise UsageParseError(f"unparsable date {text[:40]!r}")
+            raise UsageParseError(f"unparsable date {clean_external(text, 40)!r}")
         tz = timezone(offset if sign == "+" else -offset)
     try:
         moment = datetime(
@@ -122,7 +123,7 @@ def parse_iso8601(text: str) -> float:
         )
         return moment.timestamp()
     except (ValueError, OverflowError):
-        raise UsageParseError(f"unparsable date {text[:40]!r}") from None
+        raise UsageParseError(f"unparsable date {clean_external(text, 40)!r}") from None
 
 
 def json_number(value: object, what: str) -> float:

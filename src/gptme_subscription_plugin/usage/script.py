@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from ..bounds import run_bounded
 from ..fsutil import ensure_private_dir
+from ..redact import clean_external
 from .oauth import UsageFetchError, UsageParseError, json_number
 from .snapshot import (
     FIVE_HOUR,
@@ -35,7 +35,6 @@ SCRIPT_MODEL_WINDOWS = {"seven_day_sonnet": "sonnet", "seven_day_opus": "opus"}
 # Environment credentials outrank the credential file and would make the script report the
 # wrong account (reference/claude-code.md section 0, finding 8).
 OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-_SECRETISH = re.compile(r"[A-Za-z0-9_\-.+/=]{32,}")
 
 
 def _script_window(raw: object, what: str, seconds: int, now: float) -> UsageWindow:
@@ -87,7 +86,7 @@ def _redact(text: str) -> str:
     """Last stderr line, shortened, with anything token-shaped blanked out."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
-    return _SECRETISH.sub("[redacted]", last)[:160]
+    return clean_external(last, 160)
 
 
 def _prepare_home(home: Path, credential_path: Path) -> None:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..redact import clean_external
+
 FIVE_HOUR_S = 5 * 3600
 SEVEN_DAY_S = 7 * 24 * 3600
 
@@ -25,9 +27,15 @@ def clamp_fraction(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
+MAX_MODEL_KEY = 64
+
+
 def normalize_model_key(name: str) -> str:
-    """Per-model windows are keyed by a lowercase model family name ("sonnet", "opus")."""
-    return name.strip().lower()
+    """Per-model windows are keyed by a lowercase model family name ("sonnet", "opus").
+
+    Names come from outside (the usage endpoint, the statusline): redacted and capped here.
+    """
+    return clean_external(name, MAX_MODEL_KEY).strip().lower()
 
 
 def model_matches(key: str, model: str) -> bool:
