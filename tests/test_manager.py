@@ -348,3 +348,23 @@ def test_times_left_in_the_future_by_a_clock_step_hold_no_longer_than_set(env):
     assert m.events.tail(5, kinds={"clamped"})
     m.evaluate()
     assert m.rotation_state()["manual_hold"]["until"] == rot["manual_hold"]["until"]  # once
+
+
+def test_warning_markers_of_sessions_that_died_are_swept(env, tmp_path):
+    m, clock, _ = env
+    warned = m.config.state_dir / "warned"
+    warned.mkdir(mode=0o700, exist_ok=True)
+    old, fresh = warned / "dead-session", warned / "live-session"
+    for marker in (old, fresh):
+        marker.write_text("alice:0.9")
+        marker.chmod(0o600)
+    ttl = m.config.session_ttl
+    os.utime(old, (clock() - ttl - 60, clock() - ttl - 60))
+    os.utime(fresh, (clock() - 60, clock() - 60))
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.utime(victim, (clock() - ttl - 60, clock() - ttl - 60))
+    os.symlink(victim, warned / "planted")
+    SubscriptionManager(m.config, clock=clock)  # every hook builds one
+    assert not old.exists() and fresh.exists()
+    assert victim.read_text() == "keep" and (warned / "planted").is_symlink()

@@ -384,3 +384,29 @@ def test_retry_after_on_a_server_error_is_respected_but_force_may_retry(cache, s
     assert cache.status("a", T0)["rate_limited_until"] is None
     assert poll(cache, server, T0 + 500).reason == "backoff"
     assert poll(cache, server, T0 + 500, force=True).polled
+
+
+def test_per_model_windows_are_capped_oldest_seen_first(cache: UsageCache) -> None:
+    from gptme_subscription_plugin.usage.cache import MAX_MODEL_WINDOWS
+
+    now = 1_900_000_000.0
+    for i in range(MAX_MODEL_WINDOWS + 10):
+        window = UsageWindow(0.5, now + 86400, 7 * 86400)
+        cache.record(UsageSnapshot("a", "oauth", now + i, models={f"model-{i:03d}": window}))
+    models = cache.get("a", now + 100).models
+    assert len(models) == MAX_MODEL_WINDOWS
+    assert "model-000" not in models and f"model-{MAX_MODEL_WINDOWS + 9:03d}" in models
+
+
+def test_an_oversized_cache_is_read_as_empty_and_replaced(cache: UsageCache) -> None:
+    from gptme_subscription_plugin.usage.cache import MAX_CACHE_BYTES
+
+    now = 1_900_000_000.0
+    cache.record(UsageSnapshot("a", "oauth", now, five_hour=UsageWindow(0.1, None, 18000)))
+    path = cache.path("a")
+    doc = json.loads(path.read_text())
+    doc["padding"] = "x" * (MAX_CACHE_BYTES + 1)
+    path.write_text(json.dumps(doc))
+    assert cache.get("a", now) is None  # not parsed: a few KB is all a slot needs
+    cache.record(UsageSnapshot("a", "oauth", now + 1, five_hour=UsageWindow(0.2, None, 18000)))
+    assert path.stat().st_size < 4096

@@ -143,13 +143,20 @@ def open_private_read(path: Path, what: str = "state file") -> int:
     return _open_private(path, os.O_RDONLY | os.O_NONBLOCK, what)
 
 
-def read_private_bytes(path: Path, what: str = "state file") -> bytes | None:
-    """The bytes of a file of ours, None if missing; ForeignPathError if a link or not ours."""
+def read_private_bytes(
+    path: Path, what: str = "state file", limit: int | None = None
+) -> bytes | None:
+    """The bytes of a file of ours, None if missing; ForeignPathError if a link or not ours.
+
+    With `limit`, a file larger than that raises ValueError without being read.
+    """
     try:
         fd = open_private_read(path, what)
     except FileNotFoundError:
         return None
     try:
+        if limit is not None and os.fstat(fd).st_size > limit:
+            raise ValueError(f"{what} {path} is larger than {limit} bytes")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
@@ -275,4 +282,27 @@ def sweep_temp_files(directory: Path, prefix: str, older_than_s: float, now: flo
             removed.append(entry)
         except OSError:
             continue
+    return removed
+
+
+def sweep_old_files(directory: Path, older_than_s: float, now: float) -> list[Path]:
+    """Remove regular files in `directory` not modified for `older_than_s` (links untouched).
+
+    For per-session markers whose session ended without saying so (a crash, a kill): without
+    this they would pile up forever.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than_s:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return removed

@@ -131,6 +131,8 @@ class SubscriptionManager:
         for name in ("usage", "sessions", "warned"):
             fsutil.check_private(state / name, "directory", follow=False)  # never sweep a link
             fsutil.sweep_dead_temp_files(state / name)
+        # a warning marker outlives its session only when the session died without SessionEnd
+        fsutil.sweep_old_files(state / "warned", self.config.session_ttl, self.clock())
 
     # ------------------------------------------------------------ observing
 

@@ -31,6 +31,10 @@ USAGE_DIR = "usage"
 # A Retry-After longer than this is treated as this long: a broken header must not mute a slot
 # for weeks, and the endpoint's real values are 0 or about an hour.
 MAX_RETRY_AFTER = 24 * 3600.0
+# per-model windows kept per slot: models come and go, a cache must not grow with them
+MAX_MODEL_WINDOWS = 16
+# a slot's cache is a few KB; a bigger one is read as empty and rewritten at the next poll
+MAX_CACHE_BYTES = 256 * 1024
 MIN_BACKOFF = 1.0
 # Same rule as config.SLOT_NAME_RE, repeated so hot paths need not import pydantic.
 _SLOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -151,6 +155,12 @@ class _SlotRecord:
             old = self.windows.get(key)
             if window is not None and (old is None or old.observed_at <= snapshot.observed_at):
                 self.windows[key] = _Observed(window, snapshot.observed_at, snapshot.source)
+        models = sorted(
+            (k for k in self.windows if k.startswith(_MODEL_PREFIX)),
+            key=lambda k: self.windows[k].observed_at,
+        )
+        for stale in models[: max(0, len(models) - MAX_MODEL_WINDOWS)]:
+            del self.windows[stale]  # the models seen longest ago go first
 
     def snapshot(self) -> UsageSnapshot | None:
         """All windows as one snapshot, dated by (and credited to) the newest observation."""
@@ -239,7 +249,7 @@ class UsageCache:
     def _read(self, slot: str) -> _SlotRecord:
         path = self.path(slot)  # a bad slot name raises here, before the lenient read
         try:  # a symlink or someone else's file raises ForeignPathError: never read
-            raw = read_private_bytes(path, "usage cache")
+            raw = read_private_bytes(path, "usage cache", limit=MAX_CACHE_BYTES)
             data = json.loads(raw) if raw is not None else None
         except (OSError, ValueError, RecursionError):
             data = None
