@@ -410,3 +410,20 @@ def test_an_oversized_cache_is_read_as_empty_and_replaced(cache: UsageCache) -> 
     assert cache.get("a", now) is None  # not parsed: a few KB is all a slot needs
     cache.record(UsageSnapshot("a", "oauth", now + 1, five_hour=UsageWindow(0.2, None, 18000)))
     assert path.stat().st_size < 4096
+
+
+def test_a_reset_further_ahead_than_its_window_is_unknown(cache: UsageCache) -> None:
+    now = 1_900_000_000.0
+    years = 10 * 365 * 86400
+    cache.record(
+        UsageSnapshot(
+            "a",
+            "oauth",
+            now,
+            five_hour=UsageWindow(0.99, now + years, FIVE_HOUR_S),
+            seven_day=UsageWindow(0.5, now + 3 * 86400, SEVEN_DAY_S),
+        )
+    )
+    got = cache.get("a", now)
+    assert got.five_hour.resets_at is None and got.five_hour.utilization == 0.99
+    assert got.seven_day.resets_at == now + 3 * 86400  # a plausible one is kept

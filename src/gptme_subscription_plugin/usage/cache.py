@@ -33,6 +33,8 @@ USAGE_DIR = "usage"
 MAX_RETRY_AFTER = 24 * 3600.0
 # per-model windows kept per slot: models come and go, a cache must not grow with them
 MAX_MODEL_WINDOWS = 16
+# a reset may be reported a little past the window's length (clock skew, rounding), not more
+RESET_SLACK = 1.25
 # a slot's cache is a few KB; a bigger one is read as empty and rewritten at the next poll
 MAX_CACHE_BYTES = 256 * 1024
 MIN_BACKOFF = 1.0
@@ -152,6 +154,7 @@ class _SlotRecord:
         for name, model_window in snapshot.models.items():
             incoming[_MODEL_PREFIX + name] = model_window
         for key, window in incoming.items():
+            window = _plausible_reset(window, snapshot.observed_at)
             old = self.windows.get(key)
             if window is not None and (old is None or old.observed_at <= snapshot.observed_at):
                 self.windows[key] = _Observed(window, snapshot.observed_at, snapshot.source)
@@ -204,6 +207,18 @@ class _SlotRecord:
                     record.windows[key] = obs
         record.poll = PollState.from_dict(data.get("poll"))
         return record
+
+
+def _plausible_reset(window: UsageWindow | None, observed_at: float) -> UsageWindow | None:
+    """A reset further ahead than the window is long is no reset time at all: unknown.
+
+    A 5-hour window cannot reset years from now; believing it would park a slot for years.
+    """
+    if window is None or window.resets_at is None:
+        return window
+    if window.resets_at > observed_at + window.window_seconds * RESET_SLACK:
+        return replace(window, resets_at=None)
+    return window
 
 
 @dataclass(frozen=True)
