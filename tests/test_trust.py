@@ -417,3 +417,46 @@ def test_relative_dirs_in_config_toml_resolve_alike_in_core_and_fast_path(tmp_pa
     assert config.state_dir == resolve_state_dir(env) == cfg / "state"
     assert config.claude_dir == resolve_claude_dir(env) == cfg / ".." / "claude"
     assert config.usage_script == cfg / "bin" / "usage"
+
+
+# ---------------------------------------------------------------- programs we run
+
+
+@pytest.mark.parametrize("how", ["world-writable", "other-owner", "loose-dir"])
+def test_a_usage_script_others_could_replace_is_never_run(cli, tmp_path, how):  # noqa: F811
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(mode=0o700)
+    script, marker = marker_script(bin_dir)
+    if how == "world-writable":
+        script.chmod(0o777)
+    elif how == "other-owner":
+        os.chown(script, NOBODY, NOBODY)
+    else:
+        bin_dir.chmod(0o777)  # anyone may rename another script over ours
+    linked = tmp_path / "usage.sh"  # named through a link, as dotfiles do: the target counts
+    linked.symlink_to(script)
+    env = {"GPTME_SUBSCRIPTION_USAGE_SCRIPT": str(linked)}
+    status = json.loads(cli.run("status", "--refresh", "--json", code=None, **env).stdout)
+    assert not marker.exists()
+    errors = [slot["poll"].get("last_error") for slot in status["slots"]]
+    assert errors and all("refusing to run it" in (e or "") for e in errors), errors
+
+
+def test_a_usage_script_of_ours_in_a_sticky_dir_runs(cli, tmp_path):  # noqa: F811
+    sticky = tmp_path / "shared-tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    script, marker = marker_script(sticky)
+    cli.run("status", "--refresh", "--json", code=None, GPTME_SUBSCRIPTION_USAGE_SCRIPT=str(script))
+    assert marker.exists()
+
+
+def test_a_planted_pending_login_link_is_never_taken(cli, tmp_path):  # noqa: F811
+    """A link in the pending-login place would make `slot add` import a file we never kept."""
+    victim = tmp_path / "someone-elses.json"
+    victim.write_bytes(b'{"claudeAiOauth": {"accessToken": "x", "refreshToken": "y"}}')
+    (cli.claude / ".gptme-subscription-pending-login").symlink_to(victim)
+    before = tree(cli.claude)
+    proc = cli.run("slot", "add", "mallory", code=1)
+    assert tree(cli.claude) == before
+    one_line_refusal(proc.stderr, "pending-login")

@@ -78,6 +78,28 @@ def check_private(path: Path, what: str, follow: bool = True) -> None:
         raise ForeignPathError(f"{what} {path} {reason}; refusing to use it")
 
 
+def check_runnable(path: Path, what: str) -> None:
+    """Raise ForeignPathError unless only we (or root) could have put the program at `path`.
+
+    Checks the file a link resolves to and the dir holding it: whoever can write either can
+    swap what we run. A sticky dir (/tmp) is fine for a file of ours, as no one else can
+    replace it there.
+    """
+    try:
+        target = path.resolve(strict=True)
+        st = os.stat(target)
+        parent = os.stat(target.parent)
+    except (OSError, RuntimeError):
+        return  # missing: running it reports that
+    reason = untrusted_reason(st)
+    if reason is None and not parent.st_mode & stat.S_ISVTX:
+        reason = untrusted_reason(parent)
+        if reason is not None:
+            reason = f"is in {target.parent}, which {reason}"
+    if reason is not None:
+        raise ForeignPathError(f"{what} {path} {reason}; refusing to run it")
+
+
 def ensure_private_dir(path: Path, what: str = "directory", follow: bool = True) -> Path:
     """Create `path` (and parents) as 0700 if missing; strip group/other access from it.
 

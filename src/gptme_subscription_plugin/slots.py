@@ -139,7 +139,10 @@ class SlotStore:
 
     @property
     def pending_login_path(self) -> Path:
-        return self.claude_dir / PENDING_LOGIN_NAME
+        """The login kept aside; ForeignPathError if a link or another user's file is there."""
+        path = self.claude_dir / PENDING_LOGIN_NAME
+        fsutil.check_private(path, "pending-login file", follow=False)
+        return path
 
     def slot_path(self, name: str) -> Path:
         """The file holding slot `name`; an alias (a link to another slot) names its target."""

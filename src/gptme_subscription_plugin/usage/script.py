@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..bounds import run_bounded
-from ..fsutil import ensure_private_dir
+from ..fsutil import ForeignPathError, check_runnable, ensure_private_dir
 from ..redact import clean_external
 from .oauth import UsageFetchError, UsageParseError, json_number
 from .snapshot import (
@@ -137,6 +137,10 @@ def run_usage_script(
     "garbage" (output not the JSON contract, or larger than 1 MiB). The script's process
     group is killed when it is done: helpers it leaves behind do not outlive it.
     """
+    try:
+        check_runnable(script, "usage script")
+    except ForeignPathError as exc:
+        raise UsageFetchError("script", str(exc)) from None
     argv = [str(script), "--json"] + (["--no-cache"] if no_cache else [])
     try:
         home = Path(tempfile.mkdtemp(prefix="gsp-usage-home-"))  # created 0700
