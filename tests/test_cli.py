@@ -298,3 +298,29 @@ def test_an_implausible_expiry_in_one_slot_stops_nothing_else(cli):
     rows = {r["slot"]: r for r in cli.json("check-auth", code=1)["slots"]}
     assert rows["bob"]["health"] == "malformed" and rows["alice"]["health"] == "valid"
     assert cli.json("switch", "bob", code=1)["status"] == "refused"
+
+
+def test_status_says_what_it_did_not_believe_and_which_polls_failed(cli):
+    now = time.time()
+    cli.server.set_usage(
+        "sk-ant-oat01-test-alice-access-1",
+        {
+            "five_hour": {"utilization": 30, "resets_at": iso(now + 10 * 365 * 86400)},
+            "seven_day": {"utilization": 50, "resets_at": iso(now + 3 * 86400)},
+        },
+    )
+    cli.server.set_fault("500", token="sk-ant-oat01-test-bob-access-1")
+    out = cli.run("status", "--refresh").stdout
+    assert "note: alice: reset of five_hour ignored: further ahead than the window is long" in out
+    assert "note: bob: last usage poll failed" in out and "500" in out
+    notes = cli.json("status")["notes"]
+    assert len(notes) == 2
+
+    state = cli.state / "rotation.json"
+    doc = json.loads(state.read_text()) if state.exists() else {}
+    doc["last_switch_at"] = now + 10 * 365 * 86400  # left by a clock that stepped back
+    state.write_text(json.dumps(doc))
+    state.chmod(0o600)
+    cli.run("evaluate", code=None)  # the first to decide clamps it
+    out = cli.run("status").stdout
+    assert "note: rotation: last_switch_at lay in the future (the clock stepped back)" in out

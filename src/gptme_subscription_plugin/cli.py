@@ -243,6 +243,7 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
     decision = m.policy.decide(m.view({r.name: r.usage for r in reports}), now)
     drift = m.slots.detect_drift()
     login = m.slots.pending_login()
+    notes = m.notes(reports)
     if args.json:
         _print_json(
             {
@@ -253,6 +254,7 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
                 "sessions_mid_turn": busy,
                 "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
                 "decision": decision.to_dict(),
+                "notes": notes,
                 "now": now,
             }
         )
@@ -268,6 +270,8 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
             f"pending login (refresh {login.refresh_fingerprint}): a login of an account in no "
             "slot; take it with `gptme-subscription slot add NAME`"
         )
+    for note in notes:
+        print(f"note: {note}")
     print(f"policy: {decision_line(decision)}")
     return EXIT_OK
 

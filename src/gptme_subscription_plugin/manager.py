@@ -13,7 +13,7 @@ import glob
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from .policy import (
     PolicyView,
     SlotView,
     can_serve,
+    format_duration,
     slot_pressure,
 )
 from .slots import HealResult, SlotError, SlotStore, global_config_for
@@ -41,6 +42,8 @@ from .usage.snapshot import UsageSnapshot
 ROTATION_DOC = "rotation"
 # Inside a hook, no poll starts with less of the budget left than this.
 MIN_POLL_S = 0.3
+# `status` mentions a clamped rotation time for this long after it happened.
+NOTE_TTL = 86400.0
 SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
 
 
@@ -305,9 +308,30 @@ class SubscriptionManager:
                 doc["last_switch_at"] = limits["last_switch_at"]
             if "manual_hold" in stepped and isinstance(doc.get("manual_hold"), dict):
                 doc["manual_hold"]["until"] = limits["manual_hold"]
+            doc["clamped"] = {"fields": stepped, "at": now}
 
         self.state.update(ROTATION_DOC, update)
         self.events.append("clamped", now, fields=stepped, reason="time in the future")
+
+    def notes(self, reports: Sequence[SlotReport]) -> list[str]:
+        """One line per thing `status` should admit: failed polls, values not believed."""
+        now = self.clock()
+        lines = []
+        for r in reports:
+            error, note = r.poll.get("last_error"), r.poll.get("note")
+            if error:
+                lines.append(f"{r.name}: last usage poll failed: {error}")
+            if note:
+                lines.append(f"{r.name}: {note}")
+        clamped = self.rotation_state().get("clamped")
+        at = _float(clamped.get("at")) if isinstance(clamped, dict) else None
+        if isinstance(clamped, dict) and at is not None and 0 <= now - at < NOTE_TTL:
+            fields = ", ".join(str(f) for f in clamped.get("fields") or [])
+            lines.append(
+                f"rotation: {fields} lay in the future (the clock stepped back); set to now "
+                f"{format_duration(now - at)} ago"
+            )
+        return lines
 
     def evaluate(
         self, refresh: bool = True, model: str | None = None, log: bool = True

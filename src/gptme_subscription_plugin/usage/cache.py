@@ -74,6 +74,7 @@ class PollState:
     last_error: str | None = None
     last_error_kind: str | None = None
     last_error_at: float | None = None
+    note: str | None = None  # what the last good answer said that we could not believe
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -83,7 +84,7 @@ class PollState:
         if not isinstance(data, dict):
             return cls()
         count = data.get("backoff_count")
-        error, kind = data.get("last_error"), data.get("last_error_kind")
+        error, kind, note = data.get("last_error"), data.get("last_error_kind"), data.get("note")
         return cls(
             last_attempt=_opt_float(data.get("last_attempt")),
             last_success=_opt_float(data.get("last_success")),
@@ -93,13 +94,14 @@ class PollState:
             last_error=error if isinstance(error, str) else None,
             last_error_kind=kind if isinstance(kind, str) else None,
             last_error_at=_opt_float(data.get("last_error_at")),
+            note=note if isinstance(note, str) else None,
         )
 
     def succeeded(self, now: float) -> None:
         self.last_attempt = self.last_success = now
         self.next_allowed = self.hard_until = None
         self.backoff_count = 0
-        self.last_error = self.last_error_kind = None
+        self.last_error = self.last_error_kind = self.note = None
         self.last_error_at = None
 
     def failed(self, now: float, kind: str, message: str, wait: float, hard: bool) -> None:
@@ -145,8 +147,12 @@ class _SlotRecord:
     windows: dict[str, _Observed] = field(default_factory=dict)
     poll: PollState = field(default_factory=PollState)
 
-    def merge(self, snapshot: UsageSnapshot) -> None:
-        """Per window, the newer observation wins (ties go to the incoming one)."""
+    def merge(self, snapshot: UsageSnapshot) -> list[str]:
+        """Per window, the newer observation wins (ties go to the incoming one).
+
+        Returns the windows whose reset time was not believed (kept as unknown).
+        """
+        ignored = []
         incoming: dict[str, UsageWindow | None] = {
             FIVE_HOUR: snapshot.five_hour,
             SEVEN_DAY: snapshot.seven_day,
@@ -154,7 +160,10 @@ class _SlotRecord:
         for name, model_window in snapshot.models.items():
             incoming[_MODEL_PREFIX + name] = model_window
         for key, window in incoming.items():
-            window = _plausible_reset(window, snapshot.observed_at)
+            plausible = _plausible_reset(window, snapshot.observed_at)
+            if plausible is not window:
+                ignored.append(key)
+            window = plausible
             old = self.windows.get(key)
             if window is not None and (old is None or old.observed_at <= snapshot.observed_at):
                 self.windows[key] = _Observed(window, snapshot.observed_at, snapshot.source)
@@ -164,6 +173,7 @@ class _SlotRecord:
         )
         for stale in models[: max(0, len(models) - MAX_MODEL_WINDOWS)]:
             del self.windows[stale]  # the models seen longest ago go first
+        return ignored
 
     def snapshot(self) -> UsageSnapshot | None:
         """All windows as one snapshot, dated by (and credited to) the newest observation."""
@@ -331,7 +341,11 @@ class UsageCache:
         _check_slot(snapshot.slot)
         if snapshot.five_hour is None and snapshot.seven_day is None and not snapshot.models:
             return True
-        return self._update(snapshot.slot, lambda rec: rec.merge(snapshot)) is not None
+
+        def change(record: _SlotRecord) -> None:
+            record.merge(snapshot)
+
+        return self._update(snapshot.slot, change) is not None
 
     # ------------------------------------------------------------ polling
 
@@ -393,8 +407,12 @@ class UsageCache:
         fetched = replace(fetched, slot=slot, stale=False)
 
         def change(record: _SlotRecord) -> None:
-            record.merge(fetched)
+            ignored = record.merge(fetched)
             record.poll.succeeded(now)
+            if ignored:
+                record.poll.note = (
+                    f"reset of {', '.join(ignored)} ignored: further ahead than the window is long"
+                )
 
         record = self._update(slot, change)
         view = self._view(record, now) if record is not None else fetched
@@ -448,6 +466,7 @@ class UsageCache:
             "rate_limited_until": poll.hard_until if self._waiting(poll.hard_until, now) else None,
             "last_error": poll.last_error,
             "last_error_kind": poll.last_error_kind,
+            "note": poll.note,
             "observed_at": view.observed_at if view else None,
             "source": view.source if view else None,
             "stale": view.stale if view else None,
