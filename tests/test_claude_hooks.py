@@ -394,13 +394,13 @@ def test_unknown_event_is_harmless(sb):
     assert sb.hook("bogus", payload("Bogus"))[0] is None
 
 
-def test_pre_tool_use_imports_neither_pydantic_nor_gptme_nor_filelock(sb):
+def test_pre_tool_use_imports_neither_pydantic_nor_gptme_nor_filelock_nor_typing(sb):
     code = (
         "import io, sys, json\n"
         "sys.stdin = io.TextIOWrapper(io.BytesIO(json.dumps({'session_id': 'x'}).encode()))\n"
         "from gptme_subscription_plugin.entry import main\n"
         "main(['hook', 'pre-tool-use'])\n"
-        "roots = ('pydantic', 'gptme', 'filelock')\n"
+        "roots = ('pydantic', 'gptme', 'filelock', 'typing')\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
         "print(json.dumps(bad), file=sys.stderr)\n"
     )

@@ -16,9 +16,12 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from .. import bounds
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs PreToolUse ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_STDIN = 4 << 20
 EVENT_ALIASES = {
