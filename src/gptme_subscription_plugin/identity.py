@@ -92,41 +92,37 @@ class IdentityResolver:
         self.clock = clock
         self.fetch = fetch
 
+    def _lookup(self, cred: Credential, now: float) -> tuple[AccountIdentity | None, bool]:
+        """What the cache says of this access token: (identity, failed within FAILURE_RETRY_S)."""
+        entry = self.state.read(PROFILES_DOC).get(cred.access_fingerprint)
+        if not isinstance(entry, dict):
+            return None, False
+        failed_at = entry.get("failed_at")
+        recent = isinstance(failed_at, (int, float)) and 0 <= now - failed_at < FAILURE_RETRY_S
+        return AccountIdentity.from_dict(entry.get("identity")), recent
+
     def cached(self, cred: Credential) -> AccountIdentity | None:
         """The identity already known for this access token, without asking."""
-        entry = self.state.read(PROFILES_DOC).get(cred.access_fingerprint)
-        return AccountIdentity.from_dict(entry.get("identity")) if isinstance(entry, dict) else None
+        return self._lookup(cred, self.clock())[0]
 
     def askable(self, cred: Credential) -> bool:
         """Would `resolve` send a request now (not known, not failed lately, not expired)?"""
         now = self.clock()
-        entry = self.state.read(PROFILES_DOC).get(cred.access_fingerprint)
-        if isinstance(entry, dict):
-            if AccountIdentity.from_dict(entry.get("identity")) is not None:
-                return False
-            failed_at = entry.get("failed_at")
-            if isinstance(failed_at, (int, float)) and 0 <= now - failed_at < FAILURE_RETRY_S:
-                return False
-        return not cred.expired(now)
+        known, failed_recently = self._lookup(cred, now)
+        return known is None and not failed_recently and not cred.expired(now)
 
     def resolve(self, cred: Credential, *, retry_failures: bool = False) -> AccountIdentity | None:
         """Who owns `cred`: cached, else asked (unless expired or failed recently), else None."""
         now = self.clock()
-        key = cred.access_fingerprint
-        entry = self.state.read(PROFILES_DOC).get(key)
-        if isinstance(entry, dict):
-            known = AccountIdentity.from_dict(entry.get("identity"))
-            if known is not None:
-                return known
-            failed_at = entry.get("failed_at")
-            recent = isinstance(failed_at, (int, float)) and 0 <= now - failed_at < FAILURE_RETRY_S
-            if recent and not retry_failures:
-                return None
-        if cred.expired(now):
+        known, failed_recently = self._lookup(cred, now)
+        if known is not None:
+            return known
+        if (failed_recently and not retry_failures) or cred.expired(now):
             return None
         timeout = time_left(work_deadline(), self.timeout)  # inside a hook: its budget too
         if timeout <= 0:
             return None
+        key = cred.access_fingerprint
         try:
             identity = self.fetch(self.api_base, cred.access_token, timeout)
         except ProfileError as exc:
