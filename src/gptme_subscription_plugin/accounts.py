@@ -7,9 +7,10 @@ is one row with its reason; it never stops the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from .credentials import CredentialError, load_credential
+from .credentials import Credential, CredentialError, load_credential
 from .slots import SlotError, SlotStore
 
 OK, UNKNOWN, CHANGED, DUPLICATE, UNREADABLE, NO_BASELINE = (
@@ -36,59 +37,50 @@ class AccountRow:
 def baseline(slots: SlotStore, names: list[str]) -> list[AccountRow]:
     """Record each slot's refresh token and the account the profile endpoint names."""
     slots.observe()  # and which slot is live, the owner of a refresh written before the next hook
-    rows = []
-    for name in names:
-        try:
-            cred = load_credential(slots.slot_path(name))
-        except (CredentialError, SlotError) as exc:
-            rows.append(AccountRow(name, UNREADABLE, None, _one_line(exc)))
-            continue
+
+    def judge(name: str, cred: Credential) -> AccountRow:
         learned = slots.learn_identities([name], retry=True).get(name)
         slots.record_lineage(name, cred)
         if learned is None:
             why = "expired access token" if cred.expired(slots.clock()) else "no profile answer"
-            rows.append(AccountRow(name, UNKNOWN, None, f"{why}; refresh token recorded"))
-        else:
-            rows.append(AccountRow(name, OK, _label(learned), "recorded from the profile"))
-    return _flag_duplicates(rows)
+            return AccountRow(name, UNKNOWN, None, f"{why}; refresh token recorded")
+        return AccountRow(name, OK, _label(learned), "recorded from the profile")
+
+    return _rows(slots, names, judge)
 
 
 def check(slots: SlotStore, names: list[str]) -> list[AccountRow]:
     """Compare each slot's recorded account with what its token's profile says now."""
+
+    def judge(name: str, cred: Credential) -> AccountRow:
+        recorded = slots.identity_of(name)
+        if recorded is None:
+            hint = f"run `gptme-subscription identity baseline {name}`"
+            return AccountRow(name, NO_BASELINE, None, hint)
+        current = slots.resolver.resolve(cred, retry_failures=True) if slots.resolver else None
+        if current is None:
+            silent = "the profile endpoint did not answer"
+            return AccountRow(name, UNKNOWN, _label(recorded), silent)
+        if recorded.matches(current):
+            return AccountRow(name, OK, _label(current), "holds its own account")
+        hint = f"recorded as {_label(recorded)}; log in again as that account"
+        return AccountRow(name, CHANGED, _label(current), hint)
+
+    return _rows(slots, names, judge)
+
+
+def _rows(
+    slots: SlotStore, names: list[str], judge: Callable[[str, Credential], AccountRow]
+) -> list[AccountRow]:
+    """One row per slot, `judge`'s or "unreadable" with the reason; shared accounts flagged."""
     rows = []
     for name in names:
         try:
             cred = load_credential(slots.slot_path(name))
         except (CredentialError, SlotError) as exc:
             rows.append(AccountRow(name, UNREADABLE, None, _one_line(exc)))
-            continue
-        recorded = slots.identity_of(name)
-        if recorded is None:
-            rows.append(
-                AccountRow(
-                    name,
-                    NO_BASELINE,
-                    None,
-                    f"run `gptme-subscription identity baseline {name}`",
-                )
-            )
-            continue
-        current = slots.resolver.resolve(cred, retry_failures=True) if slots.resolver else None
-        if current is None:
-            rows.append(
-                AccountRow(name, UNKNOWN, _label(recorded), "the profile endpoint did not answer")
-            )
-        elif recorded.matches(current):
-            rows.append(AccountRow(name, OK, _label(current), "holds its own account"))
         else:
-            rows.append(
-                AccountRow(
-                    name,
-                    CHANGED,
-                    _label(current),
-                    f"recorded as {_label(recorded)}; log in again as that account",
-                )
-            )
+            rows.append(judge(name, cred))
     return _flag_duplicates(rows)
 
 
