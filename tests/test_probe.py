@@ -7,6 +7,7 @@ endpoint as the loopback fake API.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -308,6 +309,26 @@ def test_a_slot_that_is_not_live_and_about_to_expire_is_not_handed_to_the_script
     out = sandbox.run("check-auth", "--probe")
     assert sorted(c["slot"] for c in sandbox.calls()) == ["alice", "carol"]
     assert "probe: skipped" in sandbox.line(out, "bob")
+
+
+def test_a_live_reading_taken_while_the_live_link_moved_is_dropped(claude_sandbox, monkeypatch):
+    """The live slot's script reads Claude Code's own dir: after a flip it reads another
+    account, and that reading must not be filed under the slot it was asked about."""
+    sandbox = claude_sandbox
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    sandbox.write_answers(alice=answer(0.1, 0.2), bob=answer(0.9, 0.9), carol=answer(0.1, 0.3))
+    flipping = sandbox.tmp / "flip-then-ask"
+    flipping.write_text(
+        f"#!/bin/sh\nln -sfn .credentials.json.bob {sandbox.claude}/.credentials.json\n"
+        f'exec {sandbox.script} "$@"\n'
+    )
+    flipping.chmod(0o755)
+    config = manager(sandbox, []).config
+    m = SubscriptionManager(dataclasses.replace(config, usage_script=flipping))
+    usage = m.check_usage(names=["alice"])
+    assert usage["alice"] is None  # bob's 90 % never lands in alice's cache
+    assert "live slot changed" in (m.usage.status("alice", time.time())["last_error"] or "")
 
 
 # ---------------------------------------------------------------- one clock read per observation

@@ -326,12 +326,12 @@ class SubscriptionManager:
     ) -> ProbeResult:
         if not asked:
             why = (
-                "access token expires within minutes and the slot is not live: a `claude` the "
-                "script starts would refresh it outside the slot"
+                "the access token expires within minutes and the slot is not live: a `claude` "
+                "the script starts would refresh it outside the slot"
                 if self.config.usage_script is not None
-                else "access token expired; Claude Code refreshes it on use"
+                else "the access token expired; Claude Code refreshes it on use"
             )
-            return ProbeResult(name, "skipped", source, f"not probed: {why}")
+            return ProbeResult(name, "skipped", source, why)
         if poll is None:
             return ProbeResult(name, "FAIL", source, f"the {source} gave no answer")
         if poll.error_kind == "rejected":
