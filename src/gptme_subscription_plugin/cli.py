@@ -64,9 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("status", "slots, live marker, usage bars, pending switch, sessions mid-turn")
     p.add_argument("--refresh", action="store_true", help="poll usage (within the poll budget)")
-    p = add("check-auth", "credential health of every slot (offline; --probe asks the endpoint)")
+    p = add(
+        "check-auth",
+        "credential health of every slot (offline; --probe asks each slot's usage source)",
+    )
     p.add_argument(
-        "--probe", action="store_true", help="also ask the usage endpoint (no inference)"
+        "--probe",
+        action="store_true",
+        help="also ask the usage script (--no-cache) or the usage endpoint, once per slot "
+        "(no inference)",
     )
     p = add("switch", "make SLOT live (pending while another session is mid-turn)")
     p.add_argument("slot")
@@ -279,42 +285,30 @@ def cmd_status(m: Any, args: argparse.Namespace) -> int:
 def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
     rows = []
     ok = True
-    for name in m.slot_names():
-        info = m.slots.check(name)
+    names = m.slot_names()
+    infos = {name: m.slots.check(name) for name in names}
+    probes = m.probe([n for n in names if infos[n].health.usable]) if args.probe else {}
+    for name in names:
+        info = infos[name]
         row: dict[str, Any] = {"slot": name, **info.to_dict()}
         ok = ok and info.health.usable
-        if args.probe and info.health.usable:
-            probe = _probe(m, name)
-            row["probe"] = probe
-            ok = ok and probe["ok"]
+        probe = probes.get(name)
+        if probe is not None:
+            row["probe"] = probe.to_dict()
+            ok = ok and probe.ok
         rows.append(row)
     if args.json:
         _print_json({"ok": ok, "slots": rows})
     else:
         for row in rows:
-            extra = f"; probe: {row['probe']['detail']}" if row.get("probe") else ""
-            hint = f" -> gptme-subscription reauth {row['slot']}" if row["needs_reauth"] else ""
+            probe = row.get("probe")
+            extra = f"; probe: {probe['status']} ({probe['detail']})" if probe else ""
+            dead = row["needs_reauth"] or (probe is not None and probe["needs_login"])
+            hint = f" -> gptme-subscription reauth {row['slot']}" if dead else ""
             print(f"{row['slot']:<12} {row['health']:<17} {row['detail']}{extra}{hint}")
         if not rows:
             print("no slots found")
     return EXIT_OK if ok and rows else EXIT_PROBLEM
-
-
-def _probe(m: Any, name: str) -> dict[str, Any]:
-    """Ask the usage endpoint with the slot's token (free: no inference), within the budget."""
-    now = m.clock()
-    fetch = m._fetcher(name)
-    if fetch is None:
-        return {
-            "ok": True,
-            "detail": "access token expired; Claude Code refreshes it on use "
-            "(not probed: this tool never refreshes tokens)",
-        }
-    result = m.usage.poll(name, fetch, now, force=True)
-    if result.polled and result.snapshot is not None and not result.snapshot.stale:
-        return {"ok": True, "detail": "endpoint accepted the token"}
-    auth_failed = "auth" in result.reason or "401" in result.reason or "403" in result.reason
-    return {"ok": not auth_failed and result.snapshot is not None, "detail": result.reason}
 
 
 def cmd_switch(m: Any, args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from . import bounds, fsutil
 from .config import Config
-from .credentials import CredentialError, CredentialInfo, load_credential
+from .credentials import Credential, CredentialError, CredentialInfo, load_credential
 from .identity import IdentityResolver
 from .policy import (
     REJECTED,
@@ -64,6 +65,34 @@ class SwitchOutcome:
             "detail": self.detail,
             "blockers": list(self.blockers),
             "heal": self.heal.detail if self.heal else None,
+        }
+
+
+ProbeStatus = Literal["ok", "FAIL", "skipped"]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe found for one slot, and which source said so (no secrets)."""
+
+    slot: str
+    status: ProbeStatus
+    source: str  # "usage script" or "usage endpoint"
+    detail: str
+    needs_login: bool = False  # the source refused the credential itself (401 / 403)
+
+    @property
+    def ok(self) -> bool:
+        """A skipped probe (a token this tool must not refresh) is no failure."""
+        return self.status != "FAIL"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "status": self.status,
+            "source": self.source,
+            "detail": self.detail,
+            "needs_login": self.needs_login,
         }
 
 
@@ -163,30 +192,74 @@ class SubscriptionManager:
         return busy + _alive_lock_holders(self.config.lock_glob)
 
     def _fetcher(
-        self, name: str, deadline: float | None = None
+        self,
+        name: str,
+        deadline: float | None = None,
+        *,
+        now: float | None = None,
+        no_cache: bool = False,
     ) -> Callable[[], UsageSnapshot] | None:
         """How to poll one slot now, or None when its credential cannot be used to ask.
 
         Whatever the fetch starts ends by `deadline` (a monotonic time; None: no hook budget):
-        the request's whole transfer, or the script with its process group.
+        the request's whole transfer, or the script with its process group. `now` is the
+        observation's one clock read: relative resets ("in 3600 s") of every slot polled
+        together count from the same moment. `no_cache` asks a usage script for a fresh
+        reading (`--no-cache`).
         """
         path = self.slots.slot_path(name)
-        now = self.clock()
-        if self.config.usage_script is not None:
-            from .usage.script import run_usage_script
-
-            script = self.config.usage_script
-            timeout = bounds.time_left(deadline, self.config.poll_timeout * 4)
-            return lambda: run_usage_script(script, name, path, timeout, now)
+        now = self.clock() if now is None else now
         try:
             cred = load_credential(path)
         except CredentialError:
             return None
+        if self.config.usage_script is not None:
+            return self._script_fetcher(name, path, cred, deadline, now, no_cache)
         if cred.expired(now):
             return None  # never refresh a token to look at usage: Claude Code owns refreshing
         token = cred.access_token
         timeout = bounds.time_left(deadline, self.config.poll_timeout)
         return lambda: fetch_oauth_usage(self.config.api_base, token, name, timeout, now)
+
+    def _script_fetcher(
+        self,
+        name: str,
+        path: Path,
+        cred: Credential,
+        deadline: float | None,
+        now: float,
+        no_cache: bool,
+    ) -> Callable[[], UsageSnapshot] | None:
+        """The usage script about one slot, in the user's own environment (usage/script.py):
+        the live slot in Claude Code's own config dir, any other in a throwaway one."""
+        from .usage import script as usage_script
+
+        def live_here() -> bool:
+            active = self.slots.active_slot()
+            return active is not None and self.slots.slot_path(active) == path
+
+        live = live_here()
+        if not live and cred.expired(now + usage_script.REFRESH_MARGIN_S):
+            return None  # its `claude` would refresh the slot's token where the slot loses it
+        context = usage_script.ScriptContext(
+            home=self.config.home,
+            claude_dir=self.config.claude_dir,
+            global_config=self.slots.global_config,
+            live=live,
+        )
+        script = self.config.usage_script
+        assert script is not None
+        timeout = bounds.time_left(deadline, usage_script.time_limit(self.config.poll_timeout))
+
+        def fetch() -> UsageSnapshot:
+            snapshot = usage_script.run_usage_script(
+                script, name, path, timeout, now, no_cache, context=context
+            )
+            if live and not live_here():  # a flip while it ran: whose usage did it read?
+                raise UsageFetchError("script", "the live slot changed while the script ran")
+            return snapshot
+
+        return fetch
 
     def check_usage(
         self, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
@@ -203,24 +276,89 @@ class SubscriptionManager:
         deadline = bounds.work_deadline()
         if refresh and deadline is not None and bounds.time_left(deadline, 1.0) < MIN_POLL_S:
             refresh = False  # too little of the budget left to ask anyone
-        fetchers = {n: self._fetcher(n, deadline) for n in wanted} if refresh else {}
+        fetchers = {n: self._fetcher(n, deadline, now=now) for n in wanted} if refresh else {}
         to_poll = {n: f for n, f in fetchers.items() if f is not None}
         polls = self._poll_all(to_poll, now, force, bounds.join_deadline())
         result: dict[str, UsageSnapshot | None] = {}
         rejected = self.rotation_state().get("rejected", {}) if polls else {}
         for name in wanted:
             poll = polls.get(name)
-            if poll is not None and poll.error_kind is not None:
-                self.events.append(
-                    "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
-                )
-                if poll.error_kind == "rejected":
-                    self.record_rejection(name, "the usage endpoint answered 401")
-            elif poll is not None and poll.polled and name in rejected:
-                self._clear_rejection_after_success(name, rejected[name], now)
+            if poll is not None:
+                self._note_poll(name, poll, now, rejected)
             snapshot = poll.snapshot if poll is not None else None
             result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
+
+    def _note_poll(self, name: str, poll: PollResult, now: float, rejected: dict[str, Any]) -> None:
+        """What a poll's answer means beyond the cache, for every poll (hook, CLI or probe):
+        an error is logged, a 401 marks the credential rejected, a success lifts a rejection
+        the probe cooldown after it was made. `rejected`: rotation.json "rejected"."""
+        if poll.error_kind is not None:
+            self.events.append(
+                "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
+            )
+            if poll.error_kind == "rejected":
+                self.record_rejection(name, "the usage endpoint answered 401")
+        elif poll.polled and name in rejected:
+            self._clear_rejection_after_success(name, rejected[name], now)
+
+    def probe(self, names: Iterable[str] | None = None) -> dict[str, ProbeResult]:
+        """Ask every slot's usage source once, now (`check-auth --probe`): past the poll
+        interval and error backoff, never past a rate-limit wait; a usage script with
+        `--no-cache`. One request per slot, no more. Its readings go to the usage cache and
+        its verdicts to the rotation state, as any poll's do, so a later evaluate sees both
+        without asking again."""
+        now = self.clock()
+        wanted = list(names or self.slot_names())
+        fetchers = {n: self._fetcher(n, now=now, no_cache=True) for n in wanted}
+        to_poll = {n: f for n, f in fetchers.items() if f is not None}
+        polls = self._poll_all(to_poll, now, True, None)
+        rejected = self.rotation_state().get("rejected", {}) if polls else {}
+        source = "usage script" if self.config.usage_script is not None else "usage endpoint"
+        results = {}
+        for name in wanted:
+            poll = polls.get(name)
+            if poll is not None:
+                self._note_poll(name, poll, now, rejected)
+            results[name] = self._probe_result(name, source, name in to_poll, poll, now)
+        return results
+
+    def _probe_result(
+        self, name: str, source: str, asked: bool, poll: PollResult | None, now: float
+    ) -> ProbeResult:
+        if not asked:
+            why = (
+                "the access token expires within minutes and the slot is not live: a `claude` "
+                "the script starts would refresh it outside the slot"
+                if self.config.usage_script is not None
+                else "the access token expired; Claude Code refreshes it on use"
+            )
+            return ProbeResult(name, "skipped", source, why)
+        if poll is None:
+            return ProbeResult(name, "FAIL", source, f"the {source} gave no answer")
+        if poll.error_kind == "rejected":
+            text = f"{_error_text(poll)}; marked rejected until a new login"
+            return ProbeResult(name, "FAIL", source, text, needs_login=True)
+        if poll.error_kind == "auth":
+            return ProbeResult(name, "FAIL", source, _error_text(poll), needs_login=True)
+        if poll.error_kind is not None:
+            return ProbeResult(name, "FAIL", source, _error_text(poll))
+        if poll.polled:
+            answered = (
+                "the usage script answered"
+                if self.config.usage_script is not None
+                else "the usage endpoint accepted the token"
+            )
+            return ProbeResult(name, "ok", source, answered)
+        if poll.reason == "fresh":  # another process asked at this very moment
+            return ProbeResult(name, "ok", source, f"the {source} answered another process now")
+        if poll.reason == "backoff":  # only a 429's Retry-After holds a probe back
+            until = self.usage.status(name, now).get("rate_limited_until")
+            wait = f" for {format_duration(until - now)}" if isinstance(until, float) else ""
+            return ProbeResult(name, "FAIL", source, f"not asked: rate limited{wait}")
+        if poll.reason == "in-flight elsewhere":
+            return ProbeResult(name, "FAIL", source, "not asked: another process is asking now")
+        return ProbeResult(name, "FAIL", source, f"not asked: {poll.reason}")
 
     def _poll_all(
         self,
@@ -678,6 +816,11 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _error_text(poll: PollResult) -> str:
+    """A failed poll's message, without the cache's "error: " prefix."""
+    return poll.reason.removeprefix("error: ")
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
@@ -704,4 +847,4 @@ def _alive_lock_holders(pattern: str) -> list[str]:
     return holders
 
 
-__all__ = ["SubscriptionManager", "SwitchOutcome", "SlotReport", "UsageFetchError"]
+__all__ = ["ProbeResult", "SubscriptionManager", "SwitchOutcome", "SlotReport", "UsageFetchError"]

@@ -30,7 +30,7 @@ weekly reset, then lower pressure, then preference order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -42,6 +42,11 @@ Action = Literal["stay", "switch", "hold", "defer"]
 RECOVERY_MARGIN = 600.0
 REJECTED = "rejected"  # SlotView.health of a credential Anthropic refused
 UNKNOWN_RESET_WAIT = 3600.0  # a limit with no reset in sight: look again in an hour
+# Reset times this close rank as one: readings of equal quota taken moments apart (a relative
+# "resets in 3600 s" counted from each poll's own clock read, a script's cached answer, a
+# reset Claude Code's /usage screen shows to the minute) leave the choice to the user's
+# fallback_order. Far below the forward-routing margin, which moves load only hours ahead.
+RESET_RESOLUTION = 600.0
 
 
 @dataclass(frozen=True)
@@ -477,11 +482,39 @@ def in_probe_cooldown(slot: SlotView, thresholds: Thresholds, now: float) -> boo
     return slot.usage is None or slot.usage.observed_at <= left
 
 
+def reset_ranks(
+    slots: Sequence[SlotView],
+    reset: Callable[[SlotView], float],
+    part: Callable[[SlotView], Hashable] = lambda s: None,
+) -> dict[str, int]:
+    """Each slot's reset time as a rank (0 soonest) among the slots of its `part` (those an
+    earlier sort key does not tell apart). A run of resets within RESET_RESOLUTION of its
+    first one shares a rank; unknown (inf) ranks last."""
+    parts: dict[Hashable, list[SlotView]] = {}
+    for s in slots:
+        parts.setdefault(part(s), []).append(s)
+    ranks: dict[str, int] = {}
+    for members in parts.values():
+        rank, start = -1, -math.inf
+        for s in sorted(members, key=lambda s: (reset(s), s.name)):
+            t = reset(s)
+            if rank < 0 or t > start + RESET_RESOLUTION:
+                rank, start = rank + 1, t
+            ranks[s.name] = rank
+    return ranks
+
+
+def preference_rank(view: PolicyView) -> Callable[[SlotView], int]:
+    """Position in the user's fallback_order; slots it does not name come after."""
+    order = {name: i for i, name in enumerate(view.preference)}
+    return lambda s: order.get(s.name, len(order))
+
+
 def rank_candidates(
     view: PolicyView, thresholds: Thresholds, now: float, exclude: str | None = None
 ) -> list[SlotView]:
     """Slots that could take over, best first (see module docstring for the order)."""
-    order = {name: i for i, name in enumerate(view.preference)}
+    preferred = preference_rank(view)
     eligible = [
         s
         for s in view.slots
@@ -489,14 +522,16 @@ def rank_candidates(
         and can_serve(s, thresholds, now, view.model)
         and not in_probe_cooldown(s, thresholds, now)
     ]
+    classes = {s.name: rank_class(s, view, thresholds, now) for s in eligible}
+    expiry = reset_ranks(eligible, lambda s: weekly_reset(s.usage, now), lambda s: classes[s.name])
 
-    def key(s: SlotView) -> tuple[int, int, float, float, int, str]:
+    def key(s: SlotView) -> tuple[int, int, int, float, int, str]:
         pressure = slot_pressure(s.usage, thresholds, now, view.model)
         return (
-            *rank_class(s, view, thresholds, now),
-            weekly_reset(s.usage, now),
+            *classes[s.name],
+            expiry[s.name],
             0.5 if pressure is None else pressure,
-            order.get(s.name, len(order)),
+            preferred(s),
             s.name,
         )
 
@@ -515,14 +550,14 @@ def rank_class(
 
 
 def rank_last_resort(view: PolicyView, now: float, exclude: str | None = None) -> list[SlotView]:
-    """Slots past our thresholds but under the hard limit, most room first, then expiry."""
+    """Slots past our thresholds but under the hard limit, most room first, then expiry, then
+    the user's preference."""
     eligible = [s for s in view.slots if s.name != exclude and may_serve(s, now, view.model)]
-
-    def key(s: SlotView) -> tuple[float, float, str]:
-        room = hard_room(s.usage, now, view.model)
-        return (-(0.5 if room is None else room), weekly_reset(s.usage, now), s.name)
-
-    return sorted(eligible, key=key)
+    preferred = preference_rank(view)
+    rooms = {s.name: hard_room(s.usage, now, view.model) for s in eligible}
+    room = {n: -(0.5 if r is None else r) for n, r in rooms.items()}
+    expiry = reset_ranks(eligible, lambda s: weekly_reset(s.usage, now), lambda s: room[s.name])
+    return sorted(eligible, key=lambda s: (room[s.name], expiry[s.name], preferred(s), s.name))
 
 
 def rank_untried(
@@ -534,14 +569,17 @@ def rank_untried(
 ) -> list[SlotView]:
     """Usable slots that read as spent but have not answered 429: readings lag (rounded
     statusline percentages, hours-old polls, a reset not seen yet), a refusal does not.
-    Soonest expected recovery first (`backs`: `recovery_times`, when already at hand)."""
+    Soonest expected recovery first, then the user's preference (`backs`: `recovery_times`,
+    when already at hand)."""
     backs = backs if backs is not None else recovery_times(view, thresholds, now)
+    preferred = preference_rank(view)
     eligible = [
         s
         for s in view.slots
         if s.name != exclude and s.usable and not is_limited(s, now, view.model)
     ]
-    return sorted(eligible, key=lambda s: (backs[s.name], s.name))
+    soonest = reset_ranks(eligible, lambda s: backs[s.name])
+    return sorted(eligible, key=lambda s: (soonest[s.name], preferred(s), s.name))
 
 
 def recovery_times(view: PolicyView, thresholds: Thresholds, now: float) -> dict[str, float]:
@@ -790,9 +828,13 @@ class DefaultPolicy:
                 urgent=True,
             )
         live_back = math.inf if live is None else backs[live.name]
-        others = sorted((back, name) for name, back in backs.items() if name != view.live)
-        if others and others[0][0] != math.inf and others[0][0] + RECOVERY_MARGIN < live_back:
-            back, name = others[0]
+        others = [s for s in view.slots if s.name != view.live]
+        soonest = reset_ranks(others, lambda s: backs[s.name])
+        preferred = preference_rank(view)
+        others.sort(key=lambda s: (soonest[s.name], preferred(s), s.name))
+        back = backs[others[0].name] if others else math.inf
+        if back != math.inf and back + RECOVERY_MARGIN < live_back:
+            name = others[0].name
             return make(
                 "switch",
                 "soonest-recovery",

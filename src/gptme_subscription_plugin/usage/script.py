@@ -1,9 +1,14 @@
 """The upstream usage-script contract: `<script> --json [--no-cache]` for one slot.
 
-gptme-contrib's `check-claude-usage.sh` (and any replacement a user writes) reads the credential
-at `$HOME/.claude/.credentials.json`. To ask about a slot that is not live, the script runs in a
-throwaway HOME whose credential file is a symlink to the slot's file, so the live link is never
-touched. Output scale: utilization 0-1, `resets_in_seconds` relative to now.
+gptme-contrib's `check-claude-usage.sh` (and any replacement a user writes) starts `claude`
+from the user's own setup: it finds it under `$HOME/.local/bin`, and `claude` needs the
+onboarding state in `.claude.json`. So the script runs in the user's real environment (HOME,
+PATH, working directory); only what picks the credential differs per slot. For the live slot
+that is nothing: Claude Code's own config dir already holds it. For any other slot it is
+`CLAUDE_CONFIG_DIR`, pointed at a throwaway dir holding a link to the slot's file and a copy
+of the user's `.claude.json`, so the live link is never touched. Output scale: utilization
+0-1, `resets_in_seconds` relative to now. The contract as users see it is in the README
+("Usage scripts").
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..bounds import run_bounded
-from ..fsutil import ForeignPathError, check_runnable, ensure_private_dir
+from ..bounds import RefusedFile, read_bounded, run_bounded
+from ..fsutil import ForeignPathError, atomic_write_bytes, check_runnable
 from ..redact import clean_external
 from .oauth import UsageFetchError, UsageParseError, json_number
 from .snapshot import (
@@ -35,6 +41,47 @@ SCRIPT_MODEL_WINDOWS = {"seven_day_sonnet": "sonnet", "seven_day_opus": "opus"}
 # Environment credentials outrank the credential file and would make the script report the
 # wrong account (reference/claude-code.md section 0, finding 8).
 OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+# Told to the script: which slot it is asked about, and that slot's credential file (the
+# second is the upstream script's own override, which keys its cache by that file).
+SLOT_ENV = "GPTME_SUBSCRIPTION_SLOT"
+CREDS_ENV = "CLAUDE_USAGE_CREDS_FILE"
+CONFIG_DIR_ENV = "CLAUDE_CONFIG_DIR"
+# How long a script may take outside a hook (0.1.0 gave it as long); inside a hook, what is
+# left of the hook's budget. 0.1.0's script scrapes Claude Code's /usage screen (~25 s).
+MIN_TIME_LIMIT_S = 60.0
+# A `claude` the script starts refreshes an access token about to expire. For a slot that is
+# not live it would do so in the throwaway config dir, and the slot would keep a refresh
+# token that is spent: such a slot is not handed to the script.
+REFRESH_MARGIN_S = 600.0
+MAX_GLOBAL_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def time_limit(poll_timeout: float) -> float:
+    """How long a usage script may run outside a hook."""
+    return max(MIN_TIME_LIMIT_S, 4 * poll_timeout)
+
+
+@dataclass(frozen=True)
+class ScriptContext:
+    """The user's own Claude Code setup, which the script runs in.
+
+    `global_config` is the `.claude.json` Claude Code reads for `claude_dir`; `live` says
+    whether the slot asked about is the one the live link in `claude_dir` points at.
+    """
+
+    home: Path
+    claude_dir: Path
+    global_config: Path
+    live: bool
+
+    @classmethod
+    def from_env(cls) -> ScriptContext:
+        """Defaults from the environment: ~/.claude (or $CLAUDE_CONFIG_DIR), a slot not live."""
+        home = Path(os.environ.get("HOME") or Path.home())
+        env_dir = os.environ.get(CONFIG_DIR_ENV)
+        claude_dir = Path(env_dir) if env_dir else home / ".claude"
+        config = claude_dir / ".claude.json" if env_dir else home / ".claude.json"
+        return cls(home, claude_dir, config, live=False)
 
 
 def _script_window(raw: object, what: str, seconds: int, now: float) -> UsageWindow:
@@ -89,28 +136,47 @@ def _redact(text: str) -> str:
     return clean_external(last, 160)
 
 
-def _prepare_home(home: Path, credential_path: Path) -> None:
-    """Give the throwaway HOME a `.claude/.credentials.json` linking to the slot's credential."""
-    claude_dir = ensure_private_dir(home / ".claude")
-    os.symlink(os.path.abspath(credential_path), claude_dir / ".credentials.json")
+def _same_dir(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
-def _script_env(home: Path) -> dict[str, str]:
+def _prepare_config_dir(config_dir: Path, credential_path: Path, global_config: Path) -> None:
+    """A throwaway config dir for a slot that is not live: its credential, as a link, and a
+    copy of the user's `.claude.json` (`claude` needs its onboarding state). A copy, so
+    nothing the script's `claude` writes reaches the user's own file."""
+    os.symlink(os.path.abspath(credential_path), config_dir / ".credentials.json")
+    try:
+        data = read_bounded(global_config, MAX_GLOBAL_CONFIG_BYTES)
+    except (OSError, RefusedFile):
+        return  # none yet (or not a file we copy): the script sees what a new user has
+    atomic_write_bytes(config_dir / ".claude.json", data)
+
+
+def _script_env(
+    slot: str, credential_path: Path, context: ScriptContext, config_dir: Path | None
+) -> dict[str, str]:
+    """The user's environment, less credentials that would outrank the slot's, plus where
+    the slot's credential is. `config_dir` None: the slot is live in `context.claude_dir`."""
     env = {k: v for k, v in os.environ.items() if k not in OVERRIDING_ENV}
-    claude_dir = home / ".claude"
-    env["HOME"] = str(home)
-    env["CLAUDE_CONFIG_DIR"] = str(claude_dir)
-    # the upstream script also honours this explicit override; point it at the same link
-    env["CLAUDE_USAGE_CREDS_FILE"] = str(claude_dir / ".credentials.json")
+    env["HOME"] = str(context.home)
+    if config_dir is not None:
+        env[CONFIG_DIR_ENV] = str(config_dir)
+    elif env.get(CONFIG_DIR_ENV) and _same_dir(env[CONFIG_DIR_ENV], context.claude_dir):
+        pass  # Claude Code finds its dir exactly as the user's sessions do
+    elif _same_dir(context.claude_dir, context.home / ".claude"):
+        env.pop(CONFIG_DIR_ENV, None)  # the default dir: unset, as for the user's sessions
+    else:
+        env[CONFIG_DIR_ENV] = str(context.claude_dir)
+    env[CREDS_ENV] = os.path.abspath(credential_path)
+    env[SLOT_ENV] = slot
     return env
 
 
-def _run(
-    argv: list[str], env: dict[str, str], cwd: Path, timeout: float
-) -> tuple[int, bytes, bytes]:
-    """Run the script within `timeout` and MAX_OUTPUT_BYTES; its process group ends with it."""
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, bytes, bytes]:
+    """Run the script within `timeout` and MAX_OUTPUT_BYTES, in the caller's working
+    directory; its process group ends with it."""
     try:
-        done = run_bounded(argv, timeout=timeout, max_stdout=MAX_OUTPUT_BYTES, env=env, cwd=cwd)
+        done = run_bounded(argv, timeout=timeout, max_stdout=MAX_OUTPUT_BYTES, env=env)
     except OSError as exc:
         detail = exc.strerror or type(exc).__name__
         raise UsageFetchError("script", f"cannot run usage script {argv[0]}: {detail}") from None
@@ -130,8 +196,10 @@ def run_usage_script(
     timeout: float,
     now: float,
     no_cache: bool = False,
+    *,
+    context: ScriptContext | None = None,
 ) -> UsageSnapshot:
-    """Run the usage script against `credential_path`; UsageFetchError on any failure.
+    """Run the usage script about `credential_path`; UsageFetchError on any failure.
 
     Kinds: "script" (cannot start, non-zero exit), "timeout" (process group killed),
     "garbage" (output not the JSON contract, or larger than 1 MiB). The script's process
@@ -141,19 +209,24 @@ def run_usage_script(
         check_runnable(script, "usage script")
     except ForeignPathError as exc:
         raise UsageFetchError("script", str(exc)) from None
+    context = context or ScriptContext.from_env()
     argv = [str(script), "--json"] + (["--no-cache"] if no_cache else [])
+    config_dir: Path | None = None
     try:
-        home = Path(tempfile.mkdtemp(prefix="gsp-usage-home-"))  # created 0700
-    except OSError as exc:
-        raise UsageFetchError("script", f"cannot create a temp HOME: {exc.strerror}") from None
-    try:
-        try:
-            _prepare_home(home, credential_path)
-        except OSError as exc:
-            raise UsageFetchError("script", f"cannot prepare a temp HOME: {exc.strerror}") from None
-        code, out, err = _run(argv, _script_env(home), home, timeout)
+        if not context.live:
+            try:
+                config_dir = Path(tempfile.mkdtemp(prefix="gsp-usage-config-"))  # 0700
+                _prepare_config_dir(config_dir, credential_path, context.global_config)
+            except OSError as exc:
+                detail = exc.strerror or type(exc).__name__
+                raise UsageFetchError(
+                    "script", f"cannot prepare a config dir for the usage script: {detail}"
+                ) from None
+        env = _script_env(slot, credential_path, context, config_dir)
+        code, out, err = _run(argv, env, timeout)
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if config_dir is not None:
+            shutil.rmtree(config_dir, ignore_errors=True)
     if code != 0:
         detail = _redact(err.decode("utf-8", "replace"))
         suffix = f": {detail}" if detail else ""

@@ -1,0 +1,89 @@
+"""fallback_order decides between slots whose readings say the same thing: readings of equal
+quota taken moments apart (one clock read per slot, a relative reset counted from each) must
+not outrank the user's order, in any of the policy's rankings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+from gptme_subscription_plugin.policy import (
+    DefaultPolicy,
+    PolicyView,
+    SlotView,
+    Thresholds,
+    rank_candidates,
+    rank_last_resort,
+    rank_untried,
+)
+from gptme_subscription_plugin.usage.snapshot import (
+    FIVE_HOUR_S,
+    SEVEN_DAY_S,
+    UsageSnapshot,
+    UsageWindow,
+)
+
+from .test_probe import DAY, H, Sandbox, answer, manager
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, fake_server: FakeAnthropicServer) -> Sandbox:
+    return Sandbox(tmp_path, fake_server, ("alice", "bob", "carol"))
+
+
+@pytest.mark.parametrize("order", [["bob", "carol"], ["carol", "bob"]])
+@pytest.mark.parametrize("polled", [["bob", "carol"], ["carol", "bob"]])
+def test_fallback_order_decides_between_slots_whose_readings_say_the_same(
+    sandbox, monkeypatch, order, polled
+):
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    same = answer(0.1, 0.3, week_reset_in=2 * DAY)
+    sandbox.write_answers(alice=answer(0.1, 0.99), bob=same, carol=same)
+    m = manager(sandbox, order)
+    for name in ["alice", *polled]:  # one slot at a time, each with its own clock read
+        m.check_usage(names=[name])
+    decision = m.evaluate(refresh=False)
+    assert (decision.action, decision.target) == ("switch", order[0]), decision.reason
+
+
+NOW = 1_800_000_000.0
+
+
+def view_of(names: list[str], skew: float, order: list[str], used: float) -> PolicyView:
+    """Identical readings of every slot, taken `skew` seconds apart in `names` order."""
+
+    def reading(name: str, i: int) -> UsageSnapshot:
+        t = NOW + i * skew
+        return UsageSnapshot(
+            name,
+            "script",
+            t,
+            five_hour=UsageWindow(0.1, t + 2 * H, FIVE_HOUR_S),
+            seven_day=UsageWindow(used, t + 2 * DAY, SEVEN_DAY_S),
+        )
+
+    slots = [SlotView(n, usage=reading(n, i)) for i, n in enumerate(names)]
+    live = SlotView("live", usage=reading("live", 0), limited_until=NOW + DAY)
+    return PolicyView("live", (live, *slots), preference=tuple(order))
+
+
+@pytest.mark.parametrize("skew", [1e-6, 0.05, 30.0])
+@pytest.mark.parametrize("order", [["b", "c"], ["c", "b"]])
+def test_every_ranking_leaves_equal_readings_to_the_preference(skew, order):
+    t = Thresholds()
+    now = NOW + 60
+    fresh = view_of(["b", "c"], skew, order, used=0.3)
+    assert [s.name for s in rank_candidates(fresh, t, now, exclude="live")] == order
+    assert DefaultPolicy(t).decide(fresh, now).target == order[0]
+    spent = view_of(["b", "c"], skew, order, used=0.985)  # past our threshold, under 100 %
+    assert [s.name for s in rank_last_resort(spent, now, exclude="live")] == order
+    assert [s.name for s in rank_untried(spent, t, now, exclude="live")] == order
+
+
+def test_resets_far_enough_apart_still_rank_by_expiry():
+    t = Thresholds()
+    view = view_of(["b", "c"], 3 * H, ["c", "b"], used=0.3)
+    assert [s.name for s in rank_candidates(view, t, NOW + 60, exclude="live")] == ["b", "c"]
