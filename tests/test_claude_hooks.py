@@ -425,3 +425,23 @@ def test_no_hook_path_imports_gptme(sb):
             [sys.executable, "-c", code], env=sb.env, capture_output=True, text=True, timeout=60
         )
         assert json.loads(proc.stderr.strip().splitlines()[-1]) == [], event
+
+
+def test_our_hooks_do_nothing_inside_a_usage_script(sb, tmp_path):
+    """A usage script's `claude` loads the user's settings, our hooks included: they stay out."""
+    nested_out = tmp_path / "nested-hook-stdout"
+    script = tmp_path / "usage.sh"
+    nested = json.dumps(payload("SessionStart", session="nested"))
+    script.write_text(
+        "#!/bin/sh\n"
+        f"echo '{nested}' | {sys.executable} -m gptme_subscription_plugin hook session-start"
+        f" >> {nested_out}\n"
+        'echo \'{"five_hour": {"utilization": 0.1, "resets_in_seconds": 3600}}\'\n'
+    )
+    script.chmod(0o700)
+    env = {"GPTME_SUBSCRIPTION_USAGE_SCRIPT": str(script), "GPTME_SUBSCRIPTION_POLL_INTERVAL": "0"}
+    out, _ = sb.hook("session-start", payload("SessionStart"), **env)
+    assert out is not None  # the outer hook answered, having asked the script
+    assert nested_out.exists()  # the script ran and ran our hook
+    assert nested_out.read_text() == ""
+    assert "nested" not in json.dumps([p.name for p in (sb.state / "sessions").glob("*")])

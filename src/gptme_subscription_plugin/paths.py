@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ENV_PREFIX = "GPTME_SUBSCRIPTION_"
+# Set for a usage script and all it starts: our hooks in a `claude` it runs do nothing.
+INSIDE_USAGE_SCRIPT_ENV = ENV_PREFIX + "INSIDE_USAGE_SCRIPT"
 
 
 def home_dir(env: Mapping[str, str]) -> Path:

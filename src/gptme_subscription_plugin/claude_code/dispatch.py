@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from .. import bounds
+from ..paths import INSIDE_USAGE_SCRIPT_ENV
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs PreToolUse ~5 ms
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ def detach(worker: str, payload: Mapping[str, object]) -> None:
 
 def main(argv: Sequence[str]) -> int:
     """Entry point; returns 0 whatever happens."""
+    if os.environ.get(INSIDE_USAGE_SCRIPT_ENV):
+        return 0  # a `claude` our usage script started: its turns are not the user's
     event = EVENT_ALIASES.get(argv[0], argv[0]) if argv else ""
     if event not in EVENTS and event not in WORKERS:
         print(

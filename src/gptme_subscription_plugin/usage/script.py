@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..bounds import RefusedFile, read_bounded, run_bounded
 from ..fsutil import ForeignPathError, atomic_write_bytes, check_runnable
+from ..paths import INSIDE_USAGE_SCRIPT_ENV
 from ..redact import clean_external
 from .oauth import UsageFetchError, UsageParseError, json_number
 from .snapshot import (
@@ -169,6 +170,7 @@ def _script_env(
         env[CONFIG_DIR_ENV] = str(context.claude_dir)
     env[CREDS_ENV] = os.path.abspath(credential_path)
     env[SLOT_ENV] = slot
+    env[INSIDE_USAGE_SCRIPT_ENV] = "1"
     return env
 
 
