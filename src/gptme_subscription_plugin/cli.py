@@ -336,7 +336,10 @@ def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
     outcome = m.apply(decision) if args.execute else None
     if args.json:
         _print_json(
-            {"decision": decision.to_dict(), "outcome": outcome.to_dict() if outcome else None}
+            {
+                "decision": decision.to_dict(),
+                "outcome": outcome.to_dict() if outcome is not None else None,
+            }
         )
     else:
         print(decision_line(decision))
@@ -426,7 +429,9 @@ def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
     from .render import capacity
 
     now = m.clock()
-    verdict = capacity(m.view(m.check_usage(refresh=True), args.model), m.config.thresholds, now)
+    verdict = capacity(
+        m.view(m.check_usage(refresh=True), model=args.model), m.config.thresholds, now
+    )
     if args.json:
         _print_json(verdict.to_dict(now))
     else:
