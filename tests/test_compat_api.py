@@ -77,6 +77,15 @@ def test_positional_evaluate_is_a_type_error_never_refresh_and_model(core: CoreM
     assert live_slot(core.config.claude_dir) == "alice"  # nothing was switched on the way
 
 
+def test_our_check_credential_file_refuses_a_slot_name_for_the_clock(tmp_path: Path):
+    """0.1.0's call shape on ours: a missing file was answered without looking at `now`."""
+    from gptme_subscription_plugin import check_credential_file
+
+    with pytest.raises(TypeError, match="gptme_subscription.check_credential_file"):
+        check_credential_file(tmp_path / "missing", "bob")  # type: ignore[arg-type]
+    assert check_credential_file(tmp_path / "missing", time.time()).health.value == "missing"
+
+
 def test_a_refused_switch_is_falsy_and_a_pending_one_too(core: CoreManager):
     refused = core.switch_to("nobody")
     assert refused.status == "refused" and not refused
