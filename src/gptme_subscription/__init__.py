@@ -11,7 +11,31 @@ Names load on first use (PEP 562), so importing the package costs nothing until 
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~10 ms to import; type checkers read the block below
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .auth import CredentialInfo, check_credential_file, format_reauth_instructions
+    from .config import Config
+    from .manager import Decision, SubscriptionManager
+    from .observation import (
+        SubscriptionObservation,
+        format_duration,
+        is_subscription_blocked,
+        load_sub_observations,
+        record_sub_reset_time,
+        remaining_until_observed_reset,
+        subscription_pressure_from_usage,
+    )
+    from .routing import (
+        PacingSnapshot,
+        capacity_aware_fallback_order,
+        combine_window_pacing_snapshots,
+        compute_pacing_snapshot,
+        compute_window_pacing,
+        compute_window_pacing_snapshot,
+        soonest_resetting_fallback,
+    )
 
 __version__ = "0.1.0"  # the API version this package reproduces
 
@@ -42,7 +66,28 @@ _EXPORTS = {
     "soonest_resetting_fallback": "routing",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Config",
+    "CredentialInfo",
+    "Decision",
+    "PacingSnapshot",
+    "SubscriptionManager",
+    "SubscriptionObservation",
+    "capacity_aware_fallback_order",
+    "check_credential_file",
+    "combine_window_pacing_snapshots",
+    "compute_pacing_snapshot",
+    "compute_window_pacing",
+    "compute_window_pacing_snapshot",
+    "format_duration",
+    "format_reauth_instructions",
+    "is_subscription_blocked",
+    "load_sub_observations",
+    "record_sub_reset_time",
+    "remaining_until_observed_reset",
+    "soonest_resetting_fallback",
+    "subscription_pressure_from_usage",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -34,6 +34,24 @@ MODULE: dict[str, str] = {
     "clear_rebalance_state": HOLDS,
 }
 
+MODULE["REAUTH_INSTRUCTIONS"] = "format_reauth_instructions(sub) gives our re-login steps"
+MODULE.update(
+    (f"DEFAULT_{name}", "our defaults are gptme_subscription_plugin.Thresholds() (tuned)")
+    for name in (
+        "WEEKLY_EXHAUSTED",
+        "FIVE_HOUR_EXHAUSTED",
+        "SONNET_WEEKLY_EXHAUSTED",
+        "UNKNOWN_FALLBACK_PRESSURE",
+        "SOON_TO_EXPIRE_THRESHOLD",
+        "EXPIRING_CAPACITY_CREDIT",
+        "CAPACITY_REBALANCE_MIN_PRESSURE",
+        "CAPACITY_REBALANCE_MARGIN",
+        "REBALANCE_MIN_HOLD",
+        "REBALANCE_MAX_HOLD",
+        "REBALANCE_TARGET_UTILIZATION",
+    )
+)
+
 MANAGER: dict[str, str] = {
     "record_manual_switch_hold": (
         "switch_to() of a slot no evaluate() decision named is a switch by hand: it holds for "

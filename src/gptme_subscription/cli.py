@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
@@ -12,3 +13,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["main"]
+
+if __name__ == "__main__":  # pragma: no cover - `python -m gptme_subscription.cli`
+    sys.exit(main())
