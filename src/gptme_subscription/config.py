@@ -14,9 +14,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._dropped import CONFIG, drop_attributes
+
+if TYPE_CHECKING:
+    from gptme_subscription_plugin.config import Config as CoreConfig
 
 
 class _Unset:
@@ -117,7 +120,9 @@ class Config:
     # --- rate-limit indicator: a file holding an ISO time until which the live slot is limited
     rate_limit_file: Path | None = None
 
-    _core: tuple[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _core: tuple[str, CoreConfig] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         from gptme_subscription_plugin.config import load_config
@@ -166,7 +171,7 @@ class Config:
     def _given(self) -> set[str]:
         return {theirs for theirs in MAPPED if getattr(self, theirs) is not UNSET}
 
-    def core_config(self) -> Any:
+    def core_config(self) -> CoreConfig:
         """The `gptme_subscription_plugin.Config` these settings mean (rebuilt after a field
         changes). `fallback_order` becomes our tie-break order with the primary first."""
         from gptme_subscription_plugin.config import load_config

@@ -29,6 +29,7 @@ from .config import Config
 from .observation import epoch, is_subscription_blocked, usage_document, usage_snapshot
 
 if TYPE_CHECKING:
+    from gptme_subscription_plugin.config import Config as CoreConfig
     from gptme_subscription_plugin.manager import SubscriptionManager as CoreManager
     from gptme_subscription_plugin.manager import SwitchOutcome
     from gptme_subscription_plugin.policy import Decision as CoreDecision
@@ -86,7 +87,7 @@ class SubscriptionManager:
 
     def __init__(self, config: Config):
         self.config = config
-        self._core: tuple[Any, CoreManager] | None = None
+        self._core: tuple[CoreConfig, CoreManager] | None = None
         self._last_decision: Decision | None = None
         self._last_switch_deferred = False
         self.last_outcome: SwitchOutcome | None = None  # our outcome of the last switch_to
