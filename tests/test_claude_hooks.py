@@ -157,6 +157,15 @@ def test_switch_waits_for_the_other_session_then_lands_at_its_boundary(sb):
     assert sb.live() == "bob"
 
 
+def test_stop_says_so_when_an_urgent_switch_must_wait(sb):
+    """A pending outcome is falsy (it is not a switch yet), and it is still what Stop reports."""
+    sb.set_usage("alice", five=20, week=99)
+    sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="B"))  # B is mid-turn
+    out, _ = sb.hook("stop", payload("Stop", session="A"))
+    assert sb.live() == "alice"
+    assert "pending" in out["systemMessage"] and "mid-turn" in out["systemMessage"]
+
+
 def test_user_prompt_submit_applies_a_pending_switch_when_everyone_is_idle(sb):
     sb.hook("user-prompt-submit", payload("UserPromptSubmit", session="B"))
     subprocess.run(

@@ -287,7 +287,7 @@ def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
     ok = True
     names = m.slot_names()
     infos = {name: m.slots.check(name) for name in names}
-    probes = m.probe([n for n in names if infos[n].health.usable]) if args.probe else {}
+    probes = m.probe(names=[n for n in names if infos[n].health.usable]) if args.probe else {}
     for name in names:
         info = infos[name]
         row: dict[str, Any] = {"slot": name, **info.to_dict()}
@@ -334,7 +334,10 @@ def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
     outcome = m.apply(decision) if args.execute else None
     if args.json:
         _print_json(
-            {"decision": decision.to_dict(), "outcome": outcome.to_dict() if outcome else None}
+            {
+                "decision": decision.to_dict(),
+                "outcome": outcome.to_dict() if outcome is not None else None,
+            }
         )
     else:
         print(decision_line(decision))
@@ -424,7 +427,9 @@ def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
     from .render import capacity
 
     now = m.clock()
-    verdict = capacity(m.view(m.check_usage(refresh=True), args.model), m.config.thresholds, now)
+    verdict = capacity(
+        m.view(m.check_usage(refresh=True), model=args.model), m.config.thresholds, now
+    )
     if args.json:
         _print_json(verdict.to_dict(now))
     else:

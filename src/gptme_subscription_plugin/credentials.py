@@ -212,7 +212,17 @@ class CredentialInfo:
 
 
 def check_credential_file(path: Path, now: float) -> CredentialInfo:
-    """Offline health check of one credential file (no network, no token in the result)."""
+    """Offline health check of one credential file (no network, no token in the result).
+
+    `now` is epoch seconds. 0.1.0's `check_credential_file(path, name)` is a TypeError here
+    (a missing file would otherwise answer without ever looking at it): that call is
+    `gptme_subscription.check_credential_file`.
+    """
+    if isinstance(now, bool) or not isinstance(now, (int, float)):
+        raise TypeError(
+            f"now must be epoch seconds, not {type(now).__name__}; for 0.1.0's "
+            "check_credential_file(path, name) use gptme_subscription.check_credential_file"
+        )
     try:
         cred = load_credential(path)
     except CredentialError as exc:

@@ -21,7 +21,7 @@ from . import fsutil
 from .config import Config
 from .credentials import CredentialError, load_credential
 from .fake_api import FakeAnthropicServer, make_profile_doc
-from .manager import SubscriptionManager, SwitchOutcome
+from .manager import SubscriptionManager, SwitchOutcome, first_outcome
 from .policy import Decision, format_duration
 from .render import decision_line
 from .usage.statusline import parse_statusline_rate_limits
@@ -191,7 +191,7 @@ class Sandbox:
         outcome = m.apply_pending(session_id=session)
         decision = m.evaluate(model=model)
         if outcome is None or outcome.status != "switched":
-            outcome = m.apply(decision, session_id=session) or outcome
+            outcome = first_outcome(m.apply(decision, session_id=session), outcome)
         return decision, outcome
 
     def tokens_lost(self) -> list[str]:
@@ -320,7 +320,7 @@ def run_demo(keep: bool = False, as_json: bool = False) -> int:
                         hhmm,
                         event,
                         decision=decision_line(decision) if decision else None,
-                        outcome=outcome.detail if outcome else None,
+                        outcome=outcome.detail if outcome is not None else None,
                         live=sb.manager.get_active_subscription(),
                         notes=_notes(sb),
                     )

@@ -50,12 +50,23 @@ SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
 
 @dataclass(frozen=True)
 class SwitchOutcome:
+    """What a switch request came to.
+
+    Truthy when `slot` is live once the call returns: "switched", or "unchanged" (it already
+    was). A "pending" switch is falsy: nothing changed yet, it lands at a later turn boundary
+    (and may be dropped there if its target can no longer serve); test `.status == "pending"`
+    to tell it from a "refused" one. So `if manager.switch_to(...)` means what it says.
+    """
+
     status: SwitchStatus
     slot: str | None
     detail: str
     previous: str | None = None
     blockers: tuple[str, ...] = ()
     heal: HealResult | None = None
+
+    def __bool__(self) -> bool:
+        return self.status in ("switched", "unchanged")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +141,7 @@ class SubscriptionManager:
     def __init__(
         self,
         config: Config,
+        *,
         policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ):
@@ -182,7 +194,7 @@ class SubscriptionManager:
         pending = self.rotation_state().get("pending")
         return pending if isinstance(pending, dict) else None
 
-    def busy_sessions(self, exclude: str | None = None) -> list[str]:
+    def busy_sessions(self, *, exclude: str | None = None) -> list[str]:
         """Who is mid-turn right now (other sessions, plus alive agent lock files)."""
         now = self.clock()
         busy = [
@@ -262,9 +274,12 @@ class SubscriptionManager:
         return fetch
 
     def check_usage(
-        self, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
+        self, *, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
     ) -> dict[str, UsageSnapshot | None]:
         """Usage per slot: cached, refreshed within the shared poll budget when asked.
+
+        `force` asks past the poll interval and error backoff (never a rate-limit wait), and a
+        usage script past its own cache (`--no-cache`).
 
         Slots are polled in parallel, so a refresh takes one `poll_timeout` at worst, not one
         per slot. Inside a hook every poll ends by the hook budget's work deadline, and the
@@ -276,7 +291,11 @@ class SubscriptionManager:
         deadline = bounds.work_deadline()
         if refresh and deadline is not None and bounds.time_left(deadline, 1.0) < MIN_POLL_S:
             refresh = False  # too little of the budget left to ask anyone
-        fetchers = {n: self._fetcher(n, deadline, now=now) for n in wanted} if refresh else {}
+        fetchers = (
+            {n: self._fetcher(n, deadline, now=now, no_cache=force) for n in wanted}
+            if refresh
+            else {}
+        )
         to_poll = {n: f for n, f in fetchers.items() if f is not None}
         polls = self._poll_all(to_poll, now, force, bounds.join_deadline())
         result: dict[str, UsageSnapshot | None] = {}
@@ -302,7 +321,7 @@ class SubscriptionManager:
         elif poll.polled and name in rejected:
             self._clear_rejection_after_success(name, rejected[name], now)
 
-    def probe(self, names: Iterable[str] | None = None) -> dict[str, ProbeResult]:
+    def probe(self, *, names: Iterable[str] | None = None) -> dict[str, ProbeResult]:
         """Ask every slot's usage source once, now (`check-auth --probe`): past the poll
         interval and error backoff, never past a rate-limit wait; a usage script with
         `--no-cache`. One request per slot, no more. Its readings go to the usage cache and
@@ -389,7 +408,7 @@ class SubscriptionManager:
         return dict(polls)
 
     def view(
-        self, usage: dict[str, UsageSnapshot | None] | None = None, model: str | None = None
+        self, usage: dict[str, UsageSnapshot | None] | None = None, *, model: str | None = None
     ) -> PolicyView:
         """The policy's whole input, built from files and state (no network)."""
         rot = self.rotation_state()
@@ -472,22 +491,31 @@ class SubscriptionManager:
         return lines
 
     def evaluate(
-        self, refresh: bool = True, model: str | None = None, log: bool = True
+        self, *, refresh: bool = True, model: str | None = None, log: bool = True
     ) -> Decision:
-        """Decide what to do now (pure policy over fresh-enough data); never flips."""
+        """Decide what to do now (pure policy over fresh-enough data); never flips.
+
+        Every parameter is keyword-only: a positional call such as 0.1.0's
+        `evaluate(usage, active)` is a TypeError here, never read as `(refresh, model)`.
+        """
         self._clamp_future_times()
         self.slots.observe()
         usage = self.check_usage(refresh=refresh)
         if refresh:
             self.slots.learn_identities(limit=1)  # one profile request at most per evaluation
-        decision = self.policy.decide(self.view(usage, model), self.clock())
+        return self.decide(self.view(usage, model=model), log=log)
+
+    def decide(self, view: PolicyView, *, now: float | None = None, log: bool = True) -> Decision:
+        """The policy on a view the caller built or adjusted (`view()` gives the current one);
+        logged as a decision like `evaluate`'s. Never polls, never flips."""
+        decision = self.policy.decide(view, self.clock() if now is None else now)
         if log:
             self.events.append(
                 "decision", self.clock(), policy=self.policy.name, **_decision_fields(decision)
             )
         return decision
 
-    def report(self, refresh: bool = False) -> list[SlotReport]:
+    def report(self, *, refresh: bool = False) -> list[SlotReport]:
         now = self.clock()
         usage = self.check_usage(refresh=refresh)
         rot = self.rotation_state()
@@ -518,6 +546,7 @@ class SubscriptionManager:
         self,
         slot: str,
         reason: str = "requested",
+        *,
         mode: str = "manual",
         force: bool = False,
         session_id: str | None = None,
@@ -581,15 +610,15 @@ class SubscriptionManager:
             heal=flip.heal,
         )
 
-    def apply(self, decision: Decision, session_id: str | None = None) -> SwitchOutcome | None:
+    def apply(self, decision: Decision, *, session_id: str | None = None) -> SwitchOutcome | None:
         """Carry out a decision: flip or leave it pending; None when nothing is to be done."""
         if decision.wants_switch and decision.target is not None:
             return self.switch_to(
-                decision.target, decision.reason, decision.mode, session_id=session_id
+                decision.target, decision.reason, mode=decision.mode, session_id=session_id
             )
         return None
 
-    def apply_pending(self, session_id: str | None = None) -> SwitchOutcome | None:
+    def apply_pending(self, *, session_id: str | None = None) -> SwitchOutcome | None:
         """At a turn boundary: carry out a pending switch if everyone else is idle."""
         pending = self.pending()
         if pending is None:
@@ -612,7 +641,7 @@ class SubscriptionManager:
             )
             return None
         return self.switch_to(
-            target, str(pending.get("reason", "pending switch")), mode, session_id=session_id
+            target, str(pending.get("reason", "pending switch")), mode=mode, session_id=session_id
         )
 
     def _still_worth_it(self, target: str) -> bool:
@@ -650,7 +679,7 @@ class SubscriptionManager:
             return None
         return self.heal()
 
-    def record_rate_limit(self, slot: str, until: float, model: str | None = None) -> None:
+    def record_rate_limit(self, slot: str, until: float, *, model: str | None = None) -> None:
         """A 429 / StopFailure(rate_limit): the slot serves nothing before `until`; with
         `model` (a per-model weekly window ran out), only that model waits."""
         now = self.clock()
@@ -776,6 +805,12 @@ class SubscriptionManager:
         )
 
 
+def first_outcome(*outcomes: SwitchOutcome | None) -> SwitchOutcome | None:
+    """The first outcome that exists. Not `a or b`: a pending or refused outcome is falsy,
+    and it is still the one to report."""
+    return next((o for o in outcomes if o is not None), None)
+
+
 def model_limits(rotation: dict[str, Any], slot: str) -> dict[str, float]:
     """The per-model 429s recorded for `slot` (rotation.json "limited_models"), well-formed
     entries only: a hand-edited or damaged document never breaks a decision."""
@@ -847,4 +882,11 @@ def _alive_lock_holders(pattern: str) -> list[str]:
     return holders
 
 
-__all__ = ["ProbeResult", "SubscriptionManager", "SwitchOutcome", "SlotReport", "UsageFetchError"]
+__all__ = [
+    "ProbeResult",
+    "SlotReport",
+    "SubscriptionManager",
+    "SwitchOutcome",
+    "UsageFetchError",
+    "first_outcome",
+]

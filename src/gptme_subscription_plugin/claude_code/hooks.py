@@ -19,7 +19,7 @@ from typing import Any
 from ..bounds import RefusedFile, read_bounded
 from ..config import load_config
 from ..hookstatus import write_hook_status
-from ..manager import SubscriptionManager, SwitchOutcome
+from ..manager import SubscriptionManager, SwitchOutcome, first_outcome
 from ..policy import Decision, rate_limit_marks
 from ..summary import Summary, summarize
 from .transcript import last_model
@@ -136,7 +136,7 @@ def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> di
     notes = [n for n in (heal_if_drifted(m),) if n]
     outcome = m.apply_pending(session_id=sid)
     if (outcome is None or outcome.status != "switched") and not m.busy_sessions(exclude=sid):
-        outcome = m.apply(m.evaluate(refresh=False), session_id=sid) or outcome
+        outcome = first_outcome(m.apply(m.evaluate(refresh=False), session_id=sid), outcome)
     if sid:
         m.turns.mark_busy(sid, m.clock())
     line = outcome_line(outcome)
@@ -160,7 +160,7 @@ def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
     outcome = m.apply_pending(session_id=sid)
     decision = m.evaluate(refresh=True)
     if outcome is None or outcome.status != "switched":
-        outcome = m.apply(decision, session_id=sid) or outcome
+        outcome = first_outcome(m.apply(decision, session_id=sid), outcome)
     refresh_summary(m, decision if outcome is None else None)
     line = outcome_line(outcome)
     if outcome is not None and outcome.status == "pending" and decision.urgent:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
-from ..manager import SubscriptionManager, SwitchOutcome
+from ..manager import SubscriptionManager, SwitchOutcome, first_outcome
 from ..turns import TurnRegistry
 from .settings import PluginSettings
 
@@ -310,7 +310,7 @@ class Lifecycle:
         outcome = m.apply_pending(session_id=sess.session_id)
         decision = m.evaluate(refresh=True)
         if outcome is None or outcome.status != "switched":
-            outcome = m.apply(decision, session_id=sess.session_id) or outcome
+            outcome = first_outcome(m.apply(decision, session_id=sess.session_id), outcome)
         refresh_summary(m, decision if outcome is None else None)
         line = switched_line(outcome)
         if outcome is not None and outcome.status == "pending" and decision.urgent:
