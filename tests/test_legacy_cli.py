@@ -317,6 +317,21 @@ def test_a_held_agent_lock_defers_an_automated_switch(legacy, tmp_path):
     assert legacy.live() == ".credentials.json.bob"
 
 
+def test_switch_preview_under_an_agent_lock(legacy, tmp_path):
+    """0.1.0's `--switch` previews the operator switch; our `switch --dry-run`, the plain one."""
+    glob = legacy.hold_a_lock(tmp_path)
+    before = legacy.disk()
+    proc = legacy.sh("gptme-subscription --switch alice", GPTME_SUBSCRIPTION_LOCK_GLOB=glob)
+    assert "would switch from bob to alice" in proc.stdout
+    doc = json.loads(
+        legacy.sh(f"gptme-subscription --lock-glob '{glob}' switch alice --dry-run --json").stdout
+    )
+    assert doc["status"] == "pending" and doc["dry_run"] and len(doc["blockers"]) == 1
+    assert legacy.disk() == before
+    rotation = legacy.state / "rotation.json"
+    assert not rotation.exists() or json.loads(rotation.read_text()).get("pending") is None
+
+
 def test_switch_to_an_unknown_slot_fails(legacy):
     """0.1.0 test_cmd_switch_unknown_slot_returns_error: exit 1, nothing switched or held."""
     before = legacy.disk()
@@ -422,7 +437,7 @@ def test_translation_table():
         ("--baseline-identity", "alice"): ["identity", "baseline", "alice"],
         ("--heal-drift", "--execute"): ["heal"],
         ("--heal-drift",): ["heal", "--dry-run"],
-        ("--switch=alice",): ["switch", "alice", "--dry-run"],
+        ("--switch=alice",): ["switch", "alice", "--force", "--dry-run"],
         ("--exec",): ["evaluate", "--execute"],  # argparse accepted unique prefixes
         ("--creds-dir", "/c", "--status"): ["--claude-dir", "/c", "status"],
         ("--lock-glob", "/l/*.lock", "--execute"): [

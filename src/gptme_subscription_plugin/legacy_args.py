@@ -185,8 +185,8 @@ def _command(parsed: _Parsed, action: str | None) -> tuple[list[str], list[str]]
         return ["status", *as_json], notes
     if action == "--switch":
         slot = values[action]
-        if not execute:
-            return ["switch", slot, "--dry-run", *as_json], notes
+        if not execute:  # a preview of the operator switch `--execute` would make
+            return ["switch", slot, "--force", "--dry-run", *as_json], notes
         notes.append(
             f"`--switch {slot} --execute` (0.1.0) is `{PROG} switch {slot} --force` here: "
             "an operator switch, applied now even while other sessions are mid-turn"
