@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--api-base", help="usage endpoint base URL (default https://api.anthropic.com)")
     g.add_argument("--poll-interval", type=float, help="minimum seconds between polls per slot")
+    g.add_argument(
+        "--lock-glob", help="agent lock files (a live PID inside) that count as mid-turn"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
@@ -77,11 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("switch", "make SLOT live (pending while another session is mid-turn)")
     p.add_argument("slot")
     p.add_argument("--force", action="store_true", help="flip now even if sessions are mid-turn")
+    p.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
     p = add("evaluate", "decide whether to switch (and with --execute, do it)")
     p.add_argument("--execute", action="store_true", help="apply the decision")
     p.add_argument("--no-refresh", action="store_true", help="use cached usage only")
     p.add_argument("--model", help="model about to be used (per-model weekly limits)")
-    add("heal", "repair drift: copy the live credential into its owner slot and relink")
+    p = add("heal", "repair drift: copy the live credential into its owner slot and relink")
+    p.add_argument("--dry-run", action="store_true", help="say if there is drift, change nothing")
     add(
         "reauth", "step-by-step re-login for one slot, never touching another", json_flag=False
     ).add_argument("slot")
@@ -168,6 +174,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "usage_script": args.usage_script,
             "api_base": args.api_base,
             "poll_interval": args.poll_interval,
+            "lock_glob": args.lock_glob,
         }
     )
 
@@ -178,6 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .claude_code.dispatch import main as hook_main
 
         return hook_main(argv[1:])
+    from .legacy_args import LegacyArgsError, translate
+
+    try:  # a 0.1.0 command line (flags only) runs as its equivalent here
+        legacy = translate(argv, os.environ)
+    except LegacyArgsError as exc:
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for note in legacy.notes:
+        print(f"gptme-subscription: {note}", file=sys.stderr)
+    argv = legacy.argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -194,8 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reauth":
         return cmd_reauth(args)
     if args.command == "statusline":
-        import os
-
         from .claude_code.statusline import main as statusline_main
 
         return statusline_main(args.wrap, os.environ)
@@ -312,6 +327,8 @@ def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_switch(m: Any, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return switch_preview(m, args)
     outcome = m.switch_to(args.slot, reason="switched by hand", mode="manual", force=args.force)
     if args.json:
         _print_json(outcome.to_dict())
@@ -325,6 +342,47 @@ def cmd_switch(m: Any, args: argparse.Namespace) -> int:
                 "(use --force to flip now)"
             )
     return EXIT_PROBLEM if outcome.status == "refused" else EXIT_OK
+
+
+def switch_preview(m: Any, args: argparse.Namespace) -> int:
+    """What `switch SLOT` would do now, from the same checks, with nothing written."""
+    from .manager import standing_rejection
+
+    slot, live = args.slot, m.get_active_subscription()
+    info = m.slots.check(slot)  # a name that is not a slot name: SlotError, exit 1
+    blockers = m.busy_sessions()
+    drift = m.slots.detect_drift()
+    rejected = standing_rejection(m.rotation_state(), slot, info)
+    if slot not in m.slot_names():
+        status, detail = "refused", f"no slot named {slot}"
+    elif not info.health.usable:
+        status, detail = "refused", f"slot {slot} is {info.health.value} ({info.detail})"
+    elif rejected is not None and not args.force:
+        status, detail = "refused", f"Anthropic refused {slot}'s credential; add --force"
+    elif live == slot and drift is None:
+        status, detail = "unchanged", f"{slot} is already live"
+    elif blockers and not args.force:
+        status = "pending"
+        detail = f"would record a switch to {slot}: {len(blockers)} other session(s) mid-turn"
+    else:
+        status, detail = "would-switch", f"would switch from {live or 'no slot'} to {slot}"
+    if drift is not None and status != "refused":
+        detail += f", healing first ({drift.detail})"
+    if args.json:
+        _print_json(
+            {
+                "status": status,
+                "slot": slot,
+                "previous": live,
+                "detail": detail,
+                "blockers": list(blockers),
+                "heal": None,
+                "dry_run": True,
+            }
+        )
+    else:
+        print(f"dry run: {detail}; nothing changed")
+    return EXIT_PROBLEM if status == "refused" else EXIT_OK
 
 
 def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
@@ -349,6 +407,23 @@ def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_heal(m: Any, args: argparse.Namespace) -> int:
+    if args.dry_run:  # detection only: it reads the live path and recorded identities
+        drift = m.slots.detect_drift()
+        detail = "no drift" if drift is None else f"{drift.detail}; `heal` would repair it"
+        if args.json:
+            _print_json(
+                {
+                    "healed": False,
+                    "detail": detail,
+                    "owner": None,
+                    "method": None,
+                    "remaining_drift": drift.kind if drift else None,
+                    "dry_run": True,
+                }
+            )
+        else:
+            print(f"dry run: {detail}; nothing changed")
+        return EXIT_OK
     result = m.heal()
     drift = m.slots.detect_drift()
     if args.json:
@@ -558,8 +633,6 @@ def report_install(m: Any, args: argparse.Namespace, result: Any) -> int:
 
 
 def cmd_doctor(m: Any, args: argparse.Namespace) -> int:
-    import os
-
     from .claude_code.doctor import run_checks
 
     checks = run_checks(m, os.environ, (args.project_dir or Path.cwd()).resolve())
