@@ -131,18 +131,6 @@ def test_plugin_hooks_json_matches_the_installer():
     assert json.loads((ROOT / ".claude-plugin" / "plugin.json").read_text())["name"]
 
 
-def test_plugin_wrapper_runs_a_hook(tmp_path):
-    proc = subprocess.run(
-        [str(ROOT / "hooks" / "run"), "hook", "pre-tool-use"],
-        input=json.dumps({"session_id": "p1"}),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path)},
-        timeout=30,
-    )
-    assert proc.returncode == 0 and (tmp_path / "sessions" / "p1.json").exists()
-
-
 def run_cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gptme_subscription_plugin", *args],

@@ -144,3 +144,71 @@ def test_doctor_checks_a_live_file_left_by_a_refresh(doctor):
         c["name"] == "permissions" and c["detail"].startswith(f"credential file {live} is 0644")
         for c in checks
     )
+
+
+PLUGIN_ID = "gptme-subscription@gptme-subscription-plugin"
+INSTALL_CLAUDE_CODE = "gptme-subscription install claude-code"
+
+
+def hook_checks(checks: list[dict]) -> list[dict]:
+    return [c for c in checks if c["name"] == "hooks" or c["name"].startswith("plugin")]
+
+
+def test_doctor_counts_the_enabled_plugin_as_installed(doctor):
+    write_json(doctor.claude / "settings.json", {"enabledPlugins": {PLUGIN_ID: True}})
+    _, checks = doctor.checks()
+    settings = doctor.claude / "settings.json"
+    assert hook_checks(checks) == [
+        {
+            "status": "OK",
+            "name": "plugin (user)",
+            "detail": f"{settings}: {PLUGIN_ID} enabled",
+            "fix": "",
+        }
+    ]
+
+
+def test_doctor_warns_when_the_hooks_are_installed_twice(doctor):
+    write_json(doctor.project / ".claude/settings.json", {"enabledPlugins": {PLUGIN_ID: True}})
+    installed = subprocess.run(
+        [sys.executable, "-m", "gptme_subscription_plugin", "install", "claude-code"],
+        env=doctor.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert installed.returncode == 0, installed.stderr
+    _, checks = doctor.checks()
+    [twice] = [c for c in checks if c["name"] == "hooks"]
+    assert twice["status"] == "WARN"
+    assert twice["detail"] == (
+        f"installed twice, as the plugin {PLUGIN_ID} (project) and in the settings of scope "
+        "user: every hook runs twice"
+    )
+    assert twice["fix"] == "gptme-subscription uninstall claude-code --scope user"
+
+
+@pytest.mark.parametrize("enabled", [None, {PLUGIN_ID: False}, {"other@market": True}])
+def test_doctor_without_hooks_or_plugin_names_both_ways_to_install(doctor, enabled):
+    if enabled is not None:
+        write_json(doctor.claude / "settings.json", {"enabledPlugins": enabled})
+    _, checks = doctor.checks()
+    assert hook_checks(checks) == [
+        {
+            "status": "WARN",
+            "name": "hooks",
+            "detail": "not installed: neither in a Claude Code settings file nor as the plugin",
+            "fix": f"claude plugin install {PLUGIN_ID} (or: {INSTALL_CLAUDE_CODE})",
+        }
+    ]
+
+
+def test_doctor_knows_the_plugin_by_the_name_the_marketplace_lists():
+    root = Path(__file__).resolve().parents[1] / ".claude-plugin"
+    plugin = json.loads((root / "plugin.json").read_text())["name"]
+    marketplace = json.loads((root / "marketplace.json").read_text())
+    assert [p["name"] for p in marketplace["plugins"]] == [plugin]
+    assert f"{plugin}@{marketplace['name']}" == PLUGIN_ID
+    from gptme_subscription_plugin.claude_code.doctor import PLUGIN_INSTALL, PLUGIN_NAME
+
+    assert (plugin, f"claude plugin install {PLUGIN_ID}") == (PLUGIN_NAME, PLUGIN_INSTALL)

@@ -39,10 +39,30 @@ class Check:
         return {"status": self.status, "name": self.name, "detail": self.detail, "fix": self.fix}
 
 
+# The Claude Code plugin's name (.claude-plugin/plugin.json); enabled as `<name>@<marketplace>`
+PLUGIN_NAME = "gptme-subscription"
+PLUGIN_INSTALL = "claude plugin install gptme-subscription@gptme-subscription-plugin"
+
+
+def enabled_plugins(doc: Mapping[str, Any]) -> list[str]:
+    """Our plugin's ids that a settings file enables (`enabledPlugins: {"<id>": true}`)."""
+    enabled = doc.get("enabledPlugins")
+    if not isinstance(enabled, dict):
+        return []
+    return sorted(
+        key
+        for key, on in enabled.items()
+        if on is True and isinstance(key, str) and key.split("@", 1)[0] == PLUGIN_NAME
+    )
+
+
 def check_installation(m: SubscriptionManager, project_dir: Path) -> list[Check]:
+    """Our hooks in a settings file, or our plugin enabled in one: one of the two, not both."""
     checks = []
     wanted = {event for event, *_ in HOOK_SPECS}
     found_any = False
+    in_settings: list[str] = []  # scopes whose settings file holds our hooks
+    plugins: list[str] = []  # "<id> (<scope>)" for each enabled plugin
     for scope in ("user", "project", "local"):
         path = settings_path(scope, m.config.claude_dir, project_dir)
         try:
@@ -50,10 +70,14 @@ def check_installation(m: SubscriptionManager, project_dir: Path) -> list[Check]
         except InstallError as exc:
             checks.append(Check("FAIL", f"settings ({scope})", str(exc), "fix the JSON"))
             continue
+        for plugin in enabled_plugins(doc):
+            plugins.append(f"{plugin} ({scope})")
+            checks.append(Check("OK", f"plugin ({scope})", f"{path}: {plugin} enabled"))
         events = installed_events(doc)
         if not events:
             continue
         found_any = True
+        in_settings.append(scope)
         missing = sorted(wanted - events)
         if missing:
             checks.append(
@@ -67,13 +91,26 @@ def check_installation(m: SubscriptionManager, project_dir: Path) -> list[Check]
         else:
             checks.append(Check("OK", f"hooks ({scope})", f"{path}: all {len(wanted)} hooks"))
         checks += _command_checks(doc, scope)
-    if not found_any:
+    if plugins and in_settings:
         checks.append(
             Check(
                 "WARN",
                 "hooks",
-                "not installed in any Claude Code settings file",
-                "gptme-subscription install claude-code",
+                f"installed twice, as the plugin {', '.join(plugins)} and in the settings of "
+                f"scope {', '.join(in_settings)}: every hook runs twice",
+                " && ".join(
+                    f"gptme-subscription uninstall claude-code --scope {scope}"
+                    for scope in in_settings
+                ),
+            )
+        )
+    elif not found_any and not plugins:
+        checks.append(
+            Check(
+                "WARN",
+                "hooks",
+                "not installed: neither in a Claude Code settings file nor as the plugin",
+                f"{PLUGIN_INSTALL} (or: gptme-subscription install claude-code)",
             )
         )
     return checks
