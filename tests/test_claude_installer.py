@@ -486,3 +486,14 @@ def test_the_prefix_this_install_writes_is_recognised_as_ours(tmp_path, monkeypa
             {"hooks": [{"type": "command", "command": f"{prefix} hook stop", "timeout": 30}]}
         ]
         settings.unlink()
+
+
+def test_statusline_inside_a_usage_script_records_nothing(cli_env):
+    """A usage script's `claude` shows its own account's rate_limits: not the live slot's."""
+    stdin = json.dumps({"session_id": "s", "rate_limits": {"five_hour": {"used_percentage": 99}}})
+    env = {**cli_env, "GPTME_SUBSCRIPTION_INSIDE_USAGE_SCRIPT": "1"}
+    proc = run_cli(env, "statusline", "--wrap", "echo theirs", stdin=stdin)
+    assert proc.returncode == 0 and proc.stdout.strip() == "theirs"
+    state = Path(cli_env["GPTME_SUBSCRIPTION_STATE_DIR"])
+    assert not (state / "usage/alice.json").exists()
+    assert not (state / "hook-status.json").exists()

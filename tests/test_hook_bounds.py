@@ -250,7 +250,8 @@ def test_a_script_whose_grandchild_holds_stdout_is_killed_by_the_budget(
     took, _ = _hook("stop", env)
     assert took < 3.0 + STARTUP_SLACK_S
     pids = [int(line) for line in report.read_text().split()]
-    assert len(pids) == 2  # one script per slot
+    # one script per slot, one at a time: a hanging one keeps the other slot's from starting
+    assert len(pids) == (1 if script_hangs else 2)
     assert all(_gone(pid) for pid in pids), "a grandchild outlived the hook"
 
 

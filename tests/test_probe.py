@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -356,3 +357,125 @@ def test_one_refresh_reads_the_clock_once_for_every_slot(sandbox, monkeypatch):
     snaps = manager(sandbox, []).check_usage()
     assert len({s.observed_at for s in snaps.values() if s is not None}) == 1
     assert len({s.seven_day.resets_at for s in snaps.values() if s and s.seven_day}) == 1
+
+
+# ---------------------------------------------------------------- scripts that scrape a TUI
+
+
+def shell_script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux, as 0.1.0's script does")
+def test_the_scripts_tmux_never_joins_a_tmux_server_already_running(sandbox, tmp_path):
+    """0.1.0's script runs `claude` in `tmux new-session -d`: on a server already running
+    (the user's own, or one a run for another slot started) the session gets that server's
+    environment, and its `claude` reads another credential than the slot's."""
+    user_tmux = tmp_path / "user-tmux"
+    user_tmux.mkdir(mode=0o700)
+    user_env = {"PATH": os.environ["PATH"], "TMUX_TMPDIR": str(user_tmux), "HOME": str(tmp_path)}
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", "user", "sleep 600"], env=user_env, check=True
+    )
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    script = shell_script(
+        tmp_path / "tmux-usage.sh",
+        f"""\
+        out={seen}/"$GPTME_SUBSCRIPTION_SLOT"
+        tmux new-session -d "printf '%s|%s' \\"\\$CLAUDE_CONFIG_DIR\\" \\
+            \\"\\$GPTME_SUBSCRIPTION_INSIDE_USAGE_SCRIPT\\" > $out.tmp && mv $out.tmp $out"
+        i=0
+        while [ ! -f "$out" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+        echo '{{"five_hour": {{"utilization": 0.1, "resets_in_seconds": 3600}}}}'
+        """,
+    )
+    env = dict(sandbox.env)
+    env.update(
+        GPTME_SUBSCRIPTION_USAGE_SCRIPT=str(script),
+        TMUX_TMPDIR=str(user_tmux),
+        TMUX=f"{user_tmux}/tmux-{os.getuid()}/default,1,0",  # as in a pane of the user's tmux
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", "status", "--refresh"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        subprocess.run(["tmux", "kill-server"], env=user_env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    got = {p.name: p.read_text() for p in seen.iterdir()}
+    assert set(got) == {"alice", "bob", "carol"}
+    assert got["alice"] == "|1"  # live, in the default dir: no CLAUDE_CONFIG_DIR, as for you
+    for name in ("bob", "carol"):  # each in its own throwaway config dir
+        config_dir, inside = got[name].split("|")
+        assert "gsp-usage-run-" in config_dir and inside == "1", got
+
+
+def test_usage_script_runs_never_overlap_across_slots_and_processes(sandbox, tmp_path):
+    """A script that scrapes a `claude` TUI takes one caller at a time (0.1.0's holds a global
+    lock and fails a second caller): every run of ours waits for the one before."""
+    running, overlaps = tmp_path / "running", tmp_path / "overlaps"
+    script = shell_script(
+        tmp_path / "slow-usage.sh",
+        f"""\
+        if ! mkdir {running} 2>/dev/null; then echo "$GPTME_SUBSCRIPTION_SLOT" >> {overlaps}; fi
+        sleep 0.3
+        rmdir {running} 2>/dev/null
+        echo '{{"seven_day": {{"utilization": 0.2, "resets_in_seconds": 86400}}}}'
+        """,
+    )
+    env = {**sandbox.env, "GPTME_SUBSCRIPTION_USAGE_SCRIPT": str(script)}
+    env["GPTME_SUBSCRIPTION_POLL_INTERVAL"] = "0"
+    argv = [sys.executable, "-m", "gptme_subscription_plugin", "status", "--refresh", "--json"]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert not overlaps.exists(), overlaps.read_text()
+    cached = json.loads(sandbox.run("status", "--json", script=False))
+    assert all(s["usage"] is not None for s in cached["slots"]), cached  # every slot was read
+
+
+def test_a_refresh_of_the_live_token_while_its_script_runs_keeps_the_reading(sandbox, tmp_path):
+    """The script's own `claude` may refresh the live token, replacing the live link with a
+    file (Claude Code's way): the same account, so the reading stands."""
+    live = sandbox.claude / ".credentials.json"
+    script = shell_script(
+        tmp_path / "refreshing-usage.sh",
+        f"""\
+        if [ "$GPTME_SUBSCRIPTION_SLOT" = alice ]; then
+            cp --remove-destination "$(readlink -f {live})" {live}
+        fi
+        echo '{{"seven_day": {{"utilization": 0.4, "resets_in_seconds": 86400}}}}'
+        """,
+    )
+    env = {**sandbox.env, "GPTME_SUBSCRIPTION_USAGE_SCRIPT": str(script)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gptme_subscription_plugin", "status", "--refresh", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    slots = {s["name"]: s for s in json.loads(proc.stdout)["slots"]}
+    assert not live.is_symlink()  # the script did refresh it
+    assert slots["alice"]["poll"]["last_error"] is None
+    assert slots["alice"]["usage"]["seven_day"]["utilization"] == pytest.approx(0.4)
+
+
+def test_a_probe_of_no_slots_asks_nothing(sandbox, monkeypatch):
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    m = manager(sandbox, [])
+    assert m.probe(names=[]) == {}
+    assert m.check_usage(names=[]) == {}
+    assert sandbox.calls() == []

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from filelock import Timeout
+
 from . import bounds, fsutil
 from .config import Config
 from .credentials import Credential, CredentialError, CredentialInfo, load_credential
@@ -33,16 +35,25 @@ from .policy import (
     format_duration,
     slot_pressure,
 )
-from .slots import HealResult, SlotError, SlotStore, global_config_for
+from .slots import (
+    HealResult,
+    LiveKind,
+    LiveState,
+    SlotError,
+    SlotStore,
+    global_config_for,
+)
 from .state import EventLog, StateStore
 from .turns import TurnRegistry
 from .usage.cache import PollResult, UsageCache
-from .usage.oauth import UsageFetchError, fetch_oauth_usage
+from .usage.oauth import SourceBusy, UsageFetchError, fetch_oauth_usage
 from .usage.snapshot import UsageSnapshot
 
 ROTATION_DOC = "rotation"
 # Inside a hook, no poll starts with less of the budget left than this.
 MIN_POLL_S = 0.3
+# A usage script is not started with less time left than this (after waiting its turn).
+MIN_SCRIPT_S = 1.0
 # `status` mentions a clamped rotation time for this long after it happened.
 NOTE_TTL = 86400.0
 SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
@@ -246,11 +257,10 @@ class SubscriptionManager:
         the live slot in Claude Code's own config dir, any other in a throwaway one."""
         from .usage import script as usage_script
 
-        def live_here() -> bool:
-            active = self.slots.active_slot()
-            return active is not None and self.slots.slot_path(active) == path
-
-        live = live_here()
+        live_slot = self.slots.active_slot()
+        if live_slot is not None and self.slots.slot_path(live_slot) != path:
+            live_slot = None  # the slot asked about is not the live one
+        live = live_slot is not None
         if not live and cred.expired(now + usage_script.REFRESH_MARGIN_S):
             return None  # its `claude` would refresh the slot's token where the slot loses it
         context = usage_script.ScriptContext(
@@ -264,12 +274,27 @@ class SubscriptionManager:
         timeout = bounds.time_left(deadline, usage_script.time_limit(self.config.poll_timeout))
 
         def fetch() -> UsageSnapshot:
-            snapshot = usage_script.run_usage_script(
-                script, name, path, timeout, now, no_cache, context=context
-            )
-            if live and not live_here():  # a flip while it ran: whose usage did it read?
-                raise UsageFetchError("script", "the live slot changed while the script ran")
-            return snapshot
+            # One script run at a time across every process: a script such as 0.1.0's
+            # scrapes a `claude` TUI under a global lock of its own, and runs that overlap
+            # fail or pile up.
+            started = time.monotonic()
+            lock = self.usage.source_lock()
+            try:
+                lock.acquire(timeout=max(0.0, timeout - MIN_SCRIPT_S))
+            except Timeout:
+                raise SourceBusy from None
+            try:
+                left = timeout - (time.monotonic() - started)
+                if left < MIN_SCRIPT_S:
+                    raise SourceBusy
+                snapshot = usage_script.run_usage_script(
+                    script, name, path, left, now, no_cache, context=context
+                )
+                if live_slot is not None and _flipped_away(live_slot, self.slots.live_state()):
+                    raise UsageFetchError("script", "the live slot changed while the script ran")
+                return snapshot
+            finally:
+                lock.release()
 
         return fetch
 
@@ -287,7 +312,7 @@ class SubscriptionManager:
         the cache, and the poll itself ends at that deadline, so nothing outlives the hook.
         """
         now = self.clock()
-        wanted = list(names or self.slot_names())
+        wanted = list(self.slot_names() if names is None else names)
         deadline = bounds.work_deadline()
         if refresh and deadline is not None and bounds.time_left(deadline, 1.0) < MIN_POLL_S:
             refresh = False  # too little of the budget left to ask anyone
@@ -328,7 +353,7 @@ class SubscriptionManager:
         its verdicts to the rotation state, as any poll's do, so a later evaluate sees both
         without asking again."""
         now = self.clock()
-        wanted = list(names or self.slot_names())
+        wanted = list(self.slot_names() if names is None else names)
         fetchers = {n: self._fetcher(n, now=now, no_cache=True) for n in wanted}
         to_poll = {n: f for n, f in fetchers.items() if f is not None}
         polls = self._poll_all(to_poll, now, True, None)
@@ -809,6 +834,12 @@ def first_outcome(*outcomes: SwitchOutcome | None) -> SwitchOutcome | None:
     """The first outcome that exists. Not `a or b`: a pending or refused outcome is falsy,
     and it is still the one to report."""
     return next((o for o in outcomes if o is not None), None)
+
+
+def _flipped_away(slot: str, live: LiveState) -> bool:
+    """Does the live link now name another slot than `slot`? A link replaced by a file is
+    Claude Code refreshing the live token (the script's own `claude` may do it): not a flip."""
+    return live.kind is LiveKind.LINK and live.slot != slot
 
 
 def model_limits(rotation: dict[str, Any], slot: str) -> dict[str, float]:

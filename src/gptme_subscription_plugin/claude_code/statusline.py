@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..bounds import run_bounded
+from ..paths import INSIDE_USAGE_SCRIPT_ENV
 from .dispatch import parse_payload
 
 WRAP_TIMEOUT_S = 5.0
@@ -79,6 +80,9 @@ def our_line(payload: Mapping[str, Any], env: Mapping[str, str]) -> str:
 def main(wrap: str | None, env: Mapping[str, str]) -> int:
     raw = sys.stdin.read()
     theirs = run_wrapped(wrap, raw) if wrap else ""
+    if env.get(INSIDE_USAGE_SCRIPT_ENV):  # a usage script's `claude`: its account is not live
+        print(theirs)
+        return 0
     try:
         payload = parse_payload(raw)
         ours = our_line(payload, env)

@@ -23,11 +23,12 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..fsutil import atomic_write_text, check_private, private_subdir, read_private_bytes
-from .oauth import UsageFetchError, UsageParseError
+from .oauth import SourceBusy, UsageFetchError, UsageParseError
 from .snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 
 DOC_VERSION = 1
 USAGE_DIR = "usage"
+SOURCE_LOCK_NAME = ".source.lock"  # no slot name starts with a dot
 # A Retry-After longer than this is treated as this long: a broken header must not mute a slot
 # for weeks, and the endpoint's real values are 0 or about an hour.
 MAX_RETRY_AFTER = 24 * 3600.0
@@ -285,6 +286,11 @@ class UsageCache:
         text = json.dumps(record.to_dict(), sort_keys=True, indent=1)
         atomic_write_text(self.path(record.slot), text + "\n")
 
+    def source_lock(self) -> FileLock:
+        """Held while a source that takes one caller at a time (a usage script) is asked."""
+        private_subdir(self.state_dir, USAGE_DIR)
+        return FileLock(self.dir / SOURCE_LOCK_NAME, mode=0o600)
+
     def _lock(self, slot: str, suffix: str) -> FileLock:
         private_subdir(self.state_dir, USAGE_DIR)
         return FileLock(self.dir / f"{_check_slot(slot)}{suffix}", mode=0o600)
@@ -397,6 +403,8 @@ class UsageCache:
     ) -> PollResult:
         try:
             fetched = fetch()
+        except SourceBusy:
+            return self._cached(self._read(slot), now, "in-flight elsewhere")
         except UsageFetchError as exc:
             return self._store_failure(slot, now, exc.kind, exc.message, exc.retry_after)
         except UsageParseError as exc:

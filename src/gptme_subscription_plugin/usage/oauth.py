@@ -57,6 +57,10 @@ class UsageParseError(ValueError):
     """A usage document we cannot make sense of (short message, never any secret)."""
 
 
+class SourceBusy(Exception):
+    """The usage source is serving another poll; nothing was asked, so nothing failed."""
+
+
 class UsageFetchError(Exception):
     """Asking a usage source failed; `kind` tells the cache how to back off."""
 

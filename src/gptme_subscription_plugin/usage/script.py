@@ -41,10 +41,12 @@ MAX_OUTPUT_BYTES = 1024 * 1024
 SCRIPT_MODEL_WINDOWS = {"seven_day_sonnet": "sonnet", "seven_day_opus": "opus"}
 # Environment credentials outrank the credential file and would make the script report the
 # wrong account (reference/claude-code.md section 0, finding 8).
-OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+OVERRIDING_ENV = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"})
 # Told to the script: which slot it is asked about, and that slot's credential file (the
 # second is the upstream script's own override, which keys its cache by that file).
 SLOT_ENV = "GPTME_SUBSCRIPTION_SLOT"
+# Point a tmux the script starts at the user's server; see _script_env.
+TMUX_ENV = frozenset({"TMUX", "TMUX_PANE", "TMUX_TMPDIR"})
 CREDS_ENV = "CLAUDE_USAGE_CREDS_FILE"
 CONFIG_DIR_ENV = "CLAUDE_CONFIG_DIR"
 # How long a script may take outside a hook (0.1.0 gave it as long); inside a hook, what is
@@ -154,11 +156,22 @@ def _prepare_config_dir(config_dir: Path, credential_path: Path, global_config: 
 
 
 def _script_env(
-    slot: str, credential_path: Path, context: ScriptContext, config_dir: Path | None
+    slot: str,
+    credential_path: Path,
+    context: ScriptContext,
+    config_dir: Path | None,
+    tmux_dir: Path,
 ) -> dict[str, str]:
     """The user's environment, less credentials that would outrank the slot's, plus where
-    the slot's credential is. `config_dir` None: the slot is live in `context.claude_dir`."""
-    env = {k: v for k, v in os.environ.items() if k not in OVERRIDING_ENV}
+    the slot's credential is. `config_dir` None: the slot is live in `context.claude_dir`.
+
+    A tmux session started on a server that is already running (the user's, or the one a
+    run for another slot started) gets that server's environment, not ours, so its `claude`
+    would read whichever credential that server's environment names. The script's tmux is
+    therefore never the user's: `TMUX` is dropped and `TMUX_TMPDIR` is this run's own dir.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in OVERRIDING_ENV | TMUX_ENV}
+    env["TMUX_TMPDIR"] = str(tmux_dir)
     env["HOME"] = str(context.home)
     if config_dir is not None:
         env[CONFIG_DIR_ENV] = str(config_dir)
@@ -213,22 +226,25 @@ def run_usage_script(
         raise UsageFetchError("script", str(exc)) from None
     context = context or ScriptContext.from_env()
     argv = [str(script), "--json"] + (["--no-cache"] if no_cache else [])
-    config_dir: Path | None = None
+    run_dir: Path | None = None
     try:
-        if not context.live:
-            try:
-                config_dir = Path(tempfile.mkdtemp(prefix="gsp-usage-config-"))  # 0700
+        try:
+            run_dir = Path(tempfile.mkdtemp(prefix="gsp-usage-run-"))  # 0700
+            (run_dir / "tmux").mkdir(mode=0o700)
+            config_dir = None if context.live else run_dir / "config"
+            if config_dir is not None:
+                config_dir.mkdir(mode=0o700)
                 _prepare_config_dir(config_dir, credential_path, context.global_config)
-            except OSError as exc:
-                detail = exc.strerror or type(exc).__name__
-                raise UsageFetchError(
-                    "script", f"cannot prepare a config dir for the usage script: {detail}"
-                ) from None
-        env = _script_env(slot, credential_path, context, config_dir)
+        except OSError as exc:
+            detail = exc.strerror or type(exc).__name__
+            raise UsageFetchError(
+                "script", f"cannot prepare a private dir for the usage script: {detail}"
+            ) from None
+        env = _script_env(slot, credential_path, context, config_dir, run_dir / "tmux")
         code, out, err = _run(argv, env, timeout)
     finally:
-        if config_dir is not None:
-            shutil.rmtree(config_dir, ignore_errors=True)
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
     if code != 0:
         detail = _redact(err.decode("utf-8", "replace"))
         suffix = f": {detail}" if detail else ""
