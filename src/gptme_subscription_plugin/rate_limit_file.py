@@ -31,7 +31,9 @@ class NotATime(ValueError):
 
 def read_until(path: str | os.PathLike[str]) -> float | None:
     """The time the file names, in epoch seconds (naive times are UTC, as in 0.1.0); None when
-    there is no file. RateLimitFileError when it cannot be read, NotATime for other content."""
+    there is no file. RateLimitFileError when it cannot be read, NotATime for other content.
+    `~` is expanded (a shell leaves `--rate-limit-file=~/f` as it is)."""
+    path = Path(path).expanduser()
     try:
         data = read_bounded(path, MAX_BYTES)
     except FileNotFoundError:
@@ -67,6 +69,7 @@ def clear(path: str | os.PathLike[str]) -> bool:
     Only a regular file (or a symlink, which goes, not its target) is removed: anything else
     at that path was never read as a rate-limit file and is not ours to delete.
     """
+    path = Path(path).expanduser()
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -74,7 +77,7 @@ def clear(path: str | os.PathLike[str]) -> bool:
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         return False
     try:
-        Path(path).unlink()
+        path.unlink()
     except FileNotFoundError:
         return False
     return True
