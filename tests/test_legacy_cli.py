@@ -417,9 +417,15 @@ def test_rate_limit_file_moves_off_the_live_slot_and_goes_after_the_switch(legac
     doc = json.loads(legacy.sh(EVALUATE + " --rate-limit-file ~/rate-limited-until --json").stdout)
     assert doc["decision"]["action"] == "switch" and doc["decision"]["target"] == "alice", doc
     assert legacy.disk() == before and limit.exists()  # a preview: no switch, file kept
+    # recorded as a hook records Claude Code's own rate limit: `status` shows it
+    until = datetime.fromisoformat(limit.read_text().strip()).timestamp()
+    status = json.loads(legacy.sh("gptme-subscription status --json").stdout)
+    bob = next(s for s in status["slots"] if s["name"] == "bob")
+    assert bob["limited_until"] == pytest.approx(until)
+    assert "limited 59m" in legacy.sh("gptme-subscription status").stdout
     proc = legacy.sh(EVALUATE + " --rate-limit-file=~/rate-limited-until --execute")
     assert legacy.live() == ".credentials.json.alice", proc.stdout
-    assert not limit.exists()
+    assert not limit.exists(), (proc.stdout, proc.stderr)
 
 
 def test_rate_limit_file_in_the_past_or_not_a_time_changes_nothing(legacy):
