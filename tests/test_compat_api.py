@@ -363,7 +363,8 @@ def test_rate_limit_file_that_is_a_fifo_never_hangs(sb: Sandbox):
     os.mkfifo(limit)
     code = (
         "from gptme_subscription import Config, SubscriptionManager\n"
-        f"cfg = Config(subscriptions=['bob', 'alice'], usage_script=None, rate_limit_file={str(limit)!r})\n"
+        "cfg = Config(subscriptions=['bob', 'alice'], usage_script=None,\n"
+        f"             rate_limit_file={str(limit)!r})\n"
         "sm = SubscriptionManager(cfg)\n"
         "print(sm.is_rate_limited(), sm.evaluate(None, 'bob').action)\n"
         "sm.clear_rate_limit()\n"
