@@ -27,6 +27,9 @@ from .helpers import access_token, credential_bytes, link_live, serve_profile, w
 
 H = 3600.0
 DAY = 24 * H
+# .ci/run sets it: there a test that cannot run fails instead of skipping. Read at import,
+# before a sandbox clears the GPTME_SUBSCRIPTION_* variables.
+IN_CI = bool(os.environ.get("GPTME_SUBSCRIPTION_CI"))
 
 
 def live_slot(claude: Path) -> str:
@@ -247,7 +250,10 @@ def test_readme_snippet_runs_exactly_as_printed(sb: Sandbox):
     its fallback_order) and prints bob's credential status."""
     runner = _namespace_runner()
     if runner is None:
-        pytest.skip("needs a mount namespace (unshare) to give the snippet its /home/me path")
+        why = "needs a mount namespace (unshare) to give the snippet its /home/me path"
+        if IN_CI:
+            pytest.fail(f"{why}; CI must run it (GPTME_SUBSCRIPTION_CI is set)")
+        pytest.skip(why)
     snippet = sb.tmp / "snippet.py"
     snippet.write_text(README_SNIPPET)
     setup = (
@@ -267,6 +273,22 @@ def test_readme_snippet_runs_exactly_as_printed(sb: Sandbox):
     [switch] = sb.events("switch")
     assert (switch["previous"], switch["slot"], switch["mode"]) == ("bob", "alice", "exhausted")
     assert "sk-ant" not in proc.stdout + proc.stderr
+
+
+def test_ci_fails_the_snippet_test_when_it_cannot_run():
+    """CI (.ci/run exports GPTME_SUBSCRIPTION_CI) must never pass by skipping the snippet:
+    without `unshare` on PATH the test fails there, and only skips elsewhere."""
+    root = Path(__file__).resolve().parent.parent
+    assert "export GPTME_SUBSCRIPTION_CI=1" in (root / ".ci" / "run").read_text()
+    test = f"{Path(__file__).resolve()}::test_readme_snippet_runs_exactly_as_printed"
+    env = {k: v for k, v in os.environ.items() if k != "GPTME_SUBSCRIPTION_CI"}
+    env["PATH"] = str(Path(sys.executable).parent)  # no unshare there
+    cmd = [sys.executable, "-m", "pytest", test, "-q", "-rs", "-p", "no:cacheprovider"]
+    outside = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert outside.returncode == 0 and "SKIPPED [1]" in outside.stdout, outside.stdout
+    env["GPTME_SUBSCRIPTION_CI"] = "1"
+    inside = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert inside.returncode == 1 and "CI must run it" in inside.stdout, inside.stdout
 
 
 # ---------------------------------------------------------------- check_usage and evaluate
@@ -332,6 +354,26 @@ def test_evaluate_with_no_usage_decides_without_a_reading_of_the_live_slot(sb: S
     decision = sm.evaluate(None, "bob")
     assert decision.action == "stay" and decision.target == "bob"
     assert "no usage data" in decision.reason
+
+
+def test_rate_limit_file_that_is_a_fifo_never_hangs(sb: Sandbox):
+    """Read as the CLI reads it: bounded, a regular file only. A FIFO (no writer) is not a
+    rate limit, answered at once; 0.1.0's plain read blocked until a writer came."""
+    limit = sb.tmp / "rl"
+    os.mkfifo(limit)
+    code = (
+        "from gptme_subscription import Config, SubscriptionManager\n"
+        "cfg = Config(subscriptions=['bob', 'alice'], usage_script=None,\n"
+        f"             rate_limit_file={str(limit)!r})\n"
+        "sm = SubscriptionManager(cfg)\n"
+        "print(sm.is_rate_limited(), sm.evaluate(None, 'bob').action)\n"
+        "sm.clear_rate_limit()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert proc.stdout.split() == ["False", "stay"]
+    assert limit.exists()  # not a file it read: not one it deletes
 
 
 def test_evaluate_honours_the_rate_limit_file(sb: Sandbox):
@@ -619,6 +661,9 @@ def test_pressure_and_blocked_are_our_policys_answers():
     assert subscription_pressure_from_usage({}) is None
     with pytest.raises(ValueError, match="5-hour"):
         subscription_pressure_from_usage(doc, short_reset_window=60)
+    # 0.1.0's own defaults, passed explicitly, ask for nothing we lack
+    assert subscription_pressure_from_usage(doc, short_reset_window=7200) == pytest.approx(0.5)
+    assert subscription_pressure_from_usage(doc, 0.98, 0.90, 0.95, 7200) == pytest.approx(0.5)
 
     assert is_subscription_blocked(doc) == (False, "all limits healthy")
     blocked, why = is_subscription_blocked(usage(0.10, 0.99))
@@ -694,7 +739,18 @@ def test_fallback_order_spends_the_quota_that_expires_first(tmp_path: Path):
     assert capacity_aware_fallback_order(["bob", "alice"], obs, now=now) == ["bob", "alice"]
     assert capacity_aware_fallback_order(["erik", "alice"], obs, now=now) == ["alice", "erik"]
     with pytest.raises(ValueError, match="no equivalent"):
-        capacity_aware_fallback_order(["bob"], obs, unknown_pressure=0.5)
+        capacity_aware_fallback_order(["bob"], obs, unknown_pressure=0.6)
+    with pytest.raises(ValueError, match="no equivalent"):
+        capacity_aware_fallback_order(["bob"], obs, expiring_capacity_credit=0.25)
+    defaults = {  # 0.1.0's defaults, passed explicitly: accepted
+        "unknown_pressure": 0.5,
+        "soon_to_expire_threshold": 4 * 3600,
+        "expiring_capacity_credit": 0.15,
+    }
+    assert capacity_aware_fallback_order(["erik", "alice"], obs, now, **defaults) == [
+        "alice",
+        "erik",
+    ]
 
     assert soonest_resetting_fallback("bob", ["alice", "erik"], tmp_path / "none") is None
     _observe(obs, "erik", now - timedelta(days=6, hours=21, minutes=36))  # expires in 2.4 h
@@ -747,6 +803,19 @@ def test_manager_fallback_order_ranks_on_cached_readings(sb: Sandbox):
     assert sm.capacity_aware_fallback_order() == ["alice", "erik"]  # nothing read yet
     sm.core.check_usage(refresh=True)
     assert sm.capacity_aware_fallback_order() == ["erik", "alice"]
+
+
+def test_manager_fallback_order_ranks_under_the_configured_thresholds(sb: Sandbox):
+    """erik's week, 90 % used, expires first: first under our default weekly_exhausted
+    (0.98), spent (ranked last) under a configured 0.85, as evaluate would judge it."""
+    sb.set_usage("erik", five=5, week=90, week_in=1 * DAY)
+    ours = _manager(sb, usage_script=None)
+    ours.core.check_usage(refresh=True)
+    assert ours.capacity_aware_fallback_order() == ["erik", "alice"]
+    strict = _manager(sb, usage_script=None, weekly_exhausted=0.85)
+    assert strict.capacity_aware_fallback_order() == ["alice", "erik"]
+    decision = strict.evaluate(usage(0.95, 0.99), "bob")
+    assert (decision.action, decision.target) == ("switch", "alice")
 
 
 # ---------------------------------------------------------------- Config

@@ -62,6 +62,24 @@ def test_env_lists_and_aliases(tmp_path):
     assert cfg.claude_dir == tmp_path / "x" and cfg.api_base == "http://127.0.0.1:9"
 
 
+def test_0_1_0_sonnet_weekly_variable_sets_the_per_model_threshold(tmp_path):
+    """0.1.0's GPTME_SUBSCRIPTION_SONNET_WEEKLY_EXHAUSTED is our model_weekly_exhausted, for
+    the CLI and hooks as for the compat package; our own name wins when both are set."""
+    alias = {"GPTME_SUBSCRIPTION_SONNET_WEEKLY_EXHAUSTED": "0.9"}
+    for use_cache in (False, True, True):  # the second cached call is a cache hit
+        cfg = load_config(env=env_for(tmp_path, **alias), use_cache=use_cache)
+        assert cfg.model_weekly_exhausted == 0.9 and cfg.thresholds.model_weekly_exhausted == 0.9
+    ours = {"GPTME_SUBSCRIPTION_MODEL_WEEKLY_EXHAUSTED": "0.8"}
+    for env in ({**alias, **ours}, {**ours, **alias}):
+        assert load_config(env=env_for(tmp_path, **env)).model_weekly_exhausted == 0.8
+    with pytest.raises(ConfigError, match="GPTME_SUBSCRIPTION_SONNET_WEEKLY_EXHAUSTED"):
+        load_config(env=env_for(tmp_path, GPTME_SUBSCRIPTION_SONNET_WEEKLY_EXHAUSTED="2"))
+    write_file(tmp_path, "sonnet_weekly_exhausted = 0.85\n")
+    assert load_config(env=env_for(tmp_path)).model_weekly_exhausted == 0.85
+    write_file(tmp_path, "model_weekly_exhausted = 0.7\nsonnet_weekly_exhausted = 0.85\n")
+    assert load_config(env=env_for(tmp_path)).model_weekly_exhausted == 0.7
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
     [

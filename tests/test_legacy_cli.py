@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -379,20 +380,102 @@ def test_primary_is_preferred_where_readings_tie(legacy):
     assert doc["decision"]["target"] == "erik", doc
 
 
+def test_env_slots_name_the_primary_before_env_fallbacks(legacy):
+    """0.1.0 read its slots from $GPTME_SUBSCRIPTION_SLOTS when no --slots was given: the
+    first is the primary, ahead of $GPTME_SUBSCRIPTION_FALLBACK_ORDER where readings tie."""
+    same = reading(0.30, resets_in=None)
+    legacy.set_usage(bob=reading(0.99), alice=same, erik=same)
+    env = {
+        "GPTME_SUBSCRIPTION_SLOTS": "erik,bob,alice",
+        "GPTME_SUBSCRIPTION_FALLBACK_ORDER": "alice,bob",
+    }
+    line = "gptme-subscription --usage-script ~/bin/check-claude-usage.sh --json"
+    doc = json.loads(legacy.sh(line, **env).stdout)
+    assert doc["decision"]["target"] == "erik", doc
+    legacy.sh(line.replace("--json", "--execute"), **env)
+    assert legacy.live() == ".credentials.json.erik"
+
+
+# ---------------------------------------------------------------- --rate-limit-file
+
+EVALUATE = "gptme-subscription --slots bob,alice,erik --usage-script ~/bin/check-claude-usage.sh"
+
+
+def iso_in(seconds: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds, timezone.utc).isoformat()
+
+
+def test_rate_limit_file_moves_off_the_live_slot_and_goes_after_the_switch(legacy):
+    """0.1.0: while the file names a future time the live slot counts as exhausted, and a
+    successful switch deletes the file (it was about the slot that was live)."""
+    legacy.set_usage(bob=reading(0.20), alice=reading(0.20), erik=reading(0.50))
+    limit = legacy.home / "rate-limited-until"
+    doc = json.loads(legacy.sh(EVALUATE + " --rate-limit-file ~/rate-limited-until --json").stdout)
+    assert doc["decision"]["action"] == "stay", doc  # no file: bob is healthy, bob stays
+    limit.write_text(iso_in(3600) + "\n")
+    before = legacy.disk()
+    doc = json.loads(legacy.sh(EVALUATE + " --rate-limit-file ~/rate-limited-until --json").stdout)
+    assert doc["decision"]["action"] == "switch" and doc["decision"]["target"] == "alice", doc
+    assert legacy.disk() == before and limit.exists()  # a preview: no switch, file kept
+    # recorded as a hook records Claude Code's own rate limit: `status` shows it
+    until = datetime.fromisoformat(limit.read_text().strip()).timestamp()
+    status = json.loads(legacy.sh("gptme-subscription status --json").stdout)
+    bob = next(s for s in status["slots"] if s["name"] == "bob")
+    assert bob["limited_until"] == pytest.approx(until)
+    assert "limited 59m" in legacy.sh("gptme-subscription status").stdout
+    proc = legacy.sh(EVALUATE + " --rate-limit-file=~/rate-limited-until --execute")
+    assert legacy.live() == ".credentials.json.alice", proc.stdout
+    assert not limit.exists(), (proc.stdout, proc.stderr)
+
+
+def test_rate_limit_file_in_the_past_or_not_a_time_changes_nothing(legacy):
+    legacy.set_usage(bob=reading(0.20), alice=reading(0.20), erik=reading(0.50))
+    limit = legacy.home / "rl"
+    limit.write_text(iso_in(-60).replace("+00:00", ""))  # naive: UTC, as 0.1.0 read it
+    proc = legacy.sh(EVALUATE + " --rate-limit-file ~/rl --execute --json")
+    assert json.loads(proc.stdout)["decision"]["action"] == "stay"
+    assert legacy.live() == ".credentials.json.bob" and limit.exists()
+    limit.write_text("soon")  # 0.1.0 ignored it; we say so
+    proc = legacy.sh(EVALUATE + " --rate-limit-file ~/rl --execute --json")
+    assert json.loads(proc.stdout)["decision"]["action"] == "stay"
+    assert "does not hold an ISO-8601 time; ignored" in proc.stderr
+    assert legacy.live() == ".credentials.json.bob" and limit.read_text() == "soon"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "huge"])
+def test_rate_limit_file_that_is_not_a_small_regular_file_is_refused(legacy, kind):
+    """A FIFO would hang the cron job, a huge file feed it: one line, exit 2, nothing read
+    (no usage script run) and nothing changed."""
+    limit = legacy.home / "rl"
+    if kind == "fifo":
+        os.mkfifo(limit)
+    elif kind == "dir":
+        limit.mkdir()
+    else:
+        limit.write_text(iso_in(3600) + " " * 10_000)
+    before = legacy.disk()
+    proc = legacy.sh(EVALUATE + " --rate-limit-file ~/rl --execute", code=2)
+    assert proc.stdout == "" and proc.stderr.count("\n") == 1
+    assert "rate-limit file" in proc.stderr and str(limit) in proc.stderr
+    assert legacy.disk() == before and legacy.calls() == [] and limit.exists()
+
+
+def test_rate_limit_file_goes_after_an_operator_switch(legacy):
+    """0.1.0's `--switch SLOT --execute` deleted the file too (every successful switch did)."""
+    limit = legacy.home / "rl"
+    limit.write_text(iso_in(3600))
+    legacy.sh("gptme-subscription --switch nobody --execute --rate-limit-file ~/rl", code=1)
+    assert limit.exists()  # refused: the file stays
+    legacy.sh("gptme-subscription --switch alice --execute --rate-limit-file ~/rl")
+    assert legacy.live() == ".credentials.json.alice" and not limit.exists()
+
+
 # ---------------------------------------------------------------- no equivalent: one line, exit 2
 
 
 @pytest.mark.parametrize(
     ("line", "names"),
     [
-        (
-            "gptme-subscription --slots bob,alice,erik --rate-limit-file /tmp/rl --status",
-            "install claude-code",
-        ),
-        (
-            "gptme-subscription --rate-limit-file=/tmp/rl --usage-script x --execute",
-            "install claude-code",
-        ),
         ("gptme-subscription --usage-script x --probe --execute", "check-auth --probe"),
         ("gptme-subscription --slots bob,alice --primary erik --execute", "not one of"),
         ("gptme-subscription --switch --execute", "--switch expects a value"),
@@ -459,6 +542,21 @@ def test_translation_table():
     # 0.1.0's fallbacks from its env, behind the primary
     out = translate(["--slots", "b,a,c"], {"GPTME_SUBSCRIPTION_FALLBACK_ORDER": "c,a"}).argv
     assert out == ["--slots", "b,a,c", "--fallback-order", "b,c,a", "evaluate"]
+    # ... and the primary from its env slots when no --slots is given
+    both_env = {"GPTME_SUBSCRIPTION_SLOTS": "b,a,c", "GPTME_SUBSCRIPTION_FALLBACK_ORDER": "c,a"}
+    assert translate(["--status"], both_env).argv == ["--fallback-order", "b,c,a", "status"]
+    assert translate([], {"GPTME_SUBSCRIPTION_SLOTS": "b,a"}).argv == [
+        "--fallback-order",
+        "b,a",
+        "evaluate",
+    ]
+    # the rate-limit file is passed to our (hidden) global option
+    assert translate(["--rate-limit-file=/r", "--execute"], env).argv == [
+        "--rate-limit-file",
+        "/r",
+        "evaluate",
+        "--execute",
+    ]
     # two actions: the first in 0.1.0's order runs, and the other is named on stderr
     both = translate(["--switch", "a", "--execute", "--status"], env)
     assert both.argv == ["status"] and "--switch is ignored" in both.notes[0]

@@ -11,7 +11,6 @@ ValueError naming what to use instead, so a setting never silently does nothing.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +42,6 @@ MAPPED = {
     "forward_routing_hold_seconds": "manual_hold",  # a hold after a switch by hand
 }
 PATHS = ("creds_dir", "state_dir", "usage_script")
-# 0.1.0-only variable names
-ENV_ALIASES = {"GPTME_SUBSCRIPTION_SONNET_WEEKLY_EXHAUSTED": "sonnet_weekly_exhausted"}
 
 _DWELL = "our policy holds min_dwell (15 min) after every switch"
 _EXPIRY = (
@@ -138,9 +135,6 @@ class Config:
             for theirs, ours in MAPPED.items()
             if getattr(self, theirs) is not UNSET
         }
-        for var, theirs in ENV_ALIASES.items():
-            if theirs not in self._given() and os.environ.get(var):
-                overrides.setdefault(MAPPED[theirs], os.environ[var])
         if self.subscriptions is not UNSET:
             overrides["slots"] = list(self.subscriptions)
         core = load_config(overrides, override_label="Config.")
@@ -167,9 +161,6 @@ class Config:
                     f"primary {self.primary!r} not in subscriptions {self.subscriptions}"
                 )
         self.core_config()  # validate the whole, as every call will
-
-    def _given(self) -> set[str]:
-        return {theirs for theirs in MAPPED if getattr(self, theirs) is not UNSET}
 
     def core_config(self) -> CoreConfig:
         """The `gptme_subscription_plugin.Config` these settings mean (rebuilt after a field

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -221,21 +220,27 @@ class SubscriptionManager:
     # ---- rate-limit file ----
 
     def _rate_limited_until(self) -> float | None:
+        """The future time `rate_limit_file` names, as the CLI's `--rate-limit-file` reads it
+        (bounded, a regular file only); a file that cannot be read or holds no time: None,
+        as 0.1.0 answered."""
+        from gptme_subscription_plugin.rate_limit_file import limited_until
+
         path = self.config.rate_limit_file
         if path is None:
             return None
         try:
-            until = epoch(datetime.fromisoformat(Path(path).read_text().strip()))
-        except (OSError, ValueError):
+            return limited_until(path, self.core.clock())
+        except ValueError:  # RateLimitFileError, NotATime
             return None
-        return until if until > time.time() else None
 
     def is_rate_limited(self) -> bool:
         return self._rate_limited_until() is not None
 
     def clear_rate_limit(self) -> None:
+        from gptme_subscription_plugin.rate_limit_file import clear
+
         if self.config.rate_limit_file is not None:
-            Path(self.config.rate_limit_file).unlink(missing_ok=True)
+            clear(self.config.rate_limit_file)
 
     @staticmethod
     def is_subscription_blocked(
@@ -275,7 +280,7 @@ class SubscriptionManager:
         """`fallback_order` in our candidate ranking on the cached readings (no network)."""
         from .routing import ranked
 
-        order = ranked(self.core.view(), epoch(now))
+        order = ranked(self.core.view(), epoch(now), self.core.config.thresholds)
         wanted = self.config.fallback_order
         return [n for n in order if n in wanted] + [n for n in wanted if n not in order]
 
@@ -385,7 +390,7 @@ class SubscriptionManager:
         outcome = self.core.switch_to(sub, reason, mode=mode, force=force)
         self.last_outcome = outcome
         self._last_switch_deferred = outcome.status == "pending"
-        if outcome:
+        if outcome.status == "switched":
             self.clear_rate_limit()  # it was about the slot that was live
         return bool(outcome)
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from gptme_subscription_plugin.usage.snapshot import UsageSnapshot, UsageWindow
 
 SEVEN_DAY_S = 7 * 24 * 3600
+# 0.1.0's default: a caller passing it explicitly asks for nothing we lack
+SHORT_RESET_WINDOW = 7200
 
 
 def epoch(now: datetime | float | None) -> float:
@@ -129,7 +131,7 @@ def subscription_pressure_from_usage(
     weekly_exhausted: float | None = None,
     five_hour_threshold: float | None = None,
     sonnet_weekly_exhausted: float | None = None,
-    short_reset_window: int | None = None,
+    short_reset_window: int | None = SHORT_RESET_WINDOW,
 ) -> float | None:
     """Our `slot_pressure` of this reading: 0-1, 1.0 at a window's exhaustion threshold (the
     tightest window decides); None when the document holds no usable window.
@@ -138,7 +140,7 @@ def subscription_pressure_from_usage(
     """
     from gptme_subscription_plugin.policy import slot_pressure
 
-    if short_reset_window is not None:
+    if short_reset_window not in (None, SHORT_RESET_WINDOW):
         raise ValueError(
             "short_reset_window has no equivalent: our pressure always counts the 5-hour "
             "window (a nearly spent one is what stops the next request)"

@@ -28,7 +28,7 @@ from .observation import (
 )
 
 if TYPE_CHECKING:
-    from gptme_subscription_plugin.policy import PolicyView
+    from gptme_subscription_plugin.policy import PolicyView, Thresholds
 
 TARGET_NOTE = (
     "target_utilization has no equivalent: our pace is the straight line to 100 % at the "
@@ -176,18 +176,37 @@ def _observation_view(
     return PolicyView(live=None, slots=tuple(slots), preference=tuple(names))
 
 
-def ranked(view: PolicyView, now: float, exclude: str | None = None) -> list[str]:
-    """Our candidate ranking of the view's slots, the ones that cannot serve after them."""
+def ranked(
+    view: PolicyView,
+    now: float,
+    thresholds: Thresholds | None = None,
+    exclude: str | None = None,
+) -> list[str]:
+    """Our candidate ranking of the view's slots under `thresholds` (a manager's configured
+    ones; ours by default), the ones that cannot serve after them."""
     from gptme_subscription_plugin.policy import Thresholds, rank_candidates
 
-    best = [s.name for s in rank_candidates(view, Thresholds(), now, exclude=exclude)]
+    t = Thresholds() if thresholds is None else thresholds
+    best = [s.name for s in rank_candidates(view, t, now, exclude=exclude)]
     rest = [s.name for s in view.slots if s.name not in best and s.name != exclude]
     return best + rest
 
 
+# 0.1.0's defaults of the ranking knobs we have no equivalent for: passing one explicitly
+# asks for nothing different, any other value would be silently ignored
+UNKNOWN_PRESSURE = 0.5
+SOON_TO_EXPIRE_THRESHOLD = 4 * 3600
+EXPIRING_CAPACITY_CREDIT = 0.15
+_DEFAULTS = {
+    "unknown_pressure": UNKNOWN_PRESSURE,
+    "soon_to_expire_threshold": SOON_TO_EXPIRE_THRESHOLD,
+    "expiring_capacity_credit": EXPIRING_CAPACITY_CREDIT,
+}
+
+
 def _no_equivalent(**given: Any) -> None:
     for name, value in given.items():
-        if value is not None:
+        if value is not None and value != _DEFAULTS[name]:
             raise ValueError(
                 f"{name} has no equivalent: slots are ranked by when their quota expires, "
                 "a slot without readings after those whose expiry is known"
@@ -198,9 +217,9 @@ def capacity_aware_fallback_order(
     fallback_order: list[str],
     obs_dir: Path,
     now: datetime | None = None,
-    unknown_pressure: float | None = None,
-    soon_to_expire_threshold: float | None = None,
-    expiring_capacity_credit: float | None = None,
+    unknown_pressure: float | None = UNKNOWN_PRESSURE,
+    soon_to_expire_threshold: float | None = SOON_TO_EXPIRE_THRESHOLD,
+    expiring_capacity_credit: float | None = EXPIRING_CAPACITY_CREDIT,
     observations: Mapping[str, SubscriptionObservation] | None = None,
 ) -> list[str]:
     """`fallback_order` in our ranking, from 0.1.0's observation files in `obs_dir` (or

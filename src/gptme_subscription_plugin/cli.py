@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--lock-glob", help="agent lock files (a live PID inside) that count as mid-turn"
     )
+    # 0.1.0's rate-limit file (an ISO time until which the live slot is limited): honoured by
+    # `evaluate`, deleted after a switch; hidden, the hook pack learns rate limits by itself
+    g.add_argument("--rate-limit-file", type=Path, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
@@ -228,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .claude_code.installer import InstallError
     from .claude_locks import ClaudeLockBusy
     from .manager import SubscriptionManager
+    from .rate_limit_file import RateLimitFileError
     from .slots import SlotError
     from .state import StateBusy
 
@@ -240,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InstallError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    except RateLimitFileError as exc:  # read before anything is written
+        print(f"gptme-subscription: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (ClaudeLockBusy, StateBusy) as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -330,6 +337,7 @@ def cmd_switch(m: Any, args: argparse.Namespace) -> int:
     if args.dry_run:
         return switch_preview(m, args)
     outcome = m.switch_to(args.slot, reason="switched by hand", mode="manual", force=args.force)
+    clear_rate_limit_file(args, outcome)
     if args.json:
         _print_json(outcome.to_dict())
     else:
@@ -385,11 +393,41 @@ def switch_preview(m: Any, args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if status == "refused" else EXIT_OK
 
 
+def rate_limit_from_file(m: Any, args: argparse.Namespace) -> None:
+    """0.1.0's `--rate-limit-file`: while it names a future time, the live slot is limited
+    until then, recorded as a hook's rate limit is. Content that is not a time is ignored with
+    a note (as 0.1.0 ignored it); a path that is not a regular file is a RateLimitFileError."""
+    from .rate_limit_file import NotATime, limited_until
+
+    path = getattr(args, "rate_limit_file", None)
+    if path is None:
+        return
+    try:
+        until = limited_until(path, m.clock())
+    except NotATime as exc:
+        print(f"gptme-subscription: {exc}; ignored", file=sys.stderr)
+        return
+    live = m.get_active_subscription()
+    if until is not None and live is not None:
+        m.record_rate_limit(live, until)
+
+
+def clear_rate_limit_file(args: argparse.Namespace, outcome: Any) -> None:
+    """After a switch away from the slot it was about, the rate-limit file goes (0.1.0 did)."""
+    from .rate_limit_file import clear
+
+    path = getattr(args, "rate_limit_file", None)
+    if path is not None and outcome is not None and outcome.status == "switched":
+        clear(path)
+
+
 def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
     from .render import decision_line
 
+    rate_limit_from_file(m, args)
     decision = m.evaluate(refresh=not args.no_refresh, model=args.model)
     outcome = m.apply(decision) if args.execute else None
+    clear_rate_limit_file(args, outcome)
     if args.json:
         _print_json(
             {

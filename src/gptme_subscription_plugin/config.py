@@ -143,18 +143,29 @@ class Config:
 FIELDS = {f.name for f in dataclasses.fields(Config)}
 PATH_FIELDS = {"claude_dir", "state_dir", "home", "usage_script"}
 LIST_FIELDS = {"slots", "fallback_order"}
-# Environment names that differ from GPTME_SUBSCRIPTION_<FIELD>, kept for upstream parity.
-ENV_ALIASES = {"creds_dir": "claude_dir"}
+# Names of gptme-subscription 0.1.0 (environment `GPTME_SUBSCRIPTION_<NAME>`, config file
+# keys) for our fields. Where both are given, our own name wins.
+ENV_ALIASES = {
+    "creds_dir": "claude_dir",
+    "sonnet_weekly_exhausted": "model_weekly_exhausted",  # binds every per-model weekly window
+}
 
 Sourced = dict[str, tuple[Any, str]]  # field -> (raw value, where it came from)
 
 
+def _is_alias(name: str) -> bool:
+    """Sort key: our own names first, so an alias never overrides one of them."""
+    return name.lower() in ENV_ALIASES
+
+
 def _env_values(env: Mapping[str, str]) -> Sourced:
     values: Sourced = {}
-    for key, raw in env.items():
+    for key, raw in sorted(env.items(), key=lambda kv: _is_alias(kv[0][len(ENV_PREFIX) :])):
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
         name = key[len(ENV_PREFIX) :].lower()
+        if name in ENV_ALIASES and ENV_ALIASES[name] in values:
+            continue  # our own name was given too, and wins
         name = ENV_ALIASES.get(name, name)
         if name not in FIELDS:
             continue
@@ -175,7 +186,9 @@ def _file_values(path: Path, data: bytes | None) -> Sourced:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
     values: Sourced = {}
-    for key, value in doc.items():
+    for key, value in sorted(doc.items(), key=lambda kv: _is_alias(kv[0])):
+        if key in ENV_ALIASES and ENV_ALIASES[key] in values:
+            continue  # our own name was given too, and wins
         name = ENV_ALIASES.get(key, key)
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown key {key!r}")

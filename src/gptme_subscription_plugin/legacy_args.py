@@ -6,7 +6,8 @@ Cron entries, systemd units and wrapper scripts written for 0.1.0 pass flags onl
 unchanged, and so does any argv asking for help (`--help` shows our form). Everything else is
 translated here, before our parser sees it: pure (argv and environment in, argv and notes
 out), no file read, nothing decided about slots. `docs/migrating-from-0.1.md` lists the
-mapping; a 0.1.0 flag without an equivalent is a `LegacyArgsError` naming what to use.
+mapping; a 0.1.0 command line that cannot keep its meaning (`--probe` without `--check-auth`,
+a `--primary` that is not one of the slots) is a `LegacyArgsError` naming what to use.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ FLAG_OPTIONS = frozenset(
 SHORT_ALIASES = {"-n": "--dry-run"}
 HELP = frozenset({"-h", "--help"})
 # Our global options that mean the same as in 0.1.0 (or exist only in ours): passed as they are.
-PASSED_THROUGH = ("--state-dir", "--usage-script", "--lock-glob", "--api-base", "--poll-interval")
+PASSED_THROUGH = (
+    "--state-dir",
+    "--usage-script",
+    "--lock-glob",
+    "--rate-limit-file",
+    "--api-base",
+    "--poll-interval",
+)
 # 0.1.0's actions in the order its `main` tried them: the first one given runs.
 ACTIONS = (
     "--reauth-instructions",
@@ -63,13 +71,6 @@ ACTIONS = (
     "--status",
     "--switch",
 )
-NO_EQUIVALENT = {
-    "--rate-limit-file": (
-        "--rate-limit-file (0.1.0) has no equivalent here: rate limits come from Claude Code "
-        f"itself through the hook pack (`{PROG} install claude-code`) and `{PROG} status` "
-        "shows them; drop the flag"
-    ),
-}
 
 
 class LegacyArgsError(ValueError):
@@ -87,7 +88,6 @@ class Translation:
 class _Parsed:
     values: dict[str, str] = field(default_factory=dict)  # last value wins, as in argparse
     flags: set[str] = field(default_factory=set)
-    order: list[str] = field(default_factory=list)  # options as given, for messages
 
 
 def _resolve(name: str) -> str | None:
@@ -128,7 +128,6 @@ def _scan(argv: Sequence[str]) -> _Parsed | None:
             raise LegacyArgsError(f"{name} takes no value")
         else:
             parsed.flags.add(name)
-        parsed.order.append(name)
         i += 1
     return parsed
 
@@ -140,16 +139,19 @@ def _split(value: str) -> list[str]:
 def _preference(parsed: _Parsed, env: Mapping[str, str]) -> list[str] | None:
     """0.1.0's slot preference as our `fallback_order`: its primary first, then its fallbacks.
 
-    0.1.0 took the primary from `--primary`, else the first of `--slots`, and fell back in
-    `--fallback-order` ($GPTME_SUBSCRIPTION_FALLBACK_ORDER), else in the order of the other
-    slots. Ours ranks slots by their quota and uses `fallback_order` where readings tie.
+    0.1.0 took the primary from `--primary`, else the first of its slots (`--slots`, else
+    $GPTME_SUBSCRIPTION_SLOTS), and fell back in `--fallback-order`
+    ($GPTME_SUBSCRIPTION_FALLBACK_ORDER), else in the order of the other slots. Ours ranks
+    slots by their quota and uses `fallback_order` where readings tie.
     """
-    slots = _split(parsed.values["--slots"]) if "--slots" in parsed.values else None
+    if "--slots" in parsed.values:
+        slots = _split(parsed.values["--slots"])
+    else:
+        slots = _split(env.get("GPTME_SUBSCRIPTION_SLOTS", ""))
     primary = parsed.values.get("--primary")
     if primary is not None:
-        known = slots if slots is not None else _split(env.get("GPTME_SUBSCRIPTION_SLOTS", ""))
-        if known and primary not in known:
-            raise LegacyArgsError(f"--primary {primary!r} is not one of the slots {known}")
+        if slots and primary not in slots:
+            raise LegacyArgsError(f"--primary {primary!r} is not one of the slots {slots}")
     elif slots:
         primary = slots[0]
     if primary is None:
@@ -201,9 +203,6 @@ def translate(argv: Sequence[str], env: Mapping[str, str]) -> Translation:
     parsed = _scan(argv)
     if parsed is None:
         return Translation(argv)
-    for option in parsed.order:
-        if option in NO_EQUIVALENT:
-            raise LegacyArgsError(NO_EQUIVALENT[option])
     given = [a for a in ACTIONS if a in parsed.values or a in parsed.flags]
     action = given[0] if given else None
     out: list[str] = []
