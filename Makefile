@@ -20,13 +20,14 @@ FAST_MARKERS := not e2e and not storm and not crash
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test fast lint format clean
+.PHONY: help setup test fast lint format hooks clean
 
 help:
 	@echo "make test    set up both venvs (once) and run the whole suite, as CI does"
 	@echo "make fast    the suite without the e2e, storm and crash tests"
 	@echo "make lint    ruff check, ruff format --check, mypy --strict (src)"
 	@echo "make format  ruff format and the fixable ruff lints"
+	@echo "make hooks   install pre-commit into .venv and its git hook (ruff, mypy on commit)"
 	@echo "make setup   only the set-up: .venv, .venv/e2e-mitmproxy, the mitmdump link"
 	@echo "make clean   remove .venv and the tool caches"
 
@@ -57,6 +58,10 @@ lint: $(DEV_STAMP)
 format: $(DEV_STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+hooks: $(DEV_STAMP)
+	$(BIN)/pip install --quiet pre-commit
+	$(BIN)/pre-commit install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
