@@ -87,6 +87,7 @@ def template(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_sigkill_at_every_step_loses_nothing_and_the_next_run_repairs(
     template: Path, tmp_path: Path, command: str

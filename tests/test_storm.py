@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gptme_subscription_plugin.credentials import load_credential
 
 from .reliability import check_repaired, kept_refresh_tokens
 from .storm import Storm
 
 
+@pytest.mark.storm
 def test_hook_storm_keeps_every_invariant(tmp_path, fake_server):
     storm = Storm(tmp_path, fake_server, sessions=16, concurrency=4, turns=2, seconds=120)
     result = storm.run()

@@ -228,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ForeignPathError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
-    from .claude_code.installer import InstallError
     from .claude_locks import ClaudeLockBusy
+    from .installfiles import InstallError
     from .manager import SubscriptionManager
     from .rate_limit_file import RateLimitFileError
     from .slots import SlotError

@@ -75,8 +75,9 @@ def _file_setting(env: Mapping[str, str], *keys: str) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     for key in keys:
-        if isinstance(doc.get(key), str):
-            return doc[key]
+        value = doc.get(key)
+        if isinstance(value, str):
+            return value
     return None
 
 

@@ -77,7 +77,7 @@ def parse_payload(raw: str) -> dict[str, object]:
     return doc
 
 
-def run(event: str, payload: Mapping[str, object], env: Mapping[str, str]) -> dict | None:
+def run(event: str, payload: Mapping[str, object], env: Mapping[str, str]) -> dict[str, Any] | None:
     if event == "pre-tool-use":
         from .fast import pre_tool_use
 

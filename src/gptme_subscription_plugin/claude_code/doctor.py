@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..claude_locks import lock_status
+from ..installfiles import InstallError
 from ..manager import SubscriptionManager
 from .hooks import override_warnings
 from .installer import (
     HOOK_SPECS,
-    InstallError,
     installed_events,
     load_settings,
     our_hook,

@@ -59,7 +59,9 @@ def crossing_warning(state_dir: Path, session_id: str) -> str | None:
     return text if isinstance(text, str) and text else None
 
 
-def pre_tool_use(payload: Mapping[str, object], env: Mapping[str, str], now: float) -> dict | None:
+def pre_tool_use(
+    payload: Mapping[str, object], env: Mapping[str, str], now: float
+) -> dict[str, object] | None:
     """Mark this session mid-turn; maybe warn once per pressure crossing."""
     session_id = payload.get("session_id")
     if not isinstance(session_id, str) or not session_id:
@@ -74,7 +76,7 @@ def pre_tool_use(payload: Mapping[str, object], env: Mapping[str, str], now: flo
     return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": warning}}
 
 
-def session_end(payload: Mapping[str, object], env: Mapping[str, str]) -> dict | None:
+def session_end(payload: Mapping[str, object], env: Mapping[str, str]) -> dict[str, object] | None:
     """Unregister; cheap on purpose (Claude Code gives SessionEnd hooks about 1.5 s)."""
     session_id = payload.get("session_id")
     if isinstance(session_id, str) and session_id:

@@ -101,7 +101,7 @@ def outcome_line(outcome: SwitchOutcome | None) -> str | None:
 # ---------------------------------------------------------------- handlers
 
 
-def session_start(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+def session_start(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
     m = make_manager(env)
     sid = session_of(payload)
     now = m.clock()
@@ -123,7 +123,7 @@ def session_start(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | 
     return context_output("SessionStart", text, "; ".join(notes) if notes else None)
 
 
-def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
     """The turn starts: the last safe point before its first request.
 
     A pending switch lands here when everyone else is idle. With nobody mid-turn this is also
@@ -146,7 +146,7 @@ def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> di
     return context_output("UserPromptSubmit", summary.text, "; ".join([*notes, line]))
 
 
-def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
     """The turn ends: evaluate on cached usage (refreshed within budget) and apply or defer.
     The turn was answered, so the live slot serves: a refusal streak on it is over."""
     m = make_manager(env)
@@ -169,7 +169,7 @@ def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
     return {"systemMessage": "; ".join(notes)} if notes else None
 
 
-def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict | None:
+def stop_failure(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
     """A turn ended on an API error. A rate limit marks the live slot limited until its
     expected recovery (only the session's model, when the readings say that model's own
     weekly window ran out and nothing else did); a refused credential marks it rejected;
@@ -211,7 +211,7 @@ def record_rate_limit(m: SubscriptionManager, slot: str, now: float, model: str 
         m.record_rate_limit(slot, whole)
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict | None]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict[str, Any] | None]] = {
     "session-start": session_start,
     "user-prompt-submit": user_prompt_submit,
     "stop": stop,

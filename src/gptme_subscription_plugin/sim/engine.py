@@ -294,7 +294,9 @@ class _SlotCache:
         self.backoff_count = 0
         self.last_error = self.last_error_at = None
 
-    def failed(self, now: float, kind: str, retry_after: float | None, poll_interval: float):
+    def failed(
+        self, now: float, kind: str, retry_after: float | None, poll_interval: float
+    ) -> None:
         base = max(poll_interval, 1.0)
         backoff = min(MAX_BACKOFF, base * 2 ** min(self.backoff_count, 60))
         wait = max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))
@@ -353,7 +355,9 @@ def endpoint_percent(fraction: float) -> float:
     return round(fraction * 100.0, 1)
 
 
-def endpoint_document(acct: FleetAccount, fractions: dict[str, tuple[float, float | None]]):
+def endpoint_document(
+    acct: FleetAccount, fractions: dict[str, tuple[float, float | None]]
+) -> dict[str, Any]:
     """What `/api/oauth/usage` answers for the windows given as (fraction, reset)."""
 
     def window(key: str) -> dict[str, Any] | None:

@@ -60,7 +60,9 @@ class ClairvoyantPolicy:
     def decide(self, view: PolicyView, now: float) -> Decision:
         state = self._state(now)
 
-        def key(row: tuple[str, bool, float, float, float, float]) -> tuple:
+        def key(
+            row: tuple[str, bool, float, float, float, float],
+        ) -> tuple[bool, bool, float, float, str]:
             name, _, room5, _, room_all, deadline = row
             return (room5 < 0.3, room_all <= 0.02, deadline, -room_all, name)
 
@@ -172,9 +174,9 @@ def flow_bound(workload: Workload, fleet: tuple[FleetAccount, ...]) -> Bound:
         max_cost[req.model] = max(max_cost.get(req.model, 0.0), req.cold)
 
     def solve(count_open: bool) -> float:
-        index: dict[tuple, int] = {}
+        index: dict[tuple[str | int, ...], int] = {}
 
-        def node(key: tuple) -> int:
+        def node(key: tuple[str | int, ...]) -> int:
             if key not in index:
                 index[key] = len(index)
             return index[key]

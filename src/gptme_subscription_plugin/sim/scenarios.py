@@ -139,7 +139,9 @@ SCENARIOS: dict[str, Scenario] = {
 REPLAY_FLEET = _slots("max5", "max5")
 
 
-def replay_scenario(workload: Workload, accounts: tuple[AccountSpec, ...] = REPLAY_FLEET):
+def replay_scenario(
+    workload: Workload, accounts: tuple[AccountSpec, ...] = REPLAY_FLEET
+) -> Scenario:
     """A scenario around a replayed workload (its own timing; fleet phases drawn per seed)."""
     days = (workload.end - workload.start) / DAY
     return Scenario("replay", "replayed Claude Code transcripts", accounts, days=days)

@@ -378,7 +378,7 @@ class UsageCache:
     def _backoff(self, count: int) -> float:
         """poll_interval, doubling per consecutive failure, capped at max_backoff."""
         base = max(self.poll_interval, MIN_BACKOFF)
-        return min(self.max_backoff, base * 2 ** min(max(count - 1, 0), 60))
+        return min(self.max_backoff, base * 2.0 ** min(max(count - 1, 0), 60))
 
     def _cached(self, record: _SlotRecord, now: float, reason: str) -> PollResult:
         return PollResult(self._view(record, now), False, reason)
