@@ -37,10 +37,11 @@ def read_time(value: object) -> float | None:
     not a number (a bool is none), NaN or infinite, negative, or beyond `MAX_TIME`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or number > MAX_TIME:
+    if isinstance(value, int):  # JSON integers have no bound: float() of a huge one raises
+        return float(value) if 0 <= value <= MAX_TIME else None
+    if not math.isfinite(value) or value < 0 or value > MAX_TIME:
         return None
-    return number
+    return value
 
 
 def read_name(value: object) -> str | None:
