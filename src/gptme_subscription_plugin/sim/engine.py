@@ -767,21 +767,22 @@ class Simulator:
         reading turns stale past twice the poll interval, a valid token expires."""
         interval = self.opt.poll_interval
         usage = self.cache[i].get(now, interval)
-        rejected = self._rejected(i)
+        name, rot = self.names[i], self.rotation
+        rejected = bool(rot.rejected) and self._rejected(i)
         health = REJECTED if rejected else self._health(i, now)
         until = math.inf
         if usage is not None and not usage.stale:
             until = math.nextafter(fresh_until(usage.observed_at, interval), math.inf)
         if health == "valid":
             until = min(until, self.accounts[i].token_exp)
-        name, rot = self.names[i], self.rotation
+        model_limits = rot.limited_models.get(name)
         view = SlotView(
             name=name,
             usable=not rejected,  # files look healthy; Anthropic said otherwise
             health=health,
             usage=usage,
             limited_until=rot.limited.get(name),
-            limited_models=rot.model_limits(name),
+            limited_models=dict(model_limits) if model_limits else {},
             left_exhausted_at=rot.left_exhausted.get(name),
             capacity=self._capacity[i],
         )
