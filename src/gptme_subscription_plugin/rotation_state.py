@@ -11,7 +11,8 @@ type, a time that is NaN, infinite, negative or past the year 9999 is dropped on
 every other field is kept; unknown keys are dropped. A record that lacks what identifies it
 (a pending switch without a slot, a manual hold without its end) is dropped whole; any other
 bad part of a record falls back to its default. `dump` writes the JSON shape rotation.json has
-always had, so files written before this module exist load unchanged.
+always had (its five maps always, empty or not), so files written before this module existed
+load to the same meaning.
 
 Pure: no I/O and no clock; every time comes in as an argument.
 """
