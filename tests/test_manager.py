@@ -368,3 +368,23 @@ def test_warning_markers_of_sessions_that_died_are_swept(env, tmp_path):
     SubscriptionManager(m.config, clock=clock)  # every hook builds one
     assert not old.exists() and fresh.exists()
     assert victim.read_text() == "keep" and (warned / "planted").is_symlink()
+
+
+def test_a_damaged_rotation_json_breaks_no_decision_and_is_written_back_clean(env):
+    m, clock, _ = env
+    fields = ("pending", "manual_hold", "last_switch", "left_exhausted", "limited")
+    fields += ("limited_models", "refusing", "rejected", "clamped")
+    damaged = {key: ["not", "a", "record"] for key in fields}
+    damaged.update(last_switch_at=float("nan"), written_by="a later version")
+    m.state.update("rotation", lambda doc: damaged)
+    m.evaluate()
+    assert m.pending() is None and m.apply_pending() is None
+    assert not [n for n in m.notes(m.report()) if n.startswith("rotation:")]
+    m.record_rate_limit("alice", clock() + H)
+    assert m.record_refusal("alice", clock()) == clock()
+    assert m.switch_to("bob", "by hand")
+    doc = json.loads((m.config.state_dir / "rotation.json").read_text())
+    assert doc["limited"] == {"alice": clock() + H} and doc["refusing"] == {"alice": clock()}
+    assert doc["manual_hold"] == {"slot": "bob", "until": clock() + m.config.manual_hold}
+    assert doc["last_switch_at"] == clock() and "written_by" not in doc
+    assert doc["rejected"] == {} and doc["limited_models"] == {} and "clamped" not in doc

@@ -126,7 +126,7 @@ class SubscriptionManager:
         info = core.slots.check(sub)
         if not info.health.usable:
             return True, f"{info.health.value}: {info.detail}"
-        rejected = standing_rejection(core.rotation_state(), sub, info)
+        rejected = standing_rejection(core.rotation(), sub, info)
         if rejected is not None:
             return True, f"refused by Anthropic ({rejected['source']})"
         return False, info.detail

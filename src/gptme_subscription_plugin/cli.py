@@ -360,7 +360,7 @@ def switch_preview(m: Any, args: argparse.Namespace) -> int:
     info = m.slots.check(slot)  # a name that is not a slot name: SlotError, exit 1
     blockers = m.busy_sessions()
     drift = m.slots.detect_drift()
-    rejected = standing_rejection(m.rotation_state(), slot, info)
+    rejected = standing_rejection(m.rotation(), slot, info)
     if slot not in m.slot_names():
         status, detail = "refused", f"no slot named {slot}"
     elif not info.health.usable:

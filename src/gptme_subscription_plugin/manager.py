@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from filelock import Timeout
 
@@ -35,6 +35,7 @@ from .policy import (
     format_duration,
     slot_pressure,
 )
+from .rotation_state import Rejection, RotationState
 from .slots import (
     HealResult,
     LiveKind,
@@ -57,6 +58,7 @@ MIN_SCRIPT_S = 1.0
 # `status` mentions a clamped rotation time for this long after it happened.
 NOTE_TTL = 86400.0
 SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -198,12 +200,30 @@ class SubscriptionManager:
     def get_active_subscription(self) -> str | None:
         return self.slots.active_slot()
 
+    def rotation(self) -> RotationState:
+        """rotation.json as it is now (read without the lock; its well-formed fields)."""
+        return RotationState.load(self.state.read(ROTATION_DOC))
+
     def rotation_state(self) -> dict[str, Any]:
-        return self.state.read(ROTATION_DOC)
+        """rotation.json as a plain document: `rotation()` dumped."""
+        return self.rotation().dump()
 
     def pending(self) -> dict[str, Any] | None:
-        pending = self.rotation_state().get("pending")
-        return pending if isinstance(pending, dict) else None
+        pending = self.rotation().pending
+        return pending.dump() if pending is not None else None
+
+    def _update_rotation(self, change: Callable[[RotationState], _T]) -> _T:
+        """Load rotation.json, let `change` edit the typed state, write it back, all under the
+        document's lock (so concurrent updates never lose each other's); what `change` gave."""
+        results: list[_T] = []
+
+        def update(doc: dict[str, Any]) -> dict[str, Any]:
+            state = RotationState.load(doc)
+            results.append(change(state))
+            return state.dump()
+
+        self.state.update(ROTATION_DOC, update)
+        return results[0]
 
     def busy_sessions(self, *, exclude: str | None = None) -> list[str]:
         """Who is mid-turn right now (other sessions, plus alive agent lock files)."""
@@ -324,7 +344,7 @@ class SubscriptionManager:
         to_poll = {n: f for n, f in fetchers.items() if f is not None}
         polls = self._poll_all(to_poll, now, force, bounds.join_deadline())
         result: dict[str, UsageSnapshot | None] = {}
-        rejected = self.rotation_state().get("rejected", {}) if polls else {}
+        rejected = self.rotation().rejected if polls else {}
         for name in wanted:
             poll = polls.get(name)
             if poll is not None:
@@ -333,10 +353,12 @@ class SubscriptionManager:
             result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
 
-    def _note_poll(self, name: str, poll: PollResult, now: float, rejected: dict[str, Any]) -> None:
+    def _note_poll(
+        self, name: str, poll: PollResult, now: float, rejected: dict[str, Rejection]
+    ) -> None:
         """What a poll's answer means beyond the cache, for every poll (hook, CLI or probe):
         an error is logged, a 401 marks the credential rejected, a success lifts a rejection
-        the probe cooldown after it was made. `rejected`: rotation.json "rejected"."""
+        the probe cooldown after it was made. `rejected`: the rotation state's rejections."""
         if poll.error_kind is not None:
             self.events.append(
                 "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
@@ -357,7 +379,7 @@ class SubscriptionManager:
         fetchers = {n: self._fetcher(n, now=now, no_cache=True) for n in wanted}
         to_poll = {n: f for n, f in fetchers.items() if f is not None}
         polls = self._poll_all(to_poll, now, True, None)
-        rejected = self.rotation_state().get("rejected", {}) if polls else {}
+        rejected = self.rotation().rejected if polls else {}
         source = "usage script" if self.config.usage_script is not None else "usage endpoint"
         results = {}
         for name in wanted:
@@ -436,10 +458,8 @@ class SubscriptionManager:
         self, usage: dict[str, UsageSnapshot | None] | None = None, *, model: str | None = None
     ) -> PolicyView:
         """The policy's whole input, built from files and state (no network)."""
-        rot = self.rotation_state()
-        limited = rot.get("limited", {})
-        left = rot.get("left_exhausted", {})
-        hold = rot.get("manual_hold") or {}
+        rot = self.rotation()
+        hold = rot.manual_hold
         usage = usage if usage is not None else self.check_usage(refresh=False)
         views = []
         for name in self.slot_names():
@@ -451,9 +471,9 @@ class SubscriptionManager:
                     usable=info.health.usable and not rejected,
                     health=REJECTED if rejected else info.health.value,
                     usage=usage.get(name),
-                    limited_until=_float(limited.get(name)),
-                    limited_models=model_limits(rot, name),
-                    left_exhausted_at=_float(left.get(name)),
+                    limited_until=rot.limited.get(name),
+                    limited_models=rot.model_limits(name),
+                    left_exhausted_at=rot.left_exhausted.get(name),
                     capacity=info.capacity,
                 )
             )
@@ -461,9 +481,9 @@ class SubscriptionManager:
             live=self.get_active_subscription(),
             slots=tuple(views),
             model=model,
-            last_switch_at=_float(rot.get("last_switch_at")),
-            manual_hold_slot=hold.get("slot") if isinstance(hold.get("slot"), str) else None,
-            manual_hold_until=_float(hold.get("until")),
+            last_switch_at=rot.last_switch_at,
+            manual_hold_slot=hold.slot if hold is not None else None,
+            manual_hold_until=hold.until if hold is not None else None,
             preference=tuple(self.config.fallback_order),
         )
 
@@ -473,27 +493,12 @@ class SubscriptionManager:
         A `last_switch_at` or manual hold written before the clock stepped back by years would
         otherwise freeze rotation that long; each is clamped once, with an event that says so.
         """
-        now = self.clock()
-        limits = {"last_switch_at": now, "manual_hold": now + self.config.manual_hold}
-        rot = self.rotation_state()
-        hold = rot.get("manual_hold")
-        found = {
-            "last_switch_at": _float(rot.get("last_switch_at")),
-            "manual_hold": _float(hold.get("until")) if isinstance(hold, dict) else None,
-        }
-        stepped = [k for k, v in found.items() if v is not None and v > limits[k]]
-        if not stepped:
+        now, hold_for = self.clock(), self.config.manual_hold
+        if not self.rotation().clamp_future_times(now, hold_for):  # on a copy: nothing to write
             return
-
-        def update(doc: dict[str, Any]) -> None:
-            if "last_switch_at" in stepped:
-                doc["last_switch_at"] = limits["last_switch_at"]
-            if "manual_hold" in stepped and isinstance(doc.get("manual_hold"), dict):
-                doc["manual_hold"]["until"] = limits["manual_hold"]
-            doc["clamped"] = {"fields": stepped, "at": now}
-
-        self.state.update(ROTATION_DOC, update)
-        self.events.append("clamped", now, fields=stepped, reason="time in the future")
+        stepped = self._update_rotation(lambda rot: rot.clamp_future_times(now, hold_for))
+        if stepped:
+            self.events.append("clamped", now, fields=list(stepped), reason="time in the future")
 
     def notes(self, reports: Sequence[SlotReport]) -> list[str]:
         """One line per thing `status` should admit: failed polls, values not believed."""
@@ -505,13 +510,11 @@ class SubscriptionManager:
                 lines.append(f"{r.name}: last usage poll failed: {error}")
             if note:
                 lines.append(f"{r.name}: {note}")
-        clamped = self.rotation_state().get("clamped")
-        at = _float(clamped.get("at")) if isinstance(clamped, dict) else None
-        if isinstance(clamped, dict) and at is not None and 0 <= now - at < NOTE_TTL:
-            fields = ", ".join(str(f) for f in clamped.get("fields") or [])
+        clamped = self.rotation().clamped
+        if clamped is not None and 0 <= now - clamped.at < NOTE_TTL:
             lines.append(
-                f"rotation: {fields} lay in the future (the clock stepped back); set to now "
-                f"{format_duration(now - at)} ago"
+                f"rotation: {', '.join(clamped.fields)} lay in the future (the clock stepped "
+                f"back); set to now {format_duration(now - clamped.at)} ago"
             )
         return lines
 
@@ -543,7 +546,7 @@ class SubscriptionManager:
     def report(self, *, refresh: bool = False) -> list[SlotReport]:
         now = self.clock()
         usage = self.check_usage(refresh=refresh)
-        rot = self.rotation_state()
+        rot = self.rotation()
         live = self.get_active_subscription()
         reports = []
         for name in self.slot_names():
@@ -555,11 +558,11 @@ class SubscriptionManager:
                     credential=info,
                     usage=usage.get(name),
                     pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
-                    limited_until=_float(rot.get("limited", {}).get(name)),
+                    limited_until=rot.limited.get(name),
                     poll=self.usage.status(name, now),
                     rejected=standing_rejection(rot, name, info),
                     limited_models={
-                        m: until for m, until in model_limits(rot, name).items() if until > now
+                        m: until for m, until in rot.model_limits(name).items() if until > now
                     },
                 )
             )
@@ -590,7 +593,7 @@ class SubscriptionManager:
                 f"slot {slot} is {info.health.value} ({info.detail}); "
                 f"see `gptme-subscription reauth {slot}`",
             )
-        rejected = standing_rejection(self.rotation_state(), slot, info)
+        rejected = standing_rejection(self.rotation(), slot, info)
         if rejected is not None and not force:
             return self._refuse(
                 slot,
@@ -645,16 +648,12 @@ class SubscriptionManager:
 
     def apply_pending(self, *, session_id: str | None = None) -> SwitchOutcome | None:
         """At a turn boundary: carry out a pending switch if everyone else is idle."""
-        pending = self.pending()
+        pending = self.rotation().pending
         if pending is None:
             return None
-        target = pending.get("slot")
-        if not isinstance(target, str):
-            self._clear_pending(None)
-            return None
+        target, mode = pending.slot, pending.mode
         if self.busy_sessions(exclude=session_id):
             return None
-        mode = str(pending.get("mode", "pending"))
         if mode != "manual" and not self._still_worth_it(target):
             self._clear_pending(target)
             self.events.append(
@@ -665,9 +664,7 @@ class SubscriptionManager:
                 reason="target can no longer serve",
             )
             return None
-        return self.switch_to(
-            target, str(pending.get("reason", "pending switch")), mode=mode, session_id=session_id
-        )
+        return self.switch_to(target, pending.reason, mode=mode, session_id=session_id)
 
     def _still_worth_it(self, target: str) -> bool:
         """A policy switch decided turns ago: does its target still serve (cached data)?"""
@@ -708,68 +705,35 @@ class SubscriptionManager:
         """A 429 / StopFailure(rate_limit): the slot serves nothing before `until`; with
         `model` (a per-model weekly window ran out), only that model waits."""
         now = self.clock()
-
-        def update(doc: dict[str, Any]) -> None:
-            if model is None:
-                doc.setdefault("limited", {})[slot] = until
-            else:
-                doc.setdefault("limited_models", {}).setdefault(slot, {})[model] = until
-
-        self.state.update(ROTATION_DOC, update)
+        self._update_rotation(lambda rot: rot.mark_limited(slot, until, model))
         extra = {} if model is None else {"model": model}
         self.events.append("rate-limited", now, slot=slot, until=until, **extra)
 
     def record_refusal(self, slot: str, now: float) -> float:
         """A 429 on `slot`: start its refusal streak unless one is running; returns when it
         started (`policy.rate_limit_marks` reads how long the slot has refused)."""
-
-        def update(doc: dict[str, Any]) -> None:
-            streaks = doc.get("refusing")
-            if not isinstance(streaks, dict):
-                streaks = doc["refusing"] = {}
-            if _float(streaks.get(slot)) is None:
-                streaks[slot] = now
-
-        since = _float(self.state.update(ROTATION_DOC, update)["refusing"][slot])
-        return now if since is None else since
+        return self._update_rotation(lambda rot: rot.start_refusal(slot, now))
 
     def record_served(self, slot: str) -> None:
         """A turn on `slot` ended with an answer: its refusal streak, if any, is over.
         Read first: most Stop hooks have nothing to clear and should not write."""
-        streaks = self.rotation_state().get("refusing")
-        if not isinstance(streaks, dict) or slot not in streaks:
-            return
-
-        def update(doc: dict[str, Any]) -> None:
-            streaks = doc.get("refusing")
-            if isinstance(streaks, dict):
-                streaks.pop(slot, None)
-
-        self.state.update(ROTATION_DOC, update)
+        if slot in self.rotation().refusing:
+            self._update_rotation(lambda rot: rot.end_refusal(slot))
 
     def record_rejection(self, slot: str, source: str) -> None:
         """Anthropic refused this slot's credential (a 401, StopFailure
         authentication_failed): it is unusable until its credential changes (a new login
         or refresh) or a usage poll succeeds with it `probe_cooldown` later."""
         now = self.clock()
-        info = self.slots.check(slot)
-        entry = {"at": now, "credential": credential_key(info), "source": source}
-
-        def update(doc: dict[str, Any]) -> None:
-            doc.setdefault("rejected", {})[slot] = entry
-
-        self.state.update(ROTATION_DOC, update)
+        key = credential_key(self.slots.check(slot))
+        self._update_rotation(lambda rot: rot.reject(slot, now, key, source))
         self.events.append("credential-rejected", now, slot=slot, source=source)
 
-    def _clear_rejection_after_success(self, slot: str, entry: Any, now: float) -> None:
-        at = _float(entry.get("at")) if isinstance(entry, dict) else None
+    def _clear_rejection_after_success(self, slot: str, entry: Rejection, now: float) -> None:
+        at = entry.at
         if at is None or now - at < self.config.thresholds.probe_cooldown:
             return
-
-        def update(doc: dict[str, Any]) -> None:
-            doc.get("rejected", {}).pop(slot, None)
-
-        self.state.update(ROTATION_DOC, update)
+        self._update_rotation(lambda rot: rot.rejected.pop(slot, None))
         self.events.append("credential-accepted", now, slot=slot, source="usage endpoint")
 
     def record_usage(self, snapshot: UsageSnapshot) -> None:
@@ -784,47 +748,17 @@ class SubscriptionManager:
         return SwitchOutcome("refused", slot, detail)
 
     def _set_pending(self, slot: str, reason: str, mode: str, now: float) -> None:
-        def update(doc: dict[str, Any]) -> None:
-            doc["pending"] = {"slot": slot, "reason": reason, "mode": mode, "since": now}
-
-        self.state.update(ROTATION_DOC, update)
+        self._update_rotation(lambda rot: rot.set_pending(slot, reason, mode, now))
 
     def _clear_pending(self, slot: str | None) -> None:
-        def update(doc: dict[str, Any]) -> None:
-            pending = doc.get("pending")
-            if pending is not None and (slot is None or pending.get("slot") == slot):
-                doc.pop("pending", None)
-
-        if self.pending() is not None:
-            self.state.update(ROTATION_DOC, update)
+        if self.rotation().pending is not None:
+            self._update_rotation(lambda rot: rot.clear_pending(slot))
 
     def _after_flip(
         self, slot: str, previous: str | None, mode: str, reason: str, now: float, forced: bool
     ) -> None:
         hold_for = self.config.manual_hold
-
-        def update(doc: dict[str, Any]) -> None:
-            doc["last_switch_at"] = now
-            doc["last_switch"] = {"slot": slot, "previous": previous, "mode": mode, "at": now}
-            doc.pop("pending", None)
-            if mode == "exhausted" and previous:
-                doc.setdefault("left_exhausted", {})[previous] = now
-            if mode == "manual":
-                doc["manual_hold"] = {"slot": slot, "until": now + hold_for}
-            else:
-                doc.pop("manual_hold", None)
-            limited = doc.get("limited", {})
-            for name in [n for n, until in limited.items() if (_float(until) or 0) <= now]:
-                limited.pop(name)
-            per_model = doc.get("limited_models", {})
-            for name in list(per_model):
-                kept = {m: u for m, u in model_limits(doc, name).items() if u > now}
-                if kept:
-                    per_model[name] = kept
-                else:
-                    per_model.pop(name)
-
-        self.state.update(ROTATION_DOC, update)
+        self._update_rotation(lambda rot: rot.record_switch(slot, previous, mode, now, hold_for))
         self.events.append(
             "switch", now, slot=slot, previous=previous, mode=mode, reason=reason, forced=forced
         )
@@ -842,17 +776,6 @@ def _flipped_away(slot: str, live: LiveState) -> bool:
     return live.kind is LiveKind.LINK and live.slot != slot
 
 
-def model_limits(rotation: dict[str, Any], slot: str) -> dict[str, float]:
-    """The per-model 429s recorded for `slot` (rotation.json "limited_models"), well-formed
-    entries only: a hand-edited or damaged document never breaks a decision."""
-    entry = rotation.get("limited_models", {})
-    entry = entry.get(slot) if isinstance(entry, dict) else None
-    if not isinstance(entry, dict):
-        return {}
-    limits = {m: _float(u) for m, u in entry.items() if isinstance(m, str)}
-    return {m: u for m, u in limits.items() if u is not None}
-
-
 def credential_key(info: CredentialInfo) -> str | None:
     """Which credential a rejection was about: its refresh token's fingerprint (or the access
     token's when it has none), so a new login into the slot clears the rejection."""
@@ -860,26 +783,17 @@ def credential_key(info: CredentialInfo) -> str | None:
 
 
 def standing_rejection(
-    rotation: dict[str, Any], slot: str, info: CredentialInfo
+    rotation: RotationState, slot: str, info: CredentialInfo
 ) -> dict[str, Any] | None:
     """The rejection record while the slot still holds the very credential that was refused."""
-    entry = rotation.get("rejected", {}).get(slot)
-    if not isinstance(entry, dict):
-        return None
-    key = entry.get("credential")
-    if key is None or key != credential_key(info):
-        return None
-    return {"at": _float(entry.get("at")), "source": str(entry.get("source", "?"))}
+    entry = rotation.standing_rejection(slot, credential_key(info))
+    return None if entry is None else {"at": entry.at, "source": entry.source}
 
 
 def _decision_fields(decision: Decision) -> dict[str, Any]:
     fields = decision.to_dict()
     fields["decision"] = fields.pop("action")
     return fields
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _error_text(poll: PollResult) -> str:

@@ -20,7 +20,9 @@ while someone else is mid-turn); StopFailure with a rate limit starts the live s
 streak unless one runs and marks the slot limited until its expected recovery (a weekly reset
 once the streak outlasts a 5-hour window), StopFailure authentication_failed
 (and a 401 from the usage endpoint) marks the slot's credential rejected, and both evaluate on
-cached data; StopFailure for any other error does nothing (as in production). One live
+cached data; StopFailure for any other error does nothing (as in production). What the hook
+pack remembers between boundaries is production's `RotationState` (rotation_state.py), changed
+through the methods the manager calls. One live
 credential serves every session; a request is bound to the account that is live when it
 starts. A flip while any session is mid-turn or mid-request is counted as a violation (the
 engine never does it on purpose).
@@ -46,6 +48,7 @@ from ..policy import (
     can_serve,
     rate_limit_marks,
 )
+from ..rotation_state import RotationState
 from ..usage.cache import fresh_until
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
@@ -422,15 +425,13 @@ class Simulator:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.cache = [_SlotCache(n) for n in self.names]
         self.sessions = [_SessionState(i, s) for i, s in enumerate(workload.sessions)]
-        # hook-pack state (rotation.json and the turn registry)
+        # hook-pack state: the live link, rotation.json (the manager's own type) and the
+        # turn registry
         self.live: int | None = 0
-        self.last_switch_at: float | None = None
-        self.pending: tuple[int, str, str] | None = None
-        self.limited: dict[int, float] = {}
-        self.limited_models: dict[int, dict[str, float]] = {}  # rotation.json "limited_models"
-        self.refusing: dict[int, float] = {}  # rotation.json "refusing": refused, nothing served
-        self.rejected: set[int] = set()  # rotation.json "rejected": a refused credential
-        self.left_exhausted: dict[int, float] = {}
+        self.rotation = RotationState()
+        # each account keeps one credential all run long (its refreshes are not modelled), so
+        # a rejection stands once made, as the manager's rule says for an unchanged credential
+        self._credential = [f"sim:{n}" for n in self.names]
         # the plan size each slot's credential file declares (manager.view: info.capacity)
         self._capacity = [tier_capacity(a.spec.tier.rate_limit_tier) for a in self.accounts]
         # view() builds a slot's part again only when it may have changed
@@ -454,6 +455,42 @@ class Simulator:
         attach = getattr(policy, "attach", None)
         if attach is not None:  # only the hindsight oracle asks for the ground truth
             attach(self)
+
+    # ------------------------------------------------------------ the rotation state by index
+
+    def _by_index(self, by_name: dict[str, Any]) -> dict[int, Any]:
+        return {self.index[name]: value for name, value in by_name.items()}
+
+    @property
+    def limited(self) -> dict[int, float]:
+        """`rotation.limited` keyed by slot index (a copy, for tests and plots)."""
+        return self._by_index(self.rotation.limited)
+
+    @property
+    def limited_models(self) -> dict[int, dict[str, float]]:
+        return self._by_index(self.rotation.limited_models)
+
+    @property
+    def refusing(self) -> dict[int, float]:
+        return self._by_index(self.rotation.refusing)
+
+    @property
+    def left_exhausted(self) -> dict[int, float]:
+        return self._by_index(self.rotation.left_exhausted)
+
+    @property
+    def rejected(self) -> set[int]:
+        """The slots whose credential stands rejected."""
+        return {i for i in range(len(self.names)) if self._rejected(i)}
+
+    def _rejected(self, slot: int) -> bool:
+        return (
+            self.rotation.standing_rejection(self.names[slot], self._credential[slot]) is not None
+        )
+
+    def _reject(self, slot: int, now: float, source: str) -> None:
+        """manager.record_rejection"""
+        self.rotation.reject(self.names[slot], now, self._credential[slot], source)
 
     # ------------------------------------------------------------ event plumbing
 
@@ -617,8 +654,8 @@ class Simulator:
 
     def _hook_stop(self, s: _SessionState, t: float) -> None:
         self._mark_idle(s.index, t)
-        if self.live is not None:
-            self.refusing.pop(self.live, None)  # manager.record_served: the turn was answered
+        if self.live is not None:  # manager.record_served: the turn was answered
+            self.rotation.end_refusal(self.names[self.live])
         outcome = self._apply_pending(s.index, t)
         decision = self._evaluate(t, refresh=True)
         if outcome != "switched":
@@ -634,16 +671,17 @@ class Simulator:
             # session has had an answer
             model = s.session.turns[s.turn].requests[s.req].model if s.cache_acct >= 0 else None
             usage = self.cache[live].get(t, self.opt.poll_interval)
-            since = self.refusing.setdefault(live, t)  # manager.record_refusal
+            name = self.names[live]
+            since = self.rotation.start_refusal(name, t)  # manager.record_refusal
             whole, per_model = rate_limit_marks(
                 usage, self.thresholds, t, model, self._per_model, since
             )
-            if per_model:
-                self.limited_models.setdefault(live, {}).update(per_model)
+            for key, until in per_model.items():  # manager.record_rate_limit
+                self.rotation.mark_limited(name, until, key)
             if whole is not None:
-                self.limited[live] = whole
+                self.rotation.mark_limited(name, whole)
         elif live is not None:
-            self.rejected.add(live)  # manager.record_rejection
+            self._reject(live, t, f"StopFailure {error}")
         if live is not None:
             self._changed(live)
         decision = self._evaluate(t, refresh=False)
@@ -689,7 +727,7 @@ class Simulator:
             a.roll(now, self.end)
             if a.broken(now):
                 cache.failed(now, "rejected", None, interval)
-                self.rejected.add(i)  # check_usage records the 401 as a rejection
+                self._reject(i, now, "the usage endpoint answered 401")  # as check_usage does
             elif any(lo <= now < hi for lo, hi in self.opt.outages):
                 cache.failed(now, "rate_limited", ENDPOINT_RETRY_AFTER, interval)
             else:
@@ -733,35 +771,39 @@ class Simulator:
         reading turns stale past twice the poll interval, a valid token expires."""
         interval = self.opt.poll_interval
         usage = self.cache[i].get(now, interval)
-        health = self._health(i, now)
+        name, rot = self.names[i], self.rotation
+        rejected = bool(rot.rejected) and self._rejected(i)
+        health = REJECTED if rejected else self._health(i, now)
         until = math.inf
         if usage is not None and not usage.stale:
             until = math.nextafter(fresh_until(usage.observed_at, interval), math.inf)
         if health == "valid":
             until = min(until, self.accounts[i].token_exp)
+        model_limits = rot.limited_models.get(name)
         view = SlotView(
-            name=self.names[i],
-            usable=i not in self.rejected,  # files look healthy; Anthropic said otherwise
+            name=name,
+            usable=not rejected,  # files look healthy; Anthropic said otherwise
             health=health,
             usage=usage,
-            limited_until=self.limited.get(i),
-            limited_models=self.limited_models.get(i, {}),
-            left_exhausted_at=self.left_exhausted.get(i),
+            limited_until=rot.limited.get(name),
+            limited_models=dict(model_limits) if model_limits else {},
+            left_exhausted_at=rot.left_exhausted.get(name),
             capacity=self._capacity[i],
         )
         return view, until
 
     def _policy_view(self, slots: tuple[SlotView, ...]) -> PolicyView:
+        hold = self.rotation.manual_hold
         return PolicyView(
             live=None if self.live is None else self.names[self.live],
             slots=slots,
-            last_switch_at=self.last_switch_at,
+            last_switch_at=self.rotation.last_switch_at,
+            manual_hold_slot=None if hold is None else hold.slot,
+            manual_hold_until=None if hold is None else hold.until,
         )
 
     def _health(self, slot: int, now: float) -> str:
-        """What check_credential_file would say of the slot file, or the rejection over it."""
-        if slot in self.rejected:
-            return REJECTED
+        """What check_credential_file would say of the slot file."""
         return "valid" if self.accounts[slot].token_exp > now else "stale"
 
     def _evaluate(self, now: float, refresh: bool) -> Decision:
@@ -773,35 +815,35 @@ class Simulator:
 
     def _apply(self, decision: Decision, si: int | None, now: float) -> str | None:
         if decision.wants_switch and decision.target is not None:
-            return self._switch_to(decision.target, decision.mode, si, now)
+            return self._switch_to(decision.target, decision.mode, si, now, decision.reason)
         return None
 
     def _apply_pending(self, si: int | None, now: float) -> str | None:
-        if self.pending is None:
+        pending = self.rotation.pending
+        if pending is None:
             return None
         if self._others_busy(si, now):
             return None
-        target, mode, _ = self.pending
-        if mode != "manual" and not self._still_worth_it(target, now):
-            self.pending = None
+        target = self.index.get(pending.slot)
+        if pending.mode != "manual" and (target is None or not self._still_worth_it(target, now)):
+            self.rotation.clear_pending(pending.slot)
             return None
-        return self._switch_to(self.names[target], mode, si, now)
+        return self._switch_to(pending.slot, pending.mode, si, now, pending.reason)
 
     def _still_worth_it(self, target: int, now: float) -> bool:
         self._flush_observations(now)
         slot = self.view(now).slot(self.names[target])
         return slot is not None and can_serve(slot, self.thresholds, now, None)
 
-    def _switch_to(self, name: str, mode: str, si: int | None, now: float) -> str:
+    def _switch_to(self, name: str, mode: str, si: int | None, now: float, reason: str = "") -> str:
         target = self.index.get(name)
         if target is None:
             return "refused"
         if self.live == target:
-            if self.pending is not None and self.pending[0] == target:
-                self.pending = None
+            self.rotation.clear_pending(name)
             return "unchanged"
         if self._others_busy(si, now):
-            self.pending = (target, mode, name)
+            self.rotation.set_pending(name, reason, mode, now)
             return "pending"
         self._flip(target, mode, now)
         return "switched"
@@ -817,16 +859,10 @@ class Simulator:
         self._changed()
         previous = self.live
         self.live = target
-        self.last_switch_at = now
-        self.pending = None
-        if mode == "exhausted" and previous is not None:
-            self.left_exhausted[previous] = now
-        for slot in [k for k, until in self.limited.items() if until <= now]:
-            del self.limited[slot]
-        for models in self.limited_models.values():
-            for key in [k for k, until in models.items() if until <= now]:
-                del models[key]
         prev_name = None if previous is None else self.names[previous]
+        self.rotation.record_switch(
+            self.names[target], prev_name, mode, now, self.thresholds.manual_hold
+        )
         self.result.switches.append((now, prev_name, self.names[target], mode))
         if self._observe is not None:
             self._observe(prev_name, self.names[target], mode, now)
