@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+from .support.fake_api import FakeAnthropicServer
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from gptme_subscription_plugin.config import Config, ConfigError, load_config
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.slots import SlotError
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes, link_live, write_slot
 
 EVENTS = sorted(dispatch.EVENTS)
 SLOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.hookstatus import write_hook_status
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes, link_live, write_slot
+from .support.fake_api import FakeAnthropicServer
 
 EVENTS = [
     "session-start",

@@ -22,7 +22,7 @@ from gptme_subscription_plugin.claude_code.installer import (
     uninstall,
 )
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes, link_live, write_slot
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "/opt/bin/gptme-subscription"

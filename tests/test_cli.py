@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
-
-from .helpers import (
+from .support.credentials import (
     account_email,
     credential_bytes,
     link_live,
@@ -22,6 +20,7 @@ from .helpers import (
     write_oauth_account,
     write_slot,
 )
+from .support.fake_api import FakeAnthropicServer
 
 
 def iso(ts: float) -> str:

@@ -20,10 +20,16 @@ from pathlib import Path
 import pytest
 
 from gptme_subscription_plugin.config import Config as CoreConfig
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
 from gptme_subscription_plugin.manager import SubscriptionManager as CoreManager
 
-from .helpers import access_token, credential_bytes, link_live, serve_profile, write_slot
+from .support.credentials import (
+    access_token,
+    credential_bytes,
+    link_live,
+    serve_profile,
+    write_slot,
+)
+from .support.fake_api import FakeAnthropicServer, make_usage_doc
 
 H = 3600.0
 DAY = 24 * H

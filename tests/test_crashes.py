@@ -19,8 +19,8 @@ import pytest
 from gptme_subscription_plugin.credentials import load_credential
 from gptme_subscription_plugin.fsutil import atomic_symlink, atomic_write_bytes, ensure_private_dir
 
-from .helpers import credential_bytes, refresh_token, write_oauth_account
-from .reliability import check_always, check_repaired
+from .support.credentials import credential_bytes, refresh_token, write_oauth_account
+from .support.reliability import check_always, check_repaired
 
 
 def build_template(root: Path) -> tuple[Path, Path, Path, set[str]]:

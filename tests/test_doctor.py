@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes, link_live, write_slot
 
 SECRETS = ("sk-ant-api03-doctor-secret", "oauth-token-value-abc123", "bedrock-profile-secret")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
@@ -25,6 +24,7 @@ from gptme_subscription_plugin.usage.snapshot import (
     UsageWindow,
 )
 
+from .support.fake_api import FakeAnthropicServer
 from .test_probe import DAY, H, Sandbox, answer, manager
 
 

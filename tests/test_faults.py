@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
-
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes, link_live, write_slot
+from .support.fake_api import FakeAnthropicServer
 
 SETPRIV = shutil.which("setpriv")
 

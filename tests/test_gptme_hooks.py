@@ -45,7 +45,7 @@ from gptme_subscription_plugin.usage.snapshot import (  # noqa: E402
 )
 
 from .gptme_e2e.sandbox import Sandbox  # noqa: E402
-from .helpers import credential_bytes  # noqa: E402
+from .support.credentials import credential_bytes  # noqa: E402
 
 SID = "gptme-conv1"
 

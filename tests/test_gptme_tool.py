@@ -30,7 +30,7 @@ from gptme_subscription_plugin.gptme_plugin.hooks import LIFECYCLE  # noqa: E402
 from gptme_subscription_plugin.gptme_plugin.tool import tool  # noqa: E402
 
 from .gptme_e2e.sandbox import Sandbox  # noqa: E402
-from .helpers import credential_bytes, write_slot  # noqa: E402
+from .support.credentials import credential_bytes, write_slot  # noqa: E402
 
 FIRST_LINE = re.compile(r"^subscription (status|recommend|switch|check|explain|error): ")
 

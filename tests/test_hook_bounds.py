@@ -24,7 +24,7 @@ from gptme_subscription_plugin.config import Config
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.usage.oauth import UsageFetchError, fetch_oauth_usage
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes, link_live, write_slot
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "sk-ant-oat01-test-bounds-access-token"

@@ -6,7 +6,7 @@ from gptme_subscription_plugin.credentials import parse_credential
 from gptme_subscription_plugin.identity import FAILURE_RETRY_S, PROFILE_PATH, IdentityResolver
 from gptme_subscription_plugin.state import StateStore
 
-from .helpers import access_token, account_email, credential_bytes, serve_profile
+from .support.credentials import access_token, account_email, credential_bytes, serve_profile
 
 
 class Clock:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.legacy_args import translate
 
-from .helpers import (
+from .support.credentials import (
     claude_code_refresh,
     credential_bytes,
     link_live,
@@ -29,6 +28,7 @@ from .helpers import (
     serve_profile,
     write_slot,
 )
+from .support.fake_api import FakeAnthropicServer
 
 BIN = Path(sys.executable).parent
 CONSOLE_SCRIPT = BIN / "gptme-subscription"

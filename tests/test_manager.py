@@ -15,11 +15,10 @@ import pytest
 
 from gptme_subscription_plugin.config import Config
 from gptme_subscription_plugin.credentials import load_credential
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.usage.oauth import USAGE_PATH
 
-from .helpers import (
+from .support.credentials import (
     claude_code_refresh,
     credential_bytes,
     link_live,
@@ -28,6 +27,7 @@ from .helpers import (
     write_oauth_account,
     write_slot,
 )
+from .support.fake_api import FakeAnthropicServer
 
 T0 = 1_800_000_000.0
 H = 3600.0

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from gptme_subscription_plugin.config import Config
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.usage.oauth import USAGE_PATH
 
-from .helpers import access_token, credential_bytes, link_live, write_slot
+from .support.credentials import access_token, credential_bytes, link_live, write_slot
+from .support.fake_api import FakeAnthropicServer
 
 H = 3600.0
 DAY = 24 * H

@@ -18,12 +18,11 @@ import pytest
 
 from gptme_subscription_plugin.claude_locks import ClaudeLockBusy
 from gptme_subscription_plugin.credentials import fingerprint, load_credential
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.identity import IdentityResolver
 from gptme_subscription_plugin.slots import LiveKind, SlotError, SlotStore
 from gptme_subscription_plugin.state import StateStore
 
-from .helpers import (
+from .support.credentials import (
     access_token,
     account_email,
     claude_code_login,
@@ -35,6 +34,7 @@ from .helpers import (
     write_oauth_account,
     write_slot,
 )
+from .support.fake_api import FakeAnthropicServer
 
 UNREACHABLE = "http://127.0.0.1:9"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gptme_subscription_plugin.credentials import load_credential
 
-from .reliability import check_repaired, kept_refresh_tokens
-from .storm import Storm
+from .support.reliability import check_repaired, kept_refresh_tokens
+from .support.storm import Storm
 
 
 def test_hook_storm_keeps_every_invariant(tmp_path, fake_server):

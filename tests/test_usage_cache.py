@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
 from gptme_subscription_plugin.usage.cache import PollResult, UsageCache
 from gptme_subscription_plugin.usage.oauth import UsageFetchError, fetch_oauth_usage
 from gptme_subscription_plugin.usage.snapshot import (
@@ -23,6 +22,8 @@ from gptme_subscription_plugin.usage.snapshot import (
     UsageSnapshot,
     UsageWindow,
 )
+
+from .support.fake_api import FakeAnthropicServer, make_usage_doc
 
 TOKEN = "sk-ant-oat01-test-SECRET-cache-token-0123456789abcdef"
 T0 = 1_790_000_000.0
@@ -371,7 +372,7 @@ def test_fetch_error_from_any_source_is_kept_as_message_only(cache) -> None:
 
 
 def test_retry_after_on_a_server_error_is_respected_but_force_may_retry(cache, server) -> None:
-    from gptme_subscription_plugin.fake_api import api_error
+    from .support.fake_api import api_error
 
     server.add_route(
         "GET",

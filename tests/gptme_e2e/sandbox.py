@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.turns import TurnRegistry
 
-from ..helpers import credential_bytes, link_live, write_slot
+from ..support.credentials import credential_bytes, link_live, write_slot
+from ..support.fake_api import FakeAnthropicServer
 
 OVERRIDING_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # Any attempt to reach beyond loopback goes to a closed port on 127.0.0.1 and fails at once.

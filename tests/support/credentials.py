@@ -61,7 +61,7 @@ def account_email(name: str) -> str:
 
 def serve_profile(server, name: str, generation: int = 1) -> None:
     """The fake API answers the profile of `name`'s account for that generation's token."""
-    from gptme_subscription_plugin.fake_api import make_profile_doc
+    from gptme_subscription_plugin.loopback import make_profile_doc
 
     server.set_profile(
         access_token(name, generation),
