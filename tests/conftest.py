@@ -1,4 +1,4 @@
-"""Shared fixtures: a real loopback fake Anthropic API per test."""
+"""Shared fixtures: a real loopback fake Anthropic API per test, our CLI over two slots."""
 
 from __future__ import annotations
 
@@ -6,13 +6,28 @@ from collections.abc import Iterator
 
 import pytest
 
+from .support.credentials import serve_profile
 from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Cli
 
 
 @pytest.fixture
 def fake_server() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer() as server:
         yield server
+
+
+@pytest.fixture
+def cli(tmp_path, fake_server) -> Iterator[Cli]:
+    """Our CLI over slots alice (live, weekly 50%) and bob (20%), both Sonnet 40%, whose
+    accounts the profile endpoint knows; no command may ever print a token."""
+    c = Cli(tmp_path, fake_server)
+    for name, week in (("alice", 50), ("bob", 20)):
+        serve_profile(fake_server, name)
+        c.set_usage(name, five=10, week=week, scoped={"Sonnet": 40})
+    yield c
+    for text in c.outputs:
+        assert "sk-ant" not in text
 
 
 # ---------------------------------------------------------------- secrets and modes, everywhere

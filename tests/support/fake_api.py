@@ -45,7 +45,6 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -60,6 +59,8 @@ from gptme_subscription_plugin.loopback import (
     Response,
     make_profile_doc,
 )
+
+from .usage import make_usage_doc
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -124,47 +125,6 @@ class _TimedFault(Fault):
 def api_error(status: int, error_type: str, message: str, **headers: str) -> FakeResponse:
     """An error in the API's JSON shape: {"type": "error", "error": {"type", "message"}}."""
     return FakeResponse.of(loopback.api_error(status, error_type, message, **headers))
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
-
-
-def make_usage_doc(
-    now: float,
-    five_hour: float | None = 10.0,
-    seven_day: float | None = 40.0,
-    five_hour_resets_in: float = 3 * 3600.0,
-    seven_day_resets_in: float = 3 * 86400.0,
-    sonnet: float | None = None,
-    scoped: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """A realistic `/api/oauth/usage` answer (percentages 0-100) for tests and the demo."""
-
-    def window(pct: float | None, resets_in: float) -> dict[str, Any] | None:
-        return None if pct is None else {"utilization": pct, "resets_at": _iso(now + resets_in)}
-
-    limits = [
-        {
-            "kind": "weekly_scoped",
-            "group": "weekly",
-            "percent": pct,
-            "severity": "normal",
-            "resets_at": _iso(now + seven_day_resets_in),
-            "scope": {"model": {"id": None, "display_name": name}, "surface": None},
-            "is_active": False,
-        }
-        for name, pct in (scoped or {}).items()
-    ]
-    return {
-        "five_hour": window(five_hour, five_hour_resets_in),
-        "seven_day": window(seven_day, seven_day_resets_in),
-        "seven_day_opus": None,
-        "seven_day_sonnet": window(sonnet, seven_day_resets_in),
-        "seven_day_oauth_apps": None,
-        "extra_usage": None,
-        "limits": limits,
-    }
 
 
 @dataclass(frozen=True)
