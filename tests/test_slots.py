@@ -18,9 +18,7 @@ import pytest
 
 from gptme_subscription_plugin.claude_locks import ClaudeLockBusy
 from gptme_subscription_plugin.credentials import fingerprint, load_credential
-from gptme_subscription_plugin.identity import IdentityResolver
 from gptme_subscription_plugin.slots import LiveKind, SlotError, SlotStore
-from gptme_subscription_plugin.state import StateStore
 
 from .support.credentials import (
     access_token,
@@ -35,8 +33,7 @@ from .support.credentials import (
     write_slot,
 )
 from .support.fake_api import FakeAnthropicServer
-
-UNREACHABLE = "http://127.0.0.1:9"
+from .support.sandbox import UNREACHABLE, Sandbox
 
 
 def make_store(
@@ -46,18 +43,8 @@ def make_store(
     api_base: str = UNREACHABLE,
     clock=None,
 ) -> SlotStore:
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    state = StateStore(tmp_path / "state")
-    return SlotStore(
-        home / ".claude",
-        state,
-        home / ".claude.json",
-        backup_keep=keep,
-        lock_wait=lock_wait,
-        clock=clock,
-        resolver=IdentityResolver(state, api_base, 2.0, clock=clock or time.time),
-    )
+    """The slot store of an empty claude dir in `tmp_path/home` (no slot yet)."""
+    return Sandbox(tmp_path, (), api_base=api_base).slot_store(keep, lock_wait, clock)
 
 
 def all_refresh_tokens(store: SlotStore) -> set[str]:

@@ -24,6 +24,7 @@ from gptme_subscription_plugin.usage.snapshot import (
 )
 
 from .support.fake_api import FakeAnthropicServer, make_usage_doc
+from .support.usage import snapshot
 
 TOKEN = "sk-ant-oat01-test-SECRET-cache-token-0123456789abcdef"
 T0 = 1_790_000_000.0
@@ -53,23 +54,21 @@ def poll(
 
 
 def oauth_snapshot(at: float, five: float = 0.2, seven: float = 0.4) -> UsageSnapshot:
-    return UsageSnapshot(
-        slot="a",
+    return snapshot(
+        "a",
+        five,
+        seven,
+        now=at,
         source="oauth",
-        observed_at=at,
-        five_hour=UsageWindow(five, at + 3600, FIVE_HOUR_S),
-        seven_day=UsageWindow(seven, at + 86400, SEVEN_DAY_S),
-        models={"fable": UsageWindow(0.84, at + 86400, SEVEN_DAY_S)},
+        five_reset_in=3600,
+        week_reset_in=86400,
+        models={"fable": 0.84},
     )
 
 
 def statusline_snapshot(at: float, five: float, seven: float) -> UsageSnapshot:
-    return UsageSnapshot(
-        slot="a",
-        source="statusline",
-        observed_at=at,
-        five_hour=UsageWindow(five, at + 1800, FIVE_HOUR_S),
-        seven_day=UsageWindow(seven, at + 80000, SEVEN_DAY_S),
+    return snapshot(
+        "a", five, seven, now=at, source="statusline", five_reset_in=1800, week_reset_in=80000
     )
 
 

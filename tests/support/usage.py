@@ -1,4 +1,5 @@
-"""Usage builders: the usage endpoint's JSON answer, and `UsageSnapshot`s for the pure parts.
+"""Usage builders: the usage endpoint's JSON answer, `UsageSnapshot`s for the pure parts, and
+the clock the tests set by hand.
 
 One place for what the tests used to write each for themselves: a `/api/oauth/usage` document
 (percentages 0-100, ISO resets) and a snapshot (fractions 0-1, Unix resets) with the windows
@@ -11,6 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from gptme_subscription_plugin.policy import (
+    Decision,
+    DefaultPolicy,
+    PolicyView,
+    SlotView,
+    Thresholds,
+)
 from gptme_subscription_plugin.usage.snapshot import (
     FIVE_HOUR_S,
     SEVEN_DAY_S,
@@ -21,6 +29,16 @@ from gptme_subscription_plugin.usage.snapshot import (
 NOW = 1_800_000_000.0  # the fixed clock of the pure tests
 H = 3600.0
 DAY = 24 * H
+
+
+class Clock:
+    """A clock that moves only when the test sets `now`."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def iso(ts: float) -> str:
@@ -95,4 +113,36 @@ def snapshot(
         seven_day=None if week is None else UsageWindow(week, week_reset, SEVEN_DAY_S),
         models={k: UsageWindow(v, week_reset, SEVEN_DAY_S) for k, v in (models or {}).items()},
         stale=stale,
+    )
+
+
+def slot_view(
+    name: str,
+    *,
+    usable: bool = True,
+    health: str | None = None,
+    limited_until: float | None = None,
+    limited_models: Mapping[str, float] | None = None,
+    left_exhausted_at: float | None = None,
+    capacity: float | None = None,
+    **reading: Any,
+) -> SlotView:
+    """What the policy sees of `name`: a usable credential (unless told otherwise) and a
+    reading built by `snapshot(name, **reading)`."""
+    return SlotView(
+        name,
+        usable=usable,
+        health=health or ("valid" if usable else "malformed"),
+        usage=snapshot(name, **reading),
+        limited_until=limited_until,
+        limited_models=dict(limited_models or {}),
+        left_exhausted_at=left_exhausted_at,
+        capacity=capacity,
+    )
+
+
+def decide(live: str | None, *slots: SlotView, **view: Any) -> Decision:
+    """The default policy's decision at NOW, default thresholds, on a view of `slots`."""
+    return DefaultPolicy(Thresholds()).decide(
+        PolicyView(live=live, slots=tuple(slots), **view), NOW
     )
