@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -88,10 +89,11 @@ def _is_ours(cmd) -> bool:
     )
 
 
-def pytest_configure(config):
-    """Every run of our CLI or hooks in any test: stdout and stderr must hold no token."""
-    import subprocess
-
+@pytest.fixture(scope="session", autouse=True)
+def _no_token_printed_by_our_commands() -> Iterator[None]:
+    """Every run of our CLI or hooks through `subprocess.run`, in any test or fixture: stdout
+    and stderr must hold no token. Session-wide, so that module-scoped fixtures running our
+    CLI are checked too; `subprocess.run` is the stdlib's again once the session ends."""
     original = subprocess.run
 
     def checked_run(*args, **kwargs):
@@ -105,4 +107,6 @@ def pytest_configure(config):
                 assert SECRET_MARK.decode() not in text, f"token printed by {cmd!r}"
         return result
 
-    subprocess.run = checked_run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "run", checked_run)
+        yield

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,27 +73,22 @@ SANDBOX = Sandbox(
 
 @contextlib.contextmanager
 def sandbox_environment() -> Iterator[None]:
-    """This process sees the sandbox's env for a while (hypothesis forbids monkeypatch)."""
-    saved = dict(os.environ)
-    os.environ.update(SANDBOX.env)
-    try:
+    """This process sees the sandbox's env for one example (the `monkeypatch` fixture would
+    last the whole test, across hypothesis's examples)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in SANDBOX.env.items():
+            mp.setenv(key, value)
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def run_hook(event: str, raw: bytes) -> tuple[int, str, str]:
     """dispatch.main in this process, as Claude Code would call it, with `raw` on stdin."""
     stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
     out, err = io.StringIO(), io.StringIO()
-    saved_stdin = sys.stdin
-    sys.stdin = stdin
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(sys, "stdin", stdin)
+        with contextlib.redirect_stderr(err):
             code = dispatch.main([event])
-    finally:
-        sys.stdin = saved_stdin
     return code, out.getvalue(), err.getvalue()
 
 

@@ -13,7 +13,7 @@ import pytest
 from gptme_subscription_plugin.hookstatus import write_hook_status
 
 from .support.credentials import credential_bytes
-from .support.sandbox import Sandbox, hook_payload
+from .support.sandbox import Sandbox, hook_payload, tree
 
 EVENTS = [
     "session-start",
@@ -228,9 +228,13 @@ def test_stop_failure_on_a_refused_credential_marks_it_rejected_and_switches(sb)
 
 
 def test_stop_failure_for_other_errors_changes_nothing(sb):
-    out, _ = sb.hook("stop-failure", hook_payload("StopFailure", error="server_error"))
-    time.sleep(1.5)  # give the detached worker time to (not) act
+    """The detached worker's run, in the foreground: a server error says nothing of the slot."""
+    sb.hook("user-prompt-submit", hook_payload("UserPromptSubmit"))
+    claude_before, rotation_before = tree(sb.claude), sb.rotation()
+    out, _ = sb.hook("stop-failure-worker", hook_payload("StopFailure", error="server_error"))
     assert out is None and sb.live() == "alice"
+    assert tree(sb.claude) == claude_before and sb.rotation() == rotation_before
+    assert sb.events("switch") == []
 
 
 def test_pre_tool_use_warns_once_per_crossing(sb):
