@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer  # noqa: E402
-from tests.storm import Storm  # noqa: E402
+from tests.support.fake_api import FakeAnthropicServer  # noqa: E402
+from tests.support.storm import Storm  # noqa: E402
 
 
 def main() -> int:

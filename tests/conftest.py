@@ -1,18 +1,34 @@
-"""Shared fixtures: a real loopback fake Anthropic API per test."""
+"""Shared fixtures: a real loopback fake Anthropic API per test, our CLI over two slots."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+from .support.credentials import serve_profile
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Cli
 
 
 @pytest.fixture
 def fake_server() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer() as server:
         yield server
+
+
+@pytest.fixture
+def cli(tmp_path, fake_server) -> Iterator[Cli]:
+    """Our CLI over slots alice (live, weekly 50%) and bob (20%), both Sonnet 40%, whose
+    accounts the profile endpoint knows; no command may ever print a token."""
+    c = Cli(tmp_path, fake_server)
+    for name, week in (("alice", 50), ("bob", 20)):
+        serve_profile(fake_server, name)
+        c.set_usage(name, five=10, week=week, scoped={"Sonnet": 40})
+    yield c
+    for text in c.outputs:
+        assert "sk-ant" not in text
 
 
 # ---------------------------------------------------------------- secrets and modes, everywhere
@@ -73,10 +89,11 @@ def _is_ours(cmd) -> bool:
     )
 
 
-def pytest_configure(config):
-    """Every run of our CLI or hooks in any test: stdout and stderr must hold no token."""
-    import subprocess
-
+@pytest.fixture(scope="session", autouse=True)
+def _no_token_printed_by_our_commands() -> Iterator[None]:
+    """Every run of our CLI or hooks through `subprocess.run`, in any test or fixture: stdout
+    and stderr must hold no token. Session-wide, so that module-scoped fixtures running our
+    CLI are checked too; `subprocess.run` is the stdlib's again once the session ends."""
     original = subprocess.run
 
     def checked_run(*args, **kwargs):
@@ -90,4 +107,6 @@ def pytest_configure(config):
                 assert SECRET_MARK.decode() not in text, f"token printed by {cmd!r}"
         return result
 
-    subprocess.run = checked_run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "run", checked_run)
+        yield

@@ -15,10 +15,10 @@ import os
 import re
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +27,7 @@ from gptme_subscription_plugin.config import Config, ConfigError, load_config
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.slots import SlotError
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.sandbox import Sandbox, tree
 
 EVENTS = sorted(dispatch.EVENTS)
 SLOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -65,59 +65,30 @@ raw_inputs = (
 )
 
 
-class Sandbox:
-    """One claude dir + state dir shared by the examples (hypothesis runs many)."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="gsp-fuzz-"))
-        self.home = self.root / "home"
-        self.claude = self.home / ".claude"
-        for name in ("a", "b"):
-            write_slot(self.claude, name, credential_bytes(name, expires_at=time.time() + 3600))
-        link_live(self.claude, "a")
-        self.env = {
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(self.root / "cfg"),
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.root / "state"),
-            "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
-            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "0.2",
-        }
-
-    def snapshot(self) -> dict[str, bytes | str]:
-        out: dict[str, bytes | str] = {}
-        for path in sorted(self.root.rglob("*")):
-            key = str(path.relative_to(self.root))
-            if path.is_symlink():
-                out[key] = os.readlink(path)
-            elif path.is_file():
-                out[key] = path.read_bytes()
-        return out
-
-    @contextlib.contextmanager
-    def environment(self) -> Iterator[None]:
-        saved = dict(os.environ)
-        os.environ.update(self.env)
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+# One sandbox shared by the examples (hypothesis runs many): slots a (live) and b.
+SANDBOX = Sandbox(
+    Path(tempfile.mkdtemp(prefix="gsp-fuzz-")), ("a", "b"), poll_timeout="0.2", lock_wait=None
+)
 
 
-SANDBOX = Sandbox()
+@contextlib.contextmanager
+def sandbox_environment() -> Iterator[None]:
+    """This process sees the sandbox's env for one example (the `monkeypatch` fixture would
+    last the whole test, across hypothesis's examples)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in SANDBOX.env.items():
+            mp.setenv(key, value)
+        yield
 
 
 def run_hook(event: str, raw: bytes) -> tuple[int, str, str]:
     """dispatch.main in this process, as Claude Code would call it, with `raw` on stdin."""
     stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
     out, err = io.StringIO(), io.StringIO()
-    saved_stdin = sys.stdin
-    sys.stdin = stdin
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(sys, "stdin", stdin)
+        with contextlib.redirect_stderr(err):
             code = dispatch.main([event])
-    finally:
-        sys.stdin = saved_stdin
     return code, out.getvalue(), err.getvalue()
 
 
@@ -140,10 +111,10 @@ def test_every_hook_survives_any_stdin(event, raw):
 
     dispatch.detach = inline  # type: ignore[assignment]
     try:
-        with SANDBOX.environment():
-            before = SANDBOX.snapshot()
+        with sandbox_environment():
+            before = tree(SANDBOX.root)
             code, out, err = run_hook(event, data)
-            after = SANDBOX.snapshot()
+            after = tree(SANDBOX.root)
     finally:
         dispatch.detach = original_detach  # type: ignore[assignment]
     assert code == 0
@@ -200,7 +171,7 @@ names = st.text(max_size=80) | st.sampled_from(
 @given(names)
 def test_slot_names_are_refused_unless_plain(name):
     manager = SubscriptionManager(load_config(env=SANDBOX.env))
-    before = SANDBOX.snapshot()
+    before = tree(SANDBOX.root)
     if SLOT_RE.fullmatch(name):
         manager.slots.slot_path(name)  # accepted: plain identifier
         return
@@ -212,7 +183,7 @@ def test_slot_names_are_refused_unless_plain(name):
         raise AssertionError(f"{name!r} accepted")
     outcome = manager.switch_to(name)
     assert outcome.status == "refused"
-    after = SANDBOX.snapshot()
+    after = tree(SANDBOX.root)
     assert {k: v for k, v in after.items() if "events" not in k} == {
         k: v for k, v in before.items() if "events" not in k
     }

@@ -22,7 +22,7 @@ from gptme_subscription_plugin.claude_code.installer import (
     uninstall,
 )
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.sandbox import Sandbox, run_ours
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "/opt/bin/gptme-subscription"
@@ -132,30 +132,13 @@ def test_plugin_hooks_json_matches_the_installer():
 
 
 def run_cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_ours(args, env, stdin=stdin)
 
 
 @pytest.fixture
 def cli_env(tmp_path):
-    home = tmp_path / "home"
-    now = time.time()
-    for name in ("alice", "bob"):
-        write_slot(home / ".claude", name, credential_bytes(name, expires_at=now + 3600))
-    link_live(home / ".claude", "alice")
-    return {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(tmp_path / "c"),
-        "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path / "state"),
-        "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
-    }
+    """The env of our CLI over slots alice (live) and bob, usage unreachable."""
+    return Sandbox(tmp_path, poll_timeout=None, lock_wait=None).env
 
 
 def test_cli_install_project_scope_and_doctor(cli_env, tmp_path):

@@ -4,90 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-import pytest
-
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
-
-from .helpers import (
+from .support.credentials import (
     account_email,
     credential_bytes,
-    link_live,
     serve_profile,
     write_oauth_account,
-    write_slot,
 )
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
-
-
-class Cli:
-    def __init__(self, tmp_path: Path, server: FakeAnthropicServer):
-        self.home = tmp_path / "home"
-        self.claude = self.home / ".claude"
-        self.state = tmp_path / "state"
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
-            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
-            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
-            "GPTME_SUBSCRIPTION_LOCK_WAIT": "2",
-        }
-        self.outputs: list[str] = []
-
-    def run(self, *args: str, code: int | None = 0, **env: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, "-m", "gptme_subscription_plugin", *args],
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        self.outputs += [proc.stdout, proc.stderr]
-        if code is not None:
-            assert proc.returncode == code, (proc.stdout, proc.stderr)
-        return proc
-
-    def json(self, *args: str, code: int | None = 0) -> dict:
-        return json.loads(self.run(*args, "--json", code=code).stdout)
-
-
-@pytest.fixture
-def cli(tmp_path, fake_server):
-    c = Cli(tmp_path, fake_server)
-    now = time.time()
-    c.server = fake_server
-    for name, week in (("alice", 50), ("bob", 20)):
-        write_slot(c.claude, name, credential_bytes(name, expires_at=now + 3600))
-        serve_profile(fake_server, name)
-        fake_server.set_usage(
-            f"sk-ant-oat01-test-{name}-access-1",
-            {
-                "five_hour": {"utilization": 10, "resets_at": iso(now + 3600)},
-                "seven_day": {"utilization": week, "resets_at": iso(now + 3 * 86400)},
-                "limits": [
-                    {
-                        "kind": "weekly_scoped",
-                        "percent": 40,
-                        "resets_at": iso(now + 3 * 86400),
-                        "scope": {"model": {"display_name": "Sonnet"}},
-                    }
-                ],
-            },
-        )
-    link_live(c.claude, "alice")
-    yield c
-    for text in c.outputs:  # no command may ever print a token
-        assert "sk-ant" not in text
+from .support.usage import iso
 
 
 def test_status_table_and_json(cli):

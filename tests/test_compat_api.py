@@ -19,11 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.config import Config as CoreConfig
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
 from gptme_subscription_plugin.manager import SubscriptionManager as CoreManager
 
-from .helpers import access_token, credential_bytes, link_live, serve_profile, write_slot
+from .support.credentials import (
+    credential_bytes,
+    serve_profile,
+    write_slot,
+)
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Sandbox
 
 H = 3600.0
 DAY = 24 * H
@@ -39,21 +43,10 @@ def live_slot(claude: Path) -> str:
 @pytest.fixture
 def core(tmp_path: Path, fake_server: FakeAnthropicServer) -> CoreManager:
     """Our manager over three real slots (alice live), usage from the loopback endpoint."""
-    home = tmp_path / "home"
-    claude = home / ".claude"
-    now = time.time()
-    for name in ("alice", "bob", "carol"):
-        write_slot(claude, name, credential_bytes(name, expires_at=now + 8 * H))
-    link_live(claude, "alice")
-    config = CoreConfig(
-        claude_dir=claude,
-        state_dir=tmp_path / "state",
-        home=home,
-        api_base=fake_server.base_url,
-        poll_timeout=2.0,
-        lock_wait=2.0,
+    box = Sandbox(
+        tmp_path, ("alice", "bob", "carol"), server=fake_server, expires_at=time.time() + 8 * H
     )
-    return CoreManager(config)
+    return box.manager(poll_timeout=2.0, lock_wait=2.0)
 
 
 # ---------------------------------------------------------------- our own API
@@ -160,48 +153,24 @@ def make_usage_script(path: Path) -> Path:
     return path
 
 
-class Sandbox:
-    """Slots bob, alice, erik (bob live) in a temp HOME; the environment a user would have."""
+class ApiSandbox(Sandbox):
+    """Slots bob, alice, erik (bob live) in a temp HOME; the environment a user would have,
+    which this process sees too, and 0.1.0's usage script."""
 
     def __init__(self, tmp_path: Path, server: FakeAnthropicServer, monkeypatch):
-        self.tmp = tmp_path
-        self.home = tmp_path / "home"
-        self.claude = self.home / ".claude"
-        self.state = tmp_path / "state"
-        self.server = server
         self.runs = tmp_path / "script-runs.jsonl"
         self.script = make_usage_script(tmp_path / "bin" / "check-claude-usage.sh")
-        for key in list(os.environ):
-            if key.startswith("GPTME_SUBSCRIPTION_") or key.startswith("XDG_"):
-                monkeypatch.delenv(key)
-        monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
-        self.env = {
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
-            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
-            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
-            "GPTME_SUBSCRIPTION_LOCK_WAIT": "2",
-            "USAGE_SCRIPT_RUNS": str(self.runs),
-            "SPENT": "bob",
-        }
-        for key, value in self.env.items():
-            monkeypatch.setenv(key, value)
-        now = time.time()
-        for name in ("bob", "alice", "erik"):
-            write_slot(self.claude, name, credential_bytes(name, expires_at=now + 8 * H))
-            self.set_usage(name, five=10, week=20)
-        link_live(self.claude, "bob")
-
-    def set_usage(self, name: str, five: float, week: float, week_in: float = 3 * DAY) -> None:
-        now = time.time()
-        self.server.set_usage(
-            access_token(name),
-            make_usage_doc(now, five_hour=five, seven_day=week, seven_day_resets_in=week_in),
+        env = {"USAGE_SCRIPT_RUNS": str(self.runs), "SPENT": "bob"}
+        super().__init__(
+            tmp_path,
+            ("bob", "alice", "erik"),
+            server=server,
+            expires_at=time.time() + 8 * H,
+            usage=(10, 20),
+            five_hour_resets_in=3 * H,
+            env=env,
         )
-
-    def live(self) -> str:
-        return live_slot(self.claude)
+        self.apply_env(monkeypatch)
 
     def script_runs(self) -> list[list[str]]:
         if not self.runs.exists():
@@ -211,15 +180,10 @@ class Sandbox:
     def usage_polls(self) -> int:
         return len([r for r in self.server.requests() if r.route == "/api/oauth/usage"])
 
-    def events(self, kind: str) -> list[dict]:
-        path = self.state / "events.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [e for e in map(json.loads, lines) if e["kind"] == kind]
-
 
 @pytest.fixture
-def sb(tmp_path: Path, fake_server: FakeAnthropicServer, monkeypatch) -> Sandbox:
-    return Sandbox(tmp_path, fake_server, monkeypatch)
+def sb(tmp_path: Path, fake_server: FakeAnthropicServer, monkeypatch) -> ApiSandbox:
+    return ApiSandbox(tmp_path, fake_server, monkeypatch)
 
 
 def usage(five: float, week: float, week_in: float = 3 * DAY, **extra: object) -> dict:
@@ -244,7 +208,7 @@ def _namespace_runner() -> list[str] | None:
     return runner if probe.returncode == 0 else None
 
 
-def test_readme_snippet_runs_exactly_as_printed(sb: Sandbox):
+def test_readme_snippet_runs_exactly_as_printed(sb: ApiSandbox):
     """0.1.0's README snippet, unchanged, against three real slots: the live slot (bob) is
     out of quota by the usage script's reading, so the snippet switches to alice (first in
     its fallback_order) and prints bob's credential status."""
@@ -254,7 +218,7 @@ def test_readme_snippet_runs_exactly_as_printed(sb: Sandbox):
         if IN_CI:
             pytest.fail(f"{why}; CI must run it (GPTME_SUBSCRIPTION_CI is set)")
         pytest.skip(why)
-    snippet = sb.tmp / "snippet.py"
+    snippet = sb.root / "snippet.py"
     snippet.write_text(README_SNIPPET)
     setup = (
         "mount -t tmpfs tmpfs /home && mkdir -p /home/me/bin"
@@ -294,7 +258,7 @@ def test_ci_fails_the_snippet_test_when_it_cannot_run():
 # ---------------------------------------------------------------- check_usage and evaluate
 
 
-def test_check_usage_returns_the_live_slots_reading_as_the_0_1_0_document(sb: Sandbox):
+def test_check_usage_returns_the_live_slots_reading_as_the_0_1_0_document(sb: ApiSandbox):
     from gptme_subscription import Config, SubscriptionManager
 
     sm = SubscriptionManager(Config(subscriptions=["bob", "alice", "erik"], usage_script=sb.script))
@@ -314,7 +278,7 @@ def test_check_usage_returns_the_live_slots_reading_as_the_0_1_0_document(sb: Sa
     assert sb.script_runs() == [["--json"], ["--json", "--no-cache"]]
 
 
-def test_check_usage_without_a_script_reads_the_usage_endpoint(sb: Sandbox):
+def test_check_usage_without_a_script_reads_the_usage_endpoint(sb: ApiSandbox):
     """0.1.0 answered None without a script; ours asks the OAuth usage endpoint."""
     from gptme_subscription import Config, SubscriptionManager
 
@@ -324,7 +288,7 @@ def test_check_usage_without_a_script_reads_the_usage_endpoint(sb: Sandbox):
     assert sb.usage_polls() == 1 and sb.script_runs() == []
 
 
-def test_evaluate_decides_on_the_usage_it_is_handed_and_polls_nothing(sb: Sandbox):
+def test_evaluate_decides_on_the_usage_it_is_handed_and_polls_nothing(sb: ApiSandbox):
     """The endpoint says bob is healthy; the document handed to evaluate says he is spent.
     The decision follows the document (and the other way round), and nothing is polled."""
     from gptme_subscription import Config, SubscriptionManager
@@ -347,7 +311,7 @@ def test_evaluate_decides_on_the_usage_it_is_handed_and_polls_nothing(sb: Sandbo
     assert healthy.to_dict()["action"] == "stay" and "core" not in healthy.to_dict()
 
 
-def test_evaluate_with_no_usage_decides_without_a_reading_of_the_live_slot(sb: Sandbox):
+def test_evaluate_with_no_usage_decides_without_a_reading_of_the_live_slot(sb: ApiSandbox):
     from gptme_subscription import Config, SubscriptionManager
 
     sm = SubscriptionManager(Config(subscriptions=["bob", "alice", "erik"], usage_script=None))
@@ -356,10 +320,10 @@ def test_evaluate_with_no_usage_decides_without_a_reading_of_the_live_slot(sb: S
     assert "no usage data" in decision.reason
 
 
-def test_rate_limit_file_that_is_a_fifo_never_hangs(sb: Sandbox):
+def test_rate_limit_file_that_is_a_fifo_never_hangs(sb: ApiSandbox):
     """Read as the CLI reads it: bounded, a regular file only. A FIFO (no writer) is not a
     rate limit, answered at once; 0.1.0's plain read blocked until a writer came."""
-    limit = sb.tmp / "rl"
+    limit = sb.root / "rl"
     os.mkfifo(limit)
     code = (
         "from gptme_subscription import Config, SubscriptionManager\n"
@@ -376,11 +340,11 @@ def test_rate_limit_file_that_is_a_fifo_never_hangs(sb: Sandbox):
     assert limit.exists()  # not a file it read: not one it deletes
 
 
-def test_evaluate_honours_the_rate_limit_file(sb: Sandbox):
+def test_evaluate_honours_the_rate_limit_file(sb: ApiSandbox):
     """0.1.0: a file naming a future time says the live slot is rate-limited until then."""
     from gptme_subscription import Config, SubscriptionManager
 
-    limit = sb.tmp / "rate-limited-until.txt"
+    limit = sb.root / "rate-limited-until.txt"
     cfg = Config(subscriptions=["bob", "alice", "erik"], usage_script=None, rate_limit_file=limit)
     sm = SubscriptionManager(cfg)
     limit.write_text(datetime.fromtimestamp(time.time() + H, timezone.utc).isoformat())
@@ -398,7 +362,7 @@ def test_evaluate_honours_the_rate_limit_file(sb: Sandbox):
 # ---------------------------------------------------------------- switch_to
 
 
-def test_switch_to_returns_a_flag_0_1_0_callers_can_test(sb: Sandbox):
+def test_switch_to_returns_a_flag_0_1_0_callers_can_test(sb: ApiSandbox):
     from gptme_subscription import Config, SubscriptionManager
 
     sm = SubscriptionManager(Config(subscriptions=["bob", "alice", "erik"], usage_script=None))
@@ -414,7 +378,7 @@ def test_switch_to_returns_a_flag_0_1_0_callers_can_test(sb: Sandbox):
     assert sm.switch_to("erik", "by hand", force=True) is True and sb.live() == "erik"
 
 
-def test_a_switch_by_hand_holds_and_a_decided_one_does_not(sb: Sandbox):
+def test_a_switch_by_hand_holds_and_a_decided_one_does_not(sb: ApiSandbox):
     """0.1.0's `--switch` recorded a manual hold; ours: any switch_to that no evaluate()
     decision named is a switch by hand and holds (load_rebalance_state shows it)."""
     from gptme_subscription import Config, SubscriptionManager
@@ -437,7 +401,7 @@ def test_a_switch_by_hand_holds_and_a_decided_one_does_not(sb: Sandbox):
 # file not rewritten for 7 days, here a credential that cannot be used (see the migration doc)
 
 
-def _manager(sb: Sandbox, **kw):
+def _manager(sb: ApiSandbox, **kw):
     from gptme_subscription import Config, SubscriptionManager
 
     cfg = Config(subscriptions=["bob", "alice", "erik"], fallback_order=["alice", "erik"], **kw)
@@ -473,15 +437,15 @@ def _hold(target: str) -> dict:
     }
 
 
-def test_0_1_0_check_usage_of_a_script_that_cannot_run_is_none(sb: Sandbox):
+def test_0_1_0_check_usage_of_a_script_that_cannot_run_is_none(sb: ApiSandbox):
     sb.script.chmod(0o600)  # test_check_usage_returns_none_for_non_executable_script
     assert _manager(sb, usage_script=sb.script).check_usage() is None
 
 
-def test_0_1_0_check_usage_falls_back_to_a_stale_cache_file(sb: Sandbox):
+def test_0_1_0_check_usage_falls_back_to_a_stale_cache_file(sb: ApiSandbox):
     sb.script.chmod(0o600)  # test_check_usage_stale_cache_fallback_on_script_failure
     sm = _manager(sb, usage_script=sb.script)
-    cache = sb.tmp / "stale-bob.json"
+    cache = sb.root / "stale-bob.json"
     cache.write_text(json.dumps({"seven_day": {"utilization": 0.3}, "_ok": True, "_sub": "bob"}))
     doc = sm.check_usage(stale_cache=cache)
     assert doc is not None and doc["seven_day"]["utilization"] == pytest.approx(0.3)
@@ -494,15 +458,15 @@ def test_0_1_0_check_usage_falls_back_to_a_stale_cache_file(sb: Sandbox):
     assert sm.check_usage(stale_cache=cache) is None  # ..._rejected_when_too_old
 
 
-def test_0_1_0_a_stale_cache_file_is_not_read_when_the_script_answers(sb: Sandbox):
+def test_0_1_0_a_stale_cache_file_is_not_read_when_the_script_answers(sb: ApiSandbox):
     sm = _manager(sb, usage_script=sb.script)  # ..._not_used_when_script_succeeds
-    cache = sb.tmp / "stale.json"
+    cache = sb.root / "stale.json"
     cache.write_text(json.dumps({"seven_day": {"utilization": 0.1}, "_ok": True}))
     doc = sm.check_usage(stale_cache=cache)
     assert doc is not None and doc["seven_day"]["utilization"] == pytest.approx(0.99)
 
 
-def test_0_1_0_an_unusable_fallback_is_skipped_for_a_usable_one(sb: Sandbox):
+def test_0_1_0_an_unusable_fallback_is_skipped_for_a_usable_one(sb: ApiSandbox):
     """test_evaluate_skips_stale_fallback_picks_fresh: alice first in fallback_order but her
     credential cannot be used (no refresh token), so erik."""
     write_slot(sb.claude, "alice", credential_bytes("alice", refresh=False))
@@ -510,7 +474,7 @@ def test_0_1_0_an_unusable_fallback_is_skipped_for_a_usable_one(sb: Sandbox):
     assert (decision.action, decision.target) == ("switch", "erik")
 
 
-def test_0_1_0_with_no_usable_fallback_it_stays(sb: Sandbox):
+def test_0_1_0_with_no_usable_fallback_it_stays(sb: ApiSandbox):
     """test_evaluate_all_fallbacks_stale_stays: nowhere to go; ours uses the last of bob's
     quota (under Anthropic's own limit) and says so."""
     for name in ("alice", "erik"):
@@ -522,12 +486,12 @@ def test_0_1_0_with_no_usable_fallback_it_stays(sb: Sandbox):
     assert stale and "missing" in why  # test_slot_credential_is_stale_missing_file
 
 
-def test_0_1_0_fresh_fallbacks_are_chosen(sb: Sandbox):
+def test_0_1_0_fresh_fallbacks_are_chosen(sb: ApiSandbox):
     decision = _manager(sb, usage_script=None).evaluate(_exhausted(), "bob")
     assert decision.action == "switch" and decision.target in ("alice", "erik")
 
 
-def test_0_1_0_an_idle_slot_file_is_not_stale(sb: Sandbox):
+def test_0_1_0_an_idle_slot_file_is_not_stale(sb: ApiSandbox):
     """test_slot_credential_is_stale_old_file, changed: a slot file untouched for 10 days is
     an idle slot, still usable (0.1.0 called it stale)."""
     sm = _manager(sb, usage_script=None)
@@ -536,7 +500,7 @@ def test_0_1_0_an_idle_slot_file_is_not_stale(sb: Sandbox):
     assert sm.slot_credential_is_stale("alice") == (False, "valid")
 
 
-def test_0_1_0_manual_hold_scenarios(sb: Sandbox):
+def test_0_1_0_manual_hold_scenarios(sb: ApiSandbox):
     sm = _manager(sb, usage_script=None)
     # test_manual_switch_hold_blocks_routing_on_fallback / ..._respected_on_healthy_primary
     for active in ("alice", "bob"):
@@ -549,7 +513,7 @@ def test_0_1_0_manual_hold_scenarios(sb: Sandbox):
         assert d.action == "switch" and d.mode != "manual-switch-hold" and d.target != active
 
 
-def test_0_1_0_a_hold_on_another_slot_does_not_block_routing(sb: Sandbox):
+def test_0_1_0_a_hold_on_another_slot_does_not_block_routing(sb: ApiSandbox):
     """test_manual_switch_hold_does_not_block_wrong_slot(_fallback). 0.1.0 forward-routed to a
     slot 'not used this period' on a guess; ours forward-routes to quota known to expire
     sooner, so erik's reading says his week ends in a day."""
@@ -561,7 +525,7 @@ def test_0_1_0_a_hold_on_another_slot_does_not_block_routing(sb: Sandbox):
         assert (d.action, d.target, d.mode) == ("switch", "erik", "forward-routing")
 
 
-def test_0_1_0_switch_history_comes_from_our_events_log(sb: Sandbox):
+def test_0_1_0_switch_history_comes_from_our_events_log(sb: ApiSandbox):
     """test_seconds_since_last_primary_departure_tracks_primary_exit, on real switches."""
     sm = _manager(sb, usage_script=None)
     assert sm.seconds_since_last_primary_departure() is None
@@ -572,7 +536,7 @@ def test_0_1_0_switch_history_comes_from_our_events_log(sb: Sandbox):
     assert sm.infer_active_slot_from_log() == "erik"
 
 
-def test_drift_is_reported_and_healed_into_the_owner(sb: Sandbox):
+def test_drift_is_reported_and_healed_into_the_owner(sb: ApiSandbox):
     sm = _manager(sb, usage_script=None)
     for name in ("bob", "alice", "erik"):
         serve_profile(sb.server, name)
@@ -797,7 +761,7 @@ def test_remaining_until_an_observed_reset_keeps_the_windows_phase():
     assert remaining_until_observed_reset(seen, "opus", int(WEEK), now=now) is None
 
 
-def test_manager_fallback_order_ranks_on_cached_readings(sb: Sandbox):
+def test_manager_fallback_order_ranks_on_cached_readings(sb: ApiSandbox):
     sb.set_usage("erik", five=5, week=30, week_in=1 * DAY)
     sm = _manager(sb, usage_script=None)
     assert sm.capacity_aware_fallback_order() == ["alice", "erik"]  # nothing read yet
@@ -805,7 +769,7 @@ def test_manager_fallback_order_ranks_on_cached_readings(sb: Sandbox):
     assert sm.capacity_aware_fallback_order() == ["erik", "alice"]
 
 
-def test_manager_fallback_order_ranks_under_the_configured_thresholds(sb: Sandbox):
+def test_manager_fallback_order_ranks_under_the_configured_thresholds(sb: ApiSandbox):
     """erik's week, 90 % used, expires first: first under our default weekly_exhausted
     (0.98), spent (ranked last) under a configured 0.85, as evaluate would judge it."""
     sb.set_usage("erik", five=5, week=90, week_in=1 * DAY)
@@ -821,7 +785,7 @@ def test_manager_fallback_order_ranks_under_the_configured_thresholds(sb: Sandbo
 # ---------------------------------------------------------------- Config
 
 
-def test_config_reads_the_0_1_0_variables_and_our_defaults(sb: Sandbox, monkeypatch):
+def test_config_reads_the_0_1_0_variables_and_our_defaults(sb: ApiSandbox, monkeypatch):
     from gptme_subscription import Config
 
     cfg = Config()
@@ -856,7 +820,7 @@ def test_config_reads_the_0_1_0_variables_and_our_defaults(sb: Sandbox, monkeypa
         cfg.slot_path("../bob")
 
 
-def test_config_refuses_what_it_cannot_honour(sb: Sandbox):
+def test_config_refuses_what_it_cannot_honour(sb: ApiSandbox):
     from gptme_subscription import Config
 
     with pytest.raises(ValueError, match="not in subscriptions"):
@@ -876,7 +840,7 @@ def test_config_refuses_what_it_cannot_honour(sb: Sandbox):
     assert not hasattr(cfg, "reset_times_file")
 
 
-def test_dropped_names_say_what_to_use_instead(sb: Sandbox):
+def test_dropped_names_say_what_to_use_instead(sb: ApiSandbox):
     import gptme_subscription
 
     with pytest.raises(ImportError, match="check-auth --probe"):
@@ -900,7 +864,7 @@ def test_dropped_names_say_what_to_use_instead(sb: Sandbox):
     }
 
 
-def test_0_1_0_submodule_paths_import(sb: Sandbox):
+def test_0_1_0_submodule_paths_import(sb: ApiSandbox):
     from gptme_subscription.auth import check_credential_file
     from gptme_subscription.cli import main
     from gptme_subscription.config import Config
@@ -922,7 +886,7 @@ def test_0_1_0_submodule_paths_import(sb: Sandbox):
 # ---------------------------------------------------------------- import cost
 
 
-def test_the_package_is_free_to_import_and_the_hook_fast_path_never_imports_it(sb: Sandbox):
+def test_the_package_is_free_to_import_and_the_hook_fast_path_never_imports_it(sb: ApiSandbox):
     code = (
         "import io, json, sys\n"
         "import gptme_subscription\n"

@@ -7,69 +7,41 @@ until it completes without reaching N, so every step of it is covered in order.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from gptme_subscription_plugin.credentials import load_credential
-from gptme_subscription_plugin.fsutil import atomic_symlink, atomic_write_bytes, ensure_private_dir
 
-from .helpers import credential_bytes, refresh_token, write_oauth_account
-from .reliability import check_always, check_repaired
+from .support.credentials import FAR_FUTURE, credential_bytes, refresh_token, write_oauth_account
+from .support.reliability import check_always, check_repaired
+from .support.sandbox import Sandbox
+
+
+def sandbox(root: Path, slots: tuple[str, ...] = (), **extra: str) -> Sandbox:
+    """`slots` (the first one live) under `root`, usage unreachable, lock waits of 3 s."""
+    return Sandbox(root, slots, expires_at=FAR_FUTURE, poll_timeout=None, lock_wait="3", env=extra)
 
 
 def build_template(root: Path) -> tuple[Path, Path, Path, set[str]]:
     """Slots a, b, c; a was live and Claude Code has just refreshed it (link -> file)."""
-    home = ensure_private_dir(root / "home")
-    claude = ensure_private_dir(home / ".claude")
-    state = root / "state"
-    for name in ("a", "b", "c"):
-        atomic_write_bytes(claude / f".credentials.json.{name}", credential_bytes(name))
-    atomic_symlink(".credentials.json.a", claude / ".credentials.json")
-    write_oauth_account(home, "a")
-    env = env_for(root)
-    # the hooks have seen a live before (what install / every boundary records)
-    subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", "identity", "baseline"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    live = claude / ".credentials.json"
+    box = sandbox(root, ("a", "b", "c"))
+    write_oauth_account(box.home, "a")
+    box.run("identity", "baseline", code=0)  # the hooks have seen a live before
+    live = box.claude / ".credentials.json"
     live.unlink()
     live.write_bytes(credential_bytes("a", 2))  # the refreshed pair: the only copy
     live.chmod(0o600)
     (root / "d.json").write_bytes(credential_bytes("d"))
     tokens = {refresh_token("a", 2), refresh_token("b"), refresh_token("c")}
-    return home, claude, state, tokens
-
-
-def env_for(root: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(root / "home"),
-        "XDG_CONFIG_HOME": str(root / "cfg"),
-        "GPTME_SUBSCRIPTION_STATE_DIR": str(root / "state"),
-        "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
-        "GPTME_SUBSCRIPTION_LOCK_WAIT": "3",
-        **extra,
-    }
+    return box.home, box.claude, box.state, tokens
 
 
 def cli(root: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", *args],
-        env=env_for(root, **extra),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return sandbox(root, **extra).run(*args)
 
 
 COMMANDS = {

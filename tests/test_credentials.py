@@ -20,7 +20,7 @@ from gptme_subscription_plugin.credentials import (
     tier_capacity,
 )
 
-from .helpers import credential_bytes
+from .support.credentials import credential_bytes
 
 NOW = 1_800_000_000.0
 

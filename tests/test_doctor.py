@@ -3,60 +3,41 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import credential_bytes
+from .support.sandbox import Sandbox
 
 SECRETS = ("sk-ant-api03-doctor-secret", "oauth-token-value-abc123", "bedrock-profile-secret")
 
 
-class Doctor:
+class Doctor(Sandbox):
+    """Slots alice (live) and bob, a project dir, and `doctor` as a process."""
+
     def __init__(self, tmp_path: Path):
-        self.home = tmp_path / "home"
-        self.claude = self.home / ".claude"
+        super().__init__(tmp_path, poll_timeout=None, lock_wait=None)
         self.project = tmp_path / "proj"
         self.project.mkdir()
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path / "state"),
-            "GPTME_SUBSCRIPTION_API_BASE": "http://127.0.0.1:9",
-        }
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "gptme_subscription_plugin", "doctor"]
-            + ["--project-dir", str(self.project), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    def doctor(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self.run("doctor", "--project-dir", str(self.project), *args)
         for secret in SECRETS:
             assert secret not in proc.stdout + proc.stderr
         return proc
 
     def checks(self) -> tuple[int, list[dict]]:
-        proc = self.run("--json")
+        proc = self.doctor("--json")
         return proc.returncode, json.loads(proc.stdout)["checks"]
 
 
 @pytest.fixture
 def doctor(tmp_path) -> Doctor:
-    d = Doctor(tmp_path)
-    now = time.time()
-    for name in ("alice", "bob"):
-        write_slot(d.claude, name, credential_bytes(name, expires_at=now + 3600))
-    link_live(d.claude, "alice")
-    return d
+    return Doctor(tmp_path)
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -92,7 +73,7 @@ def test_doctor_names_a_credential_in_settings_env_never_its_value(doctor):
     assert (
         found[0]["fix"] == f"remove ANTHROPIC_API_KEY from the env of {doctor.claude}/settings.json"
     )
-    text = doctor.run().stdout
+    text = doctor.doctor().stdout
     assert "WARN settings env (user)" in text and "env.ANTHROPIC_API_KEY" in text
 
 
@@ -126,7 +107,7 @@ def test_doctor_flags_credentials_and_dirs_that_others_can_reach_with_the_fix(do
     shared = perms[f"dir {backups} is 0770: readable and writable by group/others"]
     assert shared["status"] == "FAIL" and shared["fix"] == f"chmod 700 {backups}"
     assert len(perms) == 4  # alice's slot, 0600, is fine
-    text = doctor.run().stdout
+    text = doctor.doctor().stdout
     assert "FAIL permissions" in text and f"-> chmod 600 {bob}" in text
     for path, mode in ((bob, 0o600), (backup, 0o600), (doctor.claude, 0o700), (backups, 0o700)):
         path.chmod(mode)

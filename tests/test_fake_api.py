@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import (
+from .support.fake_api import (
     FakeAnthropicServer,
     FakeResponse,
     RecordedRequest,

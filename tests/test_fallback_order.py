@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
@@ -19,18 +18,18 @@ from gptme_subscription_plugin.policy import (
     rank_untried,
 )
 from gptme_subscription_plugin.usage.snapshot import (
-    FIVE_HOUR_S,
-    SEVEN_DAY_S,
     UsageSnapshot,
-    UsageWindow,
 )
 
-from .test_probe import DAY, H, Sandbox, answer, manager
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import ScriptSandbox
+from .support.sandbox import script_answer as answer
+from .support.usage import DAY, NOW, H, snapshot
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, fake_server: FakeAnthropicServer) -> Sandbox:
-    return Sandbox(tmp_path, fake_server, ("alice", "bob", "carol"))
+def sandbox(tmp_path: Path, fake_server: FakeAnthropicServer) -> ScriptSandbox:
+    return ScriptSandbox(tmp_path, fake_server, ("alice", "bob", "carol"))
 
 
 @pytest.mark.parametrize("order", [["bob", "carol"], ["carol", "bob"]])
@@ -42,28 +41,18 @@ def test_fallback_order_decides_between_slots_whose_readings_say_the_same(
         monkeypatch.setenv(key, value)
     same = answer(0.1, 0.3, week_reset_in=2 * DAY)
     sandbox.write_answers(alice=answer(0.1, 0.99), bob=same, carol=same)
-    m = manager(sandbox, order)
+    m = sandbox.script_manager(order)
     for name in ["alice", *polled]:  # one slot at a time, each with its own clock read
         m.check_usage(names=[name])
     decision = m.evaluate(refresh=False)
     assert (decision.action, decision.target) == ("switch", order[0]), decision.reason
 
 
-NOW = 1_800_000_000.0
-
-
 def view_of(names: list[str], skew: float, order: list[str], used: float) -> PolicyView:
     """Identical readings of every slot, taken `skew` seconds apart in `names` order."""
 
     def reading(name: str, i: int) -> UsageSnapshot:
-        t = NOW + i * skew
-        return UsageSnapshot(
-            name,
-            "script",
-            t,
-            five_hour=UsageWindow(0.1, t + 2 * H, FIVE_HOUR_S),
-            seven_day=UsageWindow(used, t + 2 * DAY, SEVEN_DAY_S),
-        )
+        return snapshot(name, 0.1, used, now=NOW + i * skew, source="script", week_reset_in=2 * DAY)
 
     slots = [SlotView(n, usage=reading(n, i)) for i, n in enumerate(names)]
     live = SlotView("live", usage=reading("live", 0), limited_until=NOW + DAY)

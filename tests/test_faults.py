@@ -12,77 +12,26 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
-
-from .helpers import credential_bytes, link_live, write_slot
+from .support.credentials import access_token, credential_bytes
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Sandbox, tree
+from .support.usage import iso
 
 SETPRIV = shutil.which("setpriv")
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+UNPRIVILEGED = (SETPRIV or "setpriv", "--bounding-set=-all", "--inh-caps=-all")  # root, sans caps
 
 
-def token(name: str) -> str:
-    return f"sk-ant-oat01-test-{name}-access-1"
-
-
-class Box:
-    """A claude dir with slots a (live), b, c, a state dir, and our CLI as a process."""
-
-    def __init__(self, root: Path, server: FakeAnthropicServer | None = None):
-        self.root = root
-        self.home = root / "home"
-        self.claude = self.home / ".claude"
-        self.state = root / "state"
-        now = time.time()
-        for name in ("a", "b", "c"):
-            write_slot(self.claude, name, credential_bytes(name, expires_at=now + 3600))
-        link_live(self.claude, "a")
-        self.env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(root / "cfg"),
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
-            "GPTME_SUBSCRIPTION_API_BASE": server.base_url if server else "http://127.0.0.1:9",
-            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "1",
-            "GPTME_SUBSCRIPTION_LOCK_WAIT": "1",
-        }
-
-    def run(
-        self, *args: str, stdin: str | None = None, unprivileged: bool = False, **env: str
-    ) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "gptme_subscription_plugin", *args]
-        if unprivileged:
-            cmd = [SETPRIV, "--bounding-set=-all", "--inh-caps=-all", *cmd]
-        return subprocess.run(
-            cmd, env={**self.env, **env}, input=stdin, capture_output=True, text=True, timeout=60
-        )
-
-    def snapshot(self) -> dict[str, bytes | str]:
-        """Everything under the claude dir: contents of files, targets of links."""
-        out: dict[str, bytes | str] = {}
-        for path in sorted(self.claude.rglob("*")):
-            key = str(path.relative_to(self.claude))
-            if path.is_symlink():
-                out[key] = "-> " + os.readlink(path)
-            elif path.is_file():
-                with contextlib.suppress(OSError):
-                    out[key] = path.read_bytes()
-            elif path.is_dir():
-                out[key] = "<dir>"
-        return out
-
-    def live(self) -> str:
-        return os.readlink(self.claude / ".credentials.json")
+def make_box(root: Path, server: FakeAnthropicServer | None = None) -> Sandbox:
+    """Slots a (live), b, c; our CLI waits at most a second on polls and locks."""
+    return Sandbox(root, ("a", "b", "c"), server=server, poll_timeout="1", lock_wait="1")
 
 
 def one_line(text: str) -> bool:
@@ -106,29 +55,25 @@ FAULTS = [
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_usage_endpoint_faults_degrade_cleanly(tmp_path, fake_server, fault):
-    box = Box(tmp_path, fake_server)
+    box = make_box(tmp_path, fake_server)
     now = time.time()
     for name in ("a", "b", "c"):
-        fake_server.set_usage(
-            token(name),
-            {
-                "five_hour": {"utilization": 10, "resets_at": iso(now + 3600)},
-                "seven_day": {"utilization": 30, "resets_at": iso(now + 3 * 86400)},
-            },
-        )
+        box.set_usage(name, five=10, week=30)
     env: dict[str, str] = {}
     if fault == "refused":
         env["GPTME_SUBSCRIPTION_API_BASE"] = "http://127.0.0.1:9"
     elif fault == "out-of-range":
         fake_server.set_usage(
-            token("a"),
+            access_token("a"),
             {
                 "five_hour": {"utilization": 250, "resets_at": iso(now + 3600)},
                 "seven_day": {"utilization": -40, "resets_at": iso(now + 86400)},
             },
         )
     elif fault == "missing-windows":
-        fake_server.set_usage(token("a"), {"five_hour": None, "seven_day": None, "limits": []})
+        fake_server.set_usage(
+            access_token("a"), {"five_hour": None, "seven_day": None, "limits": []}
+        )
     elif fault == "429":
         fake_server.set_fault("429", retry_after=600)
     elif fault == "429-no-retry-after":
@@ -151,12 +96,12 @@ def test_usage_endpoint_faults_degrade_cleanly(tmp_path, fake_server, fault):
     if fault == "out-of-range":
         usage = slot_a["usage"]
         assert usage["five_hour"]["utilization"] == 1.0 and usage["seven_day"]["utilization"] == 0
-        assert box.live() == ".credentials.json.b"  # a 5-hour window read as spent: moved on
+        assert box.live_link() == ".credentials.json.b"  # a 5-hour window read as spent: moved on
         return
     if fault != "missing-windows":
         assert slot_a["poll"]["last_error"]  # the status says what went wrong
         assert slot_a["usage"] is None or slot_a["usage"]["stale"]
-    assert box.live() == ".credentials.json.a"  # no data is no reason to move
+    assert box.live_link() == ".credentials.json.a"  # no data is no reason to move
 
 
 # ---------------------------------------------------------------- the disk
@@ -166,50 +111,50 @@ needs_setpriv = pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux)
 
 @needs_setpriv
 def test_read_only_state_dir_refuses_the_switch_and_changes_nothing(tmp_path):
-    box = Box(tmp_path)
+    box = make_box(tmp_path)
     assert box.run("status").returncode == 0  # creates the state dir
     box.state.chmod(0o500)
-    before = box.snapshot()
-    proc = box.run("switch", "b", unprivileged=True)
+    before = tree(box.claude)
+    proc = box.run("switch", "b", prefix=UNPRIVILEGED)
     assert proc.returncode == 1 and one_line(proc.stdout + proc.stderr)
     assert "not writable" in proc.stdout + proc.stderr
-    assert box.snapshot() == before
-    hook = box.run("hook", "stop", stdin='{"session_id": "s"}', unprivileged=True)
-    assert hook.returncode == 0 and box.snapshot() == before
+    assert tree(box.claude) == before
+    hook = box.run("hook", "stop", stdin='{"session_id": "s"}', prefix=UNPRIVILEGED)
+    assert hook.returncode == 0 and tree(box.claude) == before
     box.state.chmod(0o700)
 
 
 @needs_setpriv
 def test_permission_denied_on_a_slot(tmp_path):
-    box = Box(tmp_path)
+    box = make_box(tmp_path)
     (box.claude / ".credentials.json.b").chmod(0)
-    before = box.snapshot()
-    check = box.run("check-auth", "--json", unprivileged=True)
+    before = tree(box.claude)
+    check = box.run("check-auth", "--json", prefix=UNPRIVILEGED)
     rows = {r["slot"]: r for r in json.loads(check.stdout)["slots"]}
     assert check.returncode == 1 and rows["b"]["health"] == "unreadable"
     assert "Permission denied" in rows["b"]["detail"]
-    proc = box.run("switch", "b", unprivileged=True)
+    proc = box.run("switch", "b", prefix=UNPRIVILEGED)
     assert proc.returncode == 1 and "unreadable" in proc.stdout and one_line(proc.stdout)
-    assert box.snapshot() == before
+    assert tree(box.claude) == before
 
 
 @pytest.mark.parametrize("kind", ["directory", "symlink-loop"])
 def test_a_slot_that_is_not_a_file(tmp_path, kind):
-    box = Box(tmp_path)
+    box = make_box(tmp_path)
     slot = box.claude / ".credentials.json.b"
     slot.unlink()
     if kind == "directory":
         slot.mkdir()
     else:
         os.symlink(".credentials.json.b", slot)
-    before = box.snapshot()
+    before = tree(box.claude)
     check = json.loads(box.run("check-auth", "--json").stdout)
     row = next(r for r in check["slots"] if r["slot"] == "b")
     assert row["health"] == "unreadable"
     proc = box.run("switch", "b")
     assert proc.returncode == 1 and "unreadable" in proc.stdout and one_line(proc.stdout)
     assert box.run("hook", "stop", stdin='{"session_id": "s"}').returncode == 0
-    assert box.snapshot() == before
+    assert tree(box.claude) == before
 
 
 @pytest.fixture
@@ -240,23 +185,23 @@ def fill(directory: Path) -> None:
 
 
 def test_full_disk_under_the_state_dir(tmp_path, tiny_tmpfs):
-    box = Box(tmp_path)
+    box = make_box(tmp_path)
     state = tiny_tmpfs / "state"
     assert box.run("status", GPTME_SUBSCRIPTION_STATE_DIR=str(state)).returncode == 0
     fill(tiny_tmpfs)
-    before = box.snapshot()
+    before = tree(box.claude)
     proc = box.run("switch", "b", GPTME_SUBSCRIPTION_STATE_DIR=str(state))
     assert proc.returncode == 1 and "No space left" in proc.stdout and one_line(proc.stdout)
-    assert box.snapshot() == before
+    assert tree(box.claude) == before
     hook = box.run(
         "hook", "stop", stdin='{"session_id": "s"}', GPTME_SUBSCRIPTION_STATE_DIR=str(state)
     )
-    assert hook.returncode == 0 and box.snapshot() == before
+    assert hook.returncode == 0 and tree(box.claude) == before
 
 
 def test_full_disk_under_the_claude_dir_keeps_the_live_credential(tmp_path, tiny_tmpfs):
     """Healing needs to write a slot; with no space the live file must stay as it is."""
-    box = Box(tmp_path)
+    box = make_box(tmp_path)
     claude = tiny_tmpfs / "claude"
     shutil.copytree(box.claude, claude, symlinks=True)
     env = {"CLAUDE_CONFIG_DIR": str(claude)}
@@ -274,7 +219,7 @@ def test_full_disk_under_the_claude_dir_keeps_the_live_credential(tmp_path, tiny
 
 
 def test_claude_code_lock_held_forever(tmp_path):
-    box = Box(tmp_path)
+    box = make_box(tmp_path)
     lock = box.claude / ".oauth_refresh.lock"
     lock.mkdir()
     stop = threading.Event()
@@ -286,7 +231,7 @@ def test_claude_code_lock_held_forever(tmp_path):
     t = threading.Thread(target=heartbeat, daemon=True)
     t.start()
     try:
-        before = box.snapshot()
+        before = tree(box.claude)
         started = time.monotonic()
         proc = box.run("switch", "b")
         assert time.monotonic() - started < 10  # bounded wait (lock_wait 1 s)
@@ -295,7 +240,7 @@ def test_claude_code_lock_held_forever(tmp_path):
         assert heal.returncode == 3 and "is busy" in heal.stderr
         hook = box.run("hook", "stop", stdin='{"session_id": "s"}')
         assert hook.returncode == 0
-        assert box.snapshot() == before
+        assert tree(box.claude) == before
     finally:
         stop.set()
         t.join()

@@ -8,8 +8,6 @@ pending switch lands; step.pre never flips.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,15 +42,15 @@ from gptme_subscription_plugin.usage.snapshot import (  # noqa: E402
     UsageWindow,
 )
 
-from .gptme_e2e.sandbox import Sandbox  # noqa: E402
-from .helpers import credential_bytes  # noqa: E402
+from .support.credentials import credential_bytes  # noqa: E402
+from .support.sandbox import GptmeSandbox  # noqa: E402
 
 SID = "gptme-conv1"
 
 
 @pytest.fixture
-def sb(tmp_path: Path, fake_server, monkeypatch) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, fake_server)
+def sb(tmp_path: Path, fake_server, monkeypatch) -> Iterator[GptmeSandbox]:
+    box = GptmeSandbox(tmp_path, fake_server)
     box.apply_env(monkeypatch)
     set_config(GptmeConfig(user=UserConfig(), project=None))
     clear_hooks()
@@ -67,7 +65,7 @@ def sb(tmp_path: Path, fake_server, monkeypatch) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def conv(sb: Sandbox) -> SimpleNamespace:
+def conv(sb: GptmeSandbox) -> SimpleNamespace:
     """What the turn hooks read of gptme's LogManager: its logdir (a new conversation: gptme
     fires session.start before it creates the log)."""
     return SimpleNamespace(logdir=sb.root / "logs" / "conv1")
@@ -79,23 +77,13 @@ def fire(hook: HookType, *args, **kwargs) -> list[Message]:
     return msgs
 
 
-def start(sb: Sandbox, conv: Any) -> list[Message]:
+def start(sb: GptmeSandbox, conv: Any) -> list[Message]:
     return fire(HookType.SESSION_START, logdir=conv.logdir, workspace=sb.ws, initial_msgs=[])
 
 
-def use_workspace_config(sb: Sandbox, toml: str) -> None:
+def use_workspace_config(sb: GptmeSandbox, toml: str) -> None:
     (sb.ws / "gptme.toml").write_text(toml)
     set_config(GptmeConfig(user=UserConfig(), project=get_project_config(sb.ws, quiet=True)))
-
-
-def cli(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", *args],
-        env=sb.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_register_installs_every_hook_under_the_plugin_name(sb):
@@ -140,9 +128,9 @@ def test_turn_pre_marks_the_session_busy_for_everyone_and_turn_post_idle(sb, con
     entry = sb.entry(SID)
     assert entry["state"] == "busy" and entry["pid"] is not None
     # another process (a person at the CLI, or a Claude Code child) now sees gptme mid-turn
-    out = cli(sb, "switch", "bob")
+    out = sb.run("switch", "bob")
     assert out.returncode == 0 and "pending" in out.stdout and sb.live() == "alice"
-    status = json.loads(cli(sb, "status", "--json").stdout)
+    status = json.loads(sb.run("status", "--json").stdout)
     assert status["sessions_mid_turn"] == [SID]
     msgs = fire(HookType.TURN_POST, manager=conv)
     assert sb.entry(SID)["state"] == "idle"

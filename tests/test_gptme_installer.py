@@ -23,6 +23,8 @@ from gptme_subscription_plugin.gptme_plugin.installer import (
     uninstall,
 )
 
+from .support.sandbox import run_ours
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
@@ -232,13 +234,7 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
         "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path / "state"),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "gptme_subscription_plugin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_ours(args, env)
 
 
 def test_cli_install_and_uninstall(tmp_path):

@@ -29,15 +29,15 @@ from gptme_subscription_plugin.gptme_plugin.answers import (  # noqa: E402
 from gptme_subscription_plugin.gptme_plugin.hooks import LIFECYCLE  # noqa: E402
 from gptme_subscription_plugin.gptme_plugin.tool import tool  # noqa: E402
 
-from .gptme_e2e.sandbox import Sandbox  # noqa: E402
-from .helpers import credential_bytes, write_slot  # noqa: E402
+from .support.credentials import credential_bytes, write_slot  # noqa: E402
+from .support.sandbox import GptmeSandbox  # noqa: E402
 
 FIRST_LINE = re.compile(r"^subscription (status|recommend|switch|check|explain|error): ")
 
 
 @pytest.fixture
-def sb(tmp_path: Path, fake_server, monkeypatch) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, fake_server)
+def sb(tmp_path: Path, fake_server, monkeypatch) -> Iterator[GptmeSandbox]:
+    box = GptmeSandbox(tmp_path, fake_server)
     box.apply_env(monkeypatch)
     set_config(GptmeConfig(user=UserConfig(), project=None))
     clear_hooks()
@@ -51,7 +51,7 @@ def sb(tmp_path: Path, fake_server, monkeypatch) -> Iterator[Sandbox]:
     set_tool_format("markdown")
 
 
-def use_workspace_config(sb: Sandbox, toml: str) -> None:
+def use_workspace_config(sb: GptmeSandbox, toml: str) -> None:
     (sb.ws / "gptme.toml").write_text(toml)
     set_config(GptmeConfig(user=UserConfig(), project=get_project_config(sb.ws, quiet=True)))
 

@@ -20,11 +20,9 @@ import pytest
 from gptme_subscription_plugin import bounds
 from gptme_subscription_plugin.claude_code import dispatch
 from gptme_subscription_plugin.claude_code.installer import HOOK_SPECS
-from gptme_subscription_plugin.config import Config
-from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.usage.oauth import UsageFetchError, fetch_oauth_usage
 
-from .helpers import credential_bytes, link_live, write_slot
+from .support.sandbox import Sandbox, run_ours
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "sk-ant-oat01-test-bounds-access-token"
@@ -135,37 +133,17 @@ def test_a_trickling_endpoint_is_cut_off_at_the_total_deadline(trickle: Tricklin
 
 
 def _sandbox(tmp_path: Path, api_base: str, **env: str) -> dict[str, str]:
-    home = tmp_path / "home"
-    claude = home / ".claude"
-    now = time.time()
-    for name in ("alice", "bob"):
-        write_slot(claude, name, credential_bytes(name, expires_at=now + 3600))
-    link_live(claude, "alice")
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-        "GPTME_SUBSCRIPTION_STATE_DIR": str(tmp_path / "state"),
-        "GPTME_SUBSCRIPTION_API_BASE": api_base,
-        "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "60",  # the budget, not the poll timeout, must bound
-        "GPTME_SUBSCRIPTION_LOCK_WAIT": "2",
-        **env,
-    }
+    """The env of our hooks over slots alice (live) and bob; the budget, not the poll
+    timeout, must bound them."""
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), **env}
+    return Sandbox(tmp_path, api_base=api_base, poll_timeout="60", env=env).env
 
 
 def _hook(event: str, env: dict[str, str], limit: float = 30.0) -> tuple[float, str]:
     payload = json.dumps({"session_id": "s1", "hook_event_name": event, "cwd": "/tmp"})
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "gptme_subscription_plugin", "hook", event],
-            input=payload,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=limit,
-        )
+        proc = run_ours(["hook", event], env, stdin=payload, timeout=limit)
     except subprocess.TimeoutExpired:
         pytest.fail(f"hook {event} still running after {limit} s")
     took = time.monotonic() - started
@@ -188,15 +166,7 @@ def test_stop_hook_returns_within_budget_against_a_trickling_endpoint(
 def test_polls_end_by_the_budget_and_no_poll_thread_outlives_it(
     tmp_path: Path, trickle: TricklingServer
 ) -> None:
-    env = _sandbox(tmp_path, trickle.base_url)
-    config = Config(
-        claude_dir=Path(env["HOME"]) / ".claude",
-        state_dir=tmp_path / "state",
-        home=Path(env["HOME"]),
-        api_base=trickle.base_url,
-        poll_timeout=60.0,
-    )
-    manager = SubscriptionManager(config)
+    manager = Sandbox(tmp_path, api_base=trickle.base_url).manager(poll_timeout=60.0)
     bounds.start_budget(2.0)
     started = time.monotonic()
     try:

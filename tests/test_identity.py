@@ -6,19 +6,14 @@ from gptme_subscription_plugin.credentials import parse_credential
 from gptme_subscription_plugin.identity import FAILURE_RETRY_S, PROFILE_PATH, IdentityResolver
 from gptme_subscription_plugin.state import StateStore
 
-from .helpers import access_token, account_email, credential_bytes, serve_profile
+from .support.credentials import access_token, account_email, credential_bytes, serve_profile
+from .support.usage import Clock
 
-
-class Clock:
-    def __init__(self, now: float = 1_900_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+T = 1_900_000_000.0
 
 
 def test_asks_once_per_token_and_remembers(tmp_path, fake_server) -> None:
-    clock = Clock()
+    clock = Clock(T)
     resolver = IdentityResolver(StateStore(tmp_path / "state"), fake_server.base_url, 2.0, clock)
     serve_profile(fake_server, "alice", 1)
     cred = parse_credential(credential_bytes("alice", 1))
@@ -30,7 +25,7 @@ def test_asks_once_per_token_and_remembers(tmp_path, fake_server) -> None:
 
 
 def test_a_failure_is_not_asked_again_for_a_while(tmp_path, fake_server) -> None:
-    clock = Clock()
+    clock = Clock(T)
     resolver = IdentityResolver(StateStore(tmp_path / "state"), fake_server.base_url, 2.0, clock)
     cred = parse_credential(credential_bytes("alice", 1))
     fake_server.set_profile(access_token("alice", 1), {"no": "account"})
@@ -44,12 +39,12 @@ def test_a_failure_is_not_asked_again_for_a_while(tmp_path, fake_server) -> None
 
 
 def test_an_expired_token_is_never_sent(tmp_path, fake_server) -> None:
-    resolver = IdentityResolver(StateStore(tmp_path / "state"), fake_server.base_url, 2.0, Clock())
+    resolver = IdentityResolver(StateStore(tmp_path / "state"), fake_server.base_url, 2.0, Clock(T))
     cred = parse_credential(credential_bytes("alice", 1, expires_at=1_000_000_000.0))
     assert resolver.resolve(cred, retry_failures=True) is None
     assert fake_server.request_count() == 0
 
 
 def test_an_unreachable_endpoint_gives_no_identity(tmp_path) -> None:
-    resolver = IdentityResolver(StateStore(tmp_path / "state"), "http://127.0.0.1:9", 2.0, Clock())
+    resolver = IdentityResolver(StateStore(tmp_path / "state"), "http://127.0.0.1:9", 2.0, Clock(T))
     assert resolver.resolve(parse_credential(credential_bytes("alice"))) is None

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.legacy_args import translate
 
-from .helpers import (
+from .support.credentials import (
     claude_code_refresh,
     credential_bytes,
     link_live,
@@ -30,6 +29,8 @@ from .helpers import (
     serve_profile,
     write_slot,
 )
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Sandbox
 
 BIN = Path(sys.executable).parent
 CONSOLE_SCRIPT = BIN / "gptme-subscription"
@@ -87,39 +88,31 @@ def reading(weekly: float, five_hour: float = 0.1, resets_in: float | None = 3 *
     }
 
 
-class Legacy:
+class Legacy(Sandbox):
     """A 0.1.0 user's machine: HOME with three slots (bob live), and their usage script."""
 
     def __init__(self, tmp_path: Path, server: FakeAnthropicServer):
-        self.home = tmp_path / "home"
-        self.claude = self.home / ".claude"
-        self.state = tmp_path / "state"
         self.table = tmp_path / "usage-table.json"
         self.log = tmp_path / "usage-calls.jsonl"
-        self.server = server
-        now = time.time()
+        super().__init__(
+            tmp_path,
+            SLOTS,
+            server=server,
+            poll_timeout="5",
+            lock_wait="1",
+            env={"PATH": f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin"},
+        )
         for name in SLOTS:
-            write_slot(self.claude, name, credential_bytes(name, expires_at=now + 3600))
-            serve_profile(server, name)
-        link_live(self.claude, "bob")
+            serve_profile(server, name)  # profile lookups stay on loopback
         script = self.home / "bin" / "check-claude-usage.sh"
         script.parent.mkdir(mode=0o700)
         script.write_text(
             USAGE_SCRIPT.format(python=sys.executable, log=str(self.log), table=str(self.table))
         )
         script.chmod(0o700)
-        self.set_usage(bob=reading(0.99), alice=reading(0.20), erik=reading(0.50))
-        self.env = {
-            "PATH": f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state),
-            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,  # profile lookups stay on loopback
-            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "5",
-            "GPTME_SUBSCRIPTION_LOCK_WAIT": "1",
-        }
+        self.set_readings(bob=reading(0.99), alice=reading(0.20), erik=reading(0.50))
 
-    def set_usage(self, **readings: dict | None) -> None:
+    def set_readings(self, **readings: dict | None) -> None:
         self.table.write_text(json.dumps(readings))
 
     def sh(self, line: str, code: int | None = 0, **env: str) -> subprocess.CompletedProcess:
@@ -134,15 +127,11 @@ class Legacy:
             assert proc.returncode == code, (line, proc.returncode, proc.stdout, proc.stderr)
         return proc
 
-    def live(self) -> str | None:
-        path = self.claude / ".credentials.json"
-        return os.readlink(path) if path.is_symlink() else None
-
     def disk(self) -> dict[str, object]:
         """The credential side of the claude dir: the live link and every slot's bytes."""
         live = self.claude / ".credentials.json"
         files = {p.name: p.read_bytes() for p in self.claude.glob(".credentials.json.*")}
-        return {"live": self.live(), "live_file": live.read_bytes(), "slots": files}
+        return {"live": self.live_link(), "live_file": live.read_bytes(), "slots": files}
 
     def calls(self) -> list[dict]:
         if not self.log.exists():
@@ -195,7 +184,7 @@ def test_readme_check_auth_probe_runs_the_script_and_fails_with_it(legacy):
     asked = [c for c in legacy.calls() if "--json" in c["argv"]]
     assert {c["slot"] for c in asked} == set(SLOTS)
     assert legacy.disk() == before
-    legacy.set_usage(bob=reading(0.1), alice=None, erik=reading(0.1))  # alice's script fails
+    legacy.set_readings(bob=reading(0.1), alice=None, erik=reading(0.1))  # alice's script fails
     proc = legacy.sh(README_PROBE, code=1, GPTME_SUBSCRIPTION_STATE_DIR=str(legacy.state) + "2")
     alice = next(line for line in proc.stdout.splitlines() if line.startswith("alice"))
     assert "exited with status 1" in alice
@@ -212,9 +201,9 @@ def test_readme_reauth_instructions(legacy):
 
 def test_readme_evaluate_and_apply(legacy):
     """bob (live) has spent 99 % of its week: `--execute` moves to the slot with most room."""
-    assert legacy.live() == ".credentials.json.bob"
+    assert legacy.live_link() == ".credentials.json.bob"
     proc = legacy.sh(README_EVALUATE)
-    assert legacy.live() == ".credentials.json.alice", proc.stdout
+    assert legacy.live_link() == ".credentials.json.alice", proc.stdout
     assert "switched" in proc.stdout.lower()
     assert {c["slot"] for c in legacy.calls()} == set(SLOTS)
 
@@ -223,13 +212,13 @@ def test_readme_force_switch_is_an_operator_switch(legacy, tmp_path):
     """`--switch alice --execute` flips even while an agent holds its lock (0.1.0: force)."""
     glob = legacy.hold_a_lock(tmp_path)
     proc = legacy.sh(README_SWITCH, GPTME_SUBSCRIPTION_LOCK_GLOB=glob)
-    assert legacy.live() == ".credentials.json.alice"
+    assert legacy.live_link() == ".credentials.json.alice"
     note = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(note) == 1 and "gptme-subscription switch alice --force" in note[0]
     # the operator's choice holds: the next automated evaluation does not route away from it
     doc = json.loads(legacy.sh(README_EVALUATE.replace("--execute", "--execute --json")).stdout)
     assert doc["decision"]["mode"] == "manual-hold", doc
-    assert legacy.live() == ".credentials.json.alice"
+    assert legacy.live_link() == ".credentials.json.alice"
 
 
 def test_readme_baseline_then_check_identity(legacy):
@@ -284,7 +273,7 @@ def test_bare_call_is_a_preview_of_evaluate(legacy):
         "gptme-subscription --slots bob,alice,erik --usage-script ~/bin/check-claude-usage.sh"
     )
     assert "(dry run: add --execute to apply)" in proc.stdout
-    assert legacy.live() == ".credentials.json.bob"
+    assert legacy.live_link() == ".credentials.json.bob"
 
 
 # ---------------------------------------------------------------- 0.1.0's CLI test scenarios
@@ -296,7 +285,7 @@ def test_json_execute_switches_and_reports_in_our_shape(legacy):
     doc = json.loads(proc.stdout)
     assert doc["decision"]["action"] == "switch" and doc["decision"]["target"] == "alice"
     assert doc["outcome"]["status"] == "switched" and doc["outcome"]["previous"] == "bob"
-    assert legacy.live() == ".credentials.json.alice"
+    assert legacy.live_link() == ".credentials.json.alice"
 
 
 def test_json_execute_fails_when_the_switch_is_refused(legacy):
@@ -315,7 +304,7 @@ def test_a_held_agent_lock_defers_an_automated_switch(legacy, tmp_path):
     line = README_EVALUATE + f" --lock-glob '{glob}' --json"
     doc = json.loads(legacy.sh(line).stdout)
     assert doc["outcome"]["status"] == "pending"
-    assert legacy.live() == ".credentials.json.bob"
+    assert legacy.live_link() == ".credentials.json.bob"
 
 
 def test_switch_preview_under_an_agent_lock(legacy, tmp_path):
@@ -350,7 +339,7 @@ def test_heal_drift_previews_then_heals(legacy):
     out = legacy.sh("gptme-subscription --heal-drift").stdout
     assert "regular file" in out and legacy.disk() == before
     legacy.sh("gptme-subscription --heal-drift --execute")
-    assert legacy.live() == ".credentials.json.bob"
+    assert legacy.live_link() == ".credentials.json.bob"
     slot = (legacy.claude / ".credentials.json.bob").read_text()
     assert refresh_token("bob", 2) in slot
 
@@ -364,13 +353,13 @@ def test_creds_dir_points_at_another_claude_dir(legacy, tmp_path):
     assert doc["live"] == "alice" and {s["name"] for s in doc["slots"]} == {"bob", "alice"}
     legacy.sh(f"gptme-subscription --creds-dir {other} --switch bob --execute")
     assert os.readlink(other / ".credentials.json") == ".credentials.json.bob"
-    assert legacy.live() == ".credentials.json.bob"  # ~/.claude untouched (bob was live)
+    assert legacy.live_link() == ".credentials.json.bob"  # ~/.claude untouched (bob was live)
 
 
 def test_primary_is_preferred_where_readings_tie(legacy):
     """alice and erik read the same: 0.1.0's primary / slot order decides between them."""
     same = reading(0.30, resets_in=None)
-    legacy.set_usage(bob=reading(0.99), alice=same, erik=same)
+    legacy.set_readings(bob=reading(0.99), alice=same, erik=same)
     line = "gptme-subscription --slots bob,alice,erik --usage-script ~/bin/check-claude-usage.sh"
     doc = json.loads(legacy.sh(line + " --primary erik --json").stdout)
     assert doc["decision"]["target"] == "erik", doc

@@ -8,80 +8,46 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.config import Config
 from gptme_subscription_plugin.credentials import load_credential
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.usage.oauth import USAGE_PATH
 
-from .helpers import (
+from .support.credentials import (
+    access_token,
     claude_code_refresh,
     credential_bytes,
-    link_live,
     refresh_token,
     serve_profile,
     write_oauth_account,
     write_slot,
 )
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Sandbox
+from .support.usage import Clock, make_usage_doc
 
 T0 = 1_800_000_000.0
 H = 3600.0
 
 
-class Clock:
-    def __init__(self, now: float = T0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
-
-
-def usage_doc(five: float, week: float, week_reset: float, five_reset: float | None = None) -> dict:
-    return {
-        "five_hour": {
-            "utilization": five * 100,
-            "resets_at": iso(five_reset) if five_reset else None,
-        },
-        "seven_day": {"utilization": week * 100, "resets_at": iso(week_reset)},
-    }
-
-
-def access(name: str, gen: int = 1) -> str:
-    return f"sk-ant-oat01-test-{name}-access-{gen}"
+def usage_doc(five: float, week: float, week_reset: float) -> dict:
+    """The usage endpoint's answer at T0 (fractions here), the 5-hour reset unknown."""
+    return make_usage_doc(T0, five * 100, week * 100, None, week_reset - T0)
 
 
 @pytest.fixture
 def env(tmp_path: Path, fake_server: FakeAnthropicServer):
-    home = tmp_path / "home"
-    claude = home / ".claude"
-    for name in ("alice", "bob", "carol"):
-        write_slot(claude, name, credential_bytes(name, expires_at=T0 + 8 * H))
-    link_live(claude, "alice")
-    clock = Clock()
-    config = Config(
-        claude_dir=claude,
-        state_dir=tmp_path / "state",
-        home=home,
-        api_base=fake_server.base_url,
-        poll_interval=180,
-        poll_timeout=1.0,
-        lock_wait=2.0,
-    )
-    manager = SubscriptionManager(config, clock=clock)
+    box = Sandbox(tmp_path, ("alice", "bob", "carol"), server=fake_server, expires_at=T0 + 8 * H)
+    clock = Clock(T0)
+    manager = box.manager(clock, poll_interval=180, poll_timeout=1.0, lock_wait=2.0)
     for name in ("alice", "bob", "carol"):
         serve_profile(fake_server, name)
-    fake_server.set_usage(access("alice"), usage_doc(0.2, 0.5, T0 + 3 * 24 * H))
-    fake_server.set_usage(access("bob"), usage_doc(0.1, 0.3, T0 + 5 * 24 * H))
-    fake_server.set_usage(access("carol"), usage_doc(0.1, 0.1, T0 + 6 * 24 * H))
+    fake_server.set_usage(access_token("alice"), usage_doc(0.2, 0.5, T0 + 3 * 24 * H))
+    fake_server.set_usage(access_token("bob"), usage_doc(0.1, 0.3, T0 + 5 * 24 * H))
+    fake_server.set_usage(access_token("carol"), usage_doc(0.1, 0.1, T0 + 6 * 24 * H))
     return manager, clock, fake_server
 
 
@@ -136,7 +102,7 @@ def test_evaluate_polls_within_budget(env):
     m, clock, server = env
 
     def polls() -> int:
-        return server.request_count(access("alice"), USAGE_PATH)
+        return server.request_count(access_token("alice"), USAGE_PATH)
 
     d = m.evaluate()
     assert d.action == "stay" and polls() == 1
@@ -149,7 +115,7 @@ def test_evaluate_polls_within_budget(env):
 
 def test_exhaustion_switches_and_remembers_departure(env):
     m, clock, server = env
-    server.set_usage(access("alice"), usage_doc(0.3, 0.985, T0 + 3 * 24 * H))
+    server.set_usage(access_token("alice"), usage_doc(0.3, 0.985, T0 + 3 * 24 * H))
     d = m.evaluate()
     assert (d.action, d.target, d.mode) == ("switch", "bob", "exhausted")
     assert m.apply(d).status == "switched"
@@ -168,7 +134,7 @@ def test_the_plan_in_each_credential_sizes_its_slot_and_steers_urgent_moves(env)
     sizes = {s.name: s.capacity for s in m.view().slots}
     assert sizes == {"alice": 20.0, "bob": 1.0, "carol": None}  # a team plan: not known
     write_slot(claude, "carol", credential_bytes("carol", expires_at=T0 + 8 * H))
-    server.set_usage(access("alice"), usage_doc(0.3, 0.985, T0 + 3 * 24 * H))
+    server.set_usage(access_token("alice"), usage_doc(0.3, 0.985, T0 + 3 * 24 * H))
     d = m.evaluate()  # bob (Pro) expires first, carol (Max 20x) a day later takes the burst
     assert (d.action, d.target, d.mode) == ("switch", "carol", "exhausted")
 
@@ -307,7 +273,7 @@ def test_a_pending_policy_switch_is_dropped_when_its_target_ran_out(env):
 
 def test_a_401_from_the_usage_endpoint_marks_the_slot_rejected_until_a_new_login(env):
     m, clock, server = env
-    server.remove_usage(access("bob"))  # bob's token is refused from now on: revoked
+    server.remove_usage(access_token("bob"))  # bob's token is refused from now on: revoked
     m.check_usage(refresh=True)
     bob = m.view().slot("bob")
     assert (bob.usable, bob.health) == (False, "rejected")

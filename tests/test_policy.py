@@ -33,53 +33,11 @@ from gptme_subscription_plugin.usage.snapshot import (
     UsageWindow,
 )
 
-NOW = 1_800_000_000.0
-H = 3600.0
+from .support.usage import NOW, H, decide
+from .support.usage import slot_view as slot
+from .support.usage import snapshot as usage
+
 T = Thresholds()
-
-
-def usage(
-    name: str,
-    five: float | None = 0.1,
-    week: float | None = 0.3,
-    week_reset_in: float = 3 * 24 * H,
-    five_reset_in: float = 2 * H,
-    models: dict[str, float] | None = None,
-    observed_at: float = NOW,
-) -> UsageSnapshot:
-    return UsageSnapshot(
-        slot=name,
-        source="test",
-        observed_at=observed_at,
-        five_hour=None if five is None else UsageWindow(five, NOW + five_reset_in, FIVE_HOUR_S),
-        seven_day=None if week is None else UsageWindow(week, NOW + week_reset_in, SEVEN_DAY_S),
-        models={
-            k: UsageWindow(v, NOW + week_reset_in, SEVEN_DAY_S) for k, v in (models or {}).items()
-        },
-    )
-
-
-def slot(name: str, **kw) -> SlotView:
-    usable = kw.pop("usable", True)
-    health = kw.pop("health", "valid" if usable else "malformed")
-    limited_until = kw.pop("limited_until", None)
-    left = kw.pop("left_exhausted_at", None)
-    limited_models = kw.pop("limited_models", {})
-    capacity = kw.pop("capacity", None)
-    return SlotView(
-        name,
-        usable=usable,
-        health=health,
-        usage=usage(name, **kw),
-        limited_until=limited_until,
-        limited_models=limited_models,
-        left_exhausted_at=left,
-        capacity=capacity,
-    )
-
-
-def decide(live: str | None, *slots: SlotView, **kw) -> object:
-    return DefaultPolicy(T).decide(PolicyView(live=live, slots=tuple(slots), **kw), NOW)
 
 
 def test_healthy_live_slot_stays():

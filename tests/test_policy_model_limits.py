@@ -6,6 +6,7 @@ from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
     SlotView,
+    Thresholds,
     can_serve,
     is_limited,
     model_recovery,
@@ -14,7 +15,11 @@ from gptme_subscription_plugin.policy import (
     recovery_time,
 )
 
-from .test_policy import NOW, H, T, decide, slot, usage
+from .support.usage import NOW, H, decide
+from .support.usage import slot_view as slot
+from .support.usage import snapshot as usage
+
+T = Thresholds()
 
 
 def test_a_429_only_a_spent_model_window_explains_binds_that_model_alone():

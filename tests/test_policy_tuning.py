@@ -17,24 +17,24 @@ from gptme_subscription_plugin.policy import (
     forget_old_usage,
 )
 from gptme_subscription_plugin.usage.snapshot import (
-    FIVE_HOUR_S,
     SEVEN_DAY_S,
-    UsageSnapshot,
-    UsageWindow,
 )
 
-NOW = 1_800_000_000.0
-H = 3600.0
+from .support.usage import NOW, H, snapshot
+
 T = Thresholds()
 
 
 def reading(name: str, week: float, week_reset_in: float, observed_ago: float, five=0.1):
-    return UsageSnapshot(
-        slot=name,
-        source="oauth",
+    """A poll `observed_ago` s old (stale past 6 minutes): its 5-hour reset counts from it."""
+    return snapshot(
+        name,
+        five,
+        week,
         observed_at=NOW - observed_ago,
-        five_hour=UsageWindow(five, NOW - observed_ago + 2 * H, FIVE_HOUR_S),
-        seven_day=UsageWindow(week, NOW + week_reset_in, SEVEN_DAY_S),
+        source="oauth",
+        five_reset_in=2 * H - observed_ago,
+        week_reset_in=week_reset_in,
         stale=observed_ago > 360,
     )
 

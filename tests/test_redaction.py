@@ -8,13 +8,13 @@ file and every CLI output for tokens after the test; this test also reads them i
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 from gptme_subscription_plugin.redact import REDACTED, clean_external, scrub
 
-from .test_claude_hooks import HookSandbox, access, iso, payload
+from .support.credentials import access_token
+from .support.sandbox import Sandbox, hook_payload
+from .support.usage import iso
 
 
 def echoing_usage(token: str) -> dict:
@@ -34,22 +34,14 @@ def echoing_usage(token: str) -> dict:
 
 
 def test_an_endpoint_echoing_the_token_gets_it_nowhere(tmp_path, fake_server) -> None:
-    sb = HookSandbox(tmp_path, fake_server)
+    sb = Sandbox(tmp_path, server=fake_server)
     for name in ("alice", "bob"):
-        fake_server.set_usage(access(name), echoing_usage(access(name)))
-    sb.hook("session-start", payload("SessionStart"))
-    out, _ = sb.hook("stop", payload("Stop"))
+        fake_server.set_usage(access_token(name), echoing_usage(access_token(name)))
+    sb.hook("session-start", hook_payload("SessionStart"))
+    out, _ = sb.hook("stop", hook_payload("Stop"))
     texts = [json.dumps(out or {})]
     for args in (("status",), ("status", "--json")):
-        texts.append(
-            subprocess.run(
-                [sys.executable, "-m", "gptme_subscription_plugin", *args],
-                env=sb.env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            ).stdout
-        )
+        texts.append(sb.run(*args).stdout)
     for path in [*sb.state.rglob("*"), *sb.claude.glob(".gptme-subscription-*")]:
         if path.is_file():
             texts.append(path.read_text(errors="replace"))

@@ -8,24 +8,21 @@ from gptme_subscription_plugin.credentials import CredentialInfo, Health
 from gptme_subscription_plugin.policy import PolicyView, SlotView, Thresholds
 from gptme_subscription_plugin.render import bar, capacity, status_table
 from gptme_subscription_plugin.usage.snapshot import (
-    FIVE_HOUR_S,
-    SEVEN_DAY_S,
     UsageSnapshot,
-    UsageWindow,
 )
 
-NOW = 1_800_000_000.0
-H = 3600.0
+from .support.usage import NOW, H, snapshot
 
 
 def snap(name: str, five: float, week: float, reset_in: float = 48 * H) -> UsageSnapshot:
-    return UsageSnapshot(
+    return snapshot(
         name,
-        "t",
-        NOW,
-        five_hour=UsageWindow(five, NOW + H, FIVE_HOUR_S),
-        seven_day=UsageWindow(week, NOW + reset_in, SEVEN_DAY_S),
-        models={"sonnet": UsageWindow(0.4, NOW + reset_in, SEVEN_DAY_S)},
+        five,
+        week,
+        source="t",
+        five_reset_in=H,
+        week_reset_in=reset_in,
+        models={"sonnet": 0.4},
     )
 
 

@@ -18,15 +18,8 @@ from gptme_subscription_plugin.sim.rivals import (
     pace_score,
 )
 from gptme_subscription_plugin.sim.workload import Request, Session, Turn, Workload
-from gptme_subscription_plugin.usage.snapshot import (
-    FIVE_HOUR_S,
-    SEVEN_DAY_S,
-    UsageSnapshot,
-    UsageWindow,
-)
 
-NOW = 1_800_000_000.0
-H = 3600.0
+from .support.usage import NOW, H, snapshot
 
 
 def slot(
@@ -39,14 +32,14 @@ def slot(
     sonnet: float | None = None,
     observed_at: float = NOW,
 ) -> SlotView:
-    reset = None if week_reset_in is None else NOW + week_reset_in
-    usage = UsageSnapshot(
-        slot=name,
-        source="test",
+    usage = snapshot(
+        name,
+        five,
+        week,
         observed_at=observed_at,
-        five_hour=None if five is None else UsageWindow(five, NOW + five_reset_in, FIVE_HOUR_S),
-        seven_day=None if week is None else UsageWindow(week, reset, SEVEN_DAY_S),
-        models={} if sonnet is None else {"sonnet": UsageWindow(sonnet, reset, SEVEN_DAY_S)},
+        five_reset_in=five_reset_in,
+        week_reset_in=week_reset_in,
+        models=None if sonnet is None else {"sonnet": sonnet},
     )
     return SlotView(name, usage=usage, limited_until=None if limited is None else NOW + limited)
 

@@ -18,12 +18,9 @@ import pytest
 
 from gptme_subscription_plugin.claude_locks import ClaudeLockBusy
 from gptme_subscription_plugin.credentials import fingerprint, load_credential
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
-from gptme_subscription_plugin.identity import IdentityResolver
 from gptme_subscription_plugin.slots import LiveKind, SlotError, SlotStore
-from gptme_subscription_plugin.state import StateStore
 
-from .helpers import (
+from .support.credentials import (
     access_token,
     account_email,
     claude_code_login,
@@ -35,8 +32,8 @@ from .helpers import (
     write_oauth_account,
     write_slot,
 )
-
-UNREACHABLE = "http://127.0.0.1:9"
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import UNREACHABLE, Sandbox
 
 
 def make_store(
@@ -46,18 +43,8 @@ def make_store(
     api_base: str = UNREACHABLE,
     clock=None,
 ) -> SlotStore:
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    state = StateStore(tmp_path / "state")
-    return SlotStore(
-        home / ".claude",
-        state,
-        home / ".claude.json",
-        backup_keep=keep,
-        lock_wait=lock_wait,
-        clock=clock,
-        resolver=IdentityResolver(state, api_base, 2.0, clock=clock or time.time),
-    )
+    """The slot store of an empty claude dir in `tmp_path/home` (no slot yet)."""
+    return Sandbox(tmp_path, (), api_base=api_base).slot_store(keep, lock_wait, clock)
 
 
 def all_refresh_tokens(store: SlotStore) -> set[str]:

@@ -6,8 +6,8 @@ import pytest
 
 from gptme_subscription_plugin.credentials import load_credential
 
-from .reliability import check_repaired, kept_refresh_tokens
-from .storm import Storm
+from .support.reliability import check_repaired, kept_refresh_tokens
+from .support.storm import Storm
 
 
 @pytest.mark.storm

@@ -6,26 +6,16 @@ from gptme_subscription_plugin.paths import resolve_claude_dir, resolve_state_di
 from gptme_subscription_plugin.policy import DefaultPolicy, PolicyView, SlotView, Thresholds
 from gptme_subscription_plugin.summary import pressure_level, summarize, warn_levels
 from gptme_subscription_plugin.usage.snapshot import (
-    FIVE_HOUR_S,
-    SEVEN_DAY_S,
     UsageSnapshot,
-    UsageWindow,
 )
 
-NOW = 1_800_000_000.0
-H = 3600.0
+from .support.usage import NOW, snapshot
+
 T = Thresholds()
 
 
 def snap(name: str, five: float, week: float, sonnet: float = 0.0) -> UsageSnapshot:
-    return UsageSnapshot(
-        name,
-        "t",
-        NOW,
-        five_hour=UsageWindow(five, NOW + 2 * H, FIVE_HOUR_S),
-        seven_day=UsageWindow(week, NOW + 3 * 24 * H, SEVEN_DAY_S),
-        models={"sonnet": UsageWindow(sonnet, NOW + 3 * 24 * H, SEVEN_DAY_S)},
-    )
+    return snapshot(name, five, week, source="t", models={"sonnet": sonnet})
 
 
 def test_summary_names_live_usage_next_and_advice():

@@ -19,25 +19,9 @@ import pytest
 
 from gptme_subscription_plugin import fsutil
 
-from .test_claude_hooks import HookSandbox, payload
-from .test_cli import Cli, cli  # noqa: F401 - the fixture
+from .support.sandbox import Sandbox, hook_payload, tree
 
 NOBODY = 65534
-
-
-def tree(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
-    """Every entry under `root`: mode and content (link target for links), to compare."""
-    out: dict[str, tuple[int, bytes | str | None]] = {}
-    for path in sorted([root, *root.rglob("*")]):
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            body: bytes | str | None = os.readlink(path)
-        elif stat.S_ISREG(st.st_mode):
-            body = path.read_bytes()
-        else:
-            body = None
-        out[str(path.relative_to(root))] = (st.st_mode, body)
-    return out
 
 
 def one_line_refusal(stderr: str, needle: str) -> None:
@@ -146,7 +130,7 @@ def test_cli_refuses_a_state_file_of_another_user(cli):  # noqa: F811
 
 @pytest.fixture
 def sb(tmp_path, fake_server):
-    return HookSandbox(tmp_path, fake_server)
+    return Sandbox(tmp_path, server=fake_server, usage=(10, 30))
 
 
 @pytest.mark.planted_files
@@ -158,7 +142,7 @@ def test_hooks_do_nothing_in_a_foreign_state_dir(sb, event):
     os.chown(sb.state, NOBODY, NOBODY)
     sb.set_usage("alice", five=20, week=99)  # Stop would switch to bob if it acted
     before, claude_before = tree(sb.state), tree(sb.claude)
-    out, err = sb.hook(event, payload("X"))
+    out, err = sb.hook(event, hook_payload("X"))
     assert out is None
     one_line_refusal(err, f"state dir {sb.state}")
     assert tree(sb.state) == before and tree(sb.claude) == claude_before
@@ -169,7 +153,7 @@ def test_hooks_do_nothing_with_a_claude_dir_others_can_write(sb):
     sb.claude.chmod(0o757)
     sb.set_usage("alice", five=20, week=99)
     before = tree(sb.claude)
-    out, err = sb.hook("stop", payload("Stop"))
+    out, err = sb.hook("stop", hook_payload("Stop"))
     assert out is None
     one_line_refusal(err, f"claude dir {sb.claude}")
     assert tree(sb.claude) == before and sb.live() == "alice"
@@ -199,7 +183,7 @@ def marker_script(tmp_path: Path) -> tuple[Path, Path]:
 def test_a_forged_config_cache_runs_no_script(sb, tmp_path, planted_as):
     script, marker = marker_script(tmp_path)
     fast = {"GPTME_SUBSCRIPTION_POLL_INTERVAL": "0"}  # every hook may poll: a script would run
-    out, _ = sb.hook("session-start", payload("SessionStart"), **fast)
+    out, _ = sb.hook("session-start", hook_payload("SessionStart"), **fast)
     assert out is not None
     cache = sb.state / "config-cache.json"
     doc = forge_cache(
@@ -211,7 +195,7 @@ def test_a_forged_config_cache_runs_no_script(sb, tmp_path, planted_as):
         cache.unlink()
         cache.symlink_to(elsewhere)
     for event in ("session-start", "stop", "session-start"):
-        out, err = sb.hook(event, payload(event), **fast)
+        out, err = sb.hook(event, hook_payload(event), **fast)
         assert not marker.exists(), f"{event} ran the planted usage_script"
     assert out is not None and "live slot alice" in out["hookSpecificOutput"]["additionalContext"]
     assert not cache.is_symlink()  # replaced by what the sources say
@@ -305,7 +289,7 @@ def test_a_planted_sessions_link_is_never_written_through(sb, victim, event):
     sb.state.mkdir(mode=0o700)
     (sb.state / "sessions").symlink_to(victim)
     before, claude_before = tree(victim), tree(sb.claude)
-    out, err = sb.hook(event, payload(event, session="X"))
+    out, err = sb.hook(event, hook_payload(event, session="X"))
     assert tree(victim) == before and tree(sb.claude) == claude_before
     assert out is None
     one_line_refusal(err, f"directory {sb.state / 'sessions'} is a symlink")
@@ -318,7 +302,7 @@ def test_a_planted_warned_link_is_never_written_through(sb, victim, event):
     write_hook_status(sb.state, {"level": 2, "live": "alice", "text": "alice at 91%"})
     (sb.state / "warned").symlink_to(victim)
     before = tree(victim)
-    out, err = sb.hook(event, payload(event, session="X"))
+    out, err = sb.hook(event, hook_payload(event, session="X"))
     assert tree(victim) == before
     assert out is None
     one_line_refusal(err, f"directory {sb.state / 'warned'} is a symlink")
@@ -328,7 +312,7 @@ def test_a_planted_usage_link_is_never_written_through(sb, victim):
     sb.state.mkdir(mode=0o700)
     (sb.state / "usage").symlink_to(victim)
     before = tree(victim)
-    out, err = sb.hook("session-start", payload("SessionStart"))
+    out, err = sb.hook("session-start", hook_payload("SessionStart"))
     assert tree(victim) == before
     assert out is None
     one_line_refusal(err, f"directory {sb.state / 'usage'} is a symlink")
@@ -385,7 +369,7 @@ def test_relative_dirs_in_config_toml_are_relative_to_the_file_not_the_cwd(sb, t
         for event in ("session-start", "pre-tool-use"):
             proc = subprocess.run(
                 [sys.executable, "-m", "gptme_subscription_plugin", "hook", event],
-                input=json.dumps(payload(event, session=f"s{n}")),
+                input=json.dumps(hook_payload(event, session=f"s{n}")),
                 env=env,
                 cwd=cwd,
                 capture_output=True,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
 from gptme_subscription_plugin.usage.cache import PollResult, UsageCache
 from gptme_subscription_plugin.usage.oauth import UsageFetchError, fetch_oauth_usage
 from gptme_subscription_plugin.usage.snapshot import (
@@ -23,6 +22,9 @@ from gptme_subscription_plugin.usage.snapshot import (
     UsageSnapshot,
     UsageWindow,
 )
+
+from .support.fake_api import FakeAnthropicServer, make_usage_doc
+from .support.usage import snapshot
 
 TOKEN = "sk-ant-oat01-test-SECRET-cache-token-0123456789abcdef"
 T0 = 1_790_000_000.0
@@ -52,23 +54,21 @@ def poll(
 
 
 def oauth_snapshot(at: float, five: float = 0.2, seven: float = 0.4) -> UsageSnapshot:
-    return UsageSnapshot(
-        slot="a",
+    return snapshot(
+        "a",
+        five,
+        seven,
+        now=at,
         source="oauth",
-        observed_at=at,
-        five_hour=UsageWindow(five, at + 3600, FIVE_HOUR_S),
-        seven_day=UsageWindow(seven, at + 86400, SEVEN_DAY_S),
-        models={"fable": UsageWindow(0.84, at + 86400, SEVEN_DAY_S)},
+        five_reset_in=3600,
+        week_reset_in=86400,
+        models={"fable": 0.84},
     )
 
 
 def statusline_snapshot(at: float, five: float, seven: float) -> UsageSnapshot:
-    return UsageSnapshot(
-        slot="a",
-        source="statusline",
-        observed_at=at,
-        five_hour=UsageWindow(five, at + 1800, FIVE_HOUR_S),
-        seven_day=UsageWindow(seven, at + 80000, SEVEN_DAY_S),
+    return snapshot(
+        "a", five, seven, now=at, source="statusline", five_reset_in=1800, week_reset_in=80000
     )
 
 
@@ -371,7 +371,7 @@ def test_fetch_error_from_any_source_is_kept_as_message_only(cache) -> None:
 
 
 def test_retry_after_on_a_server_error_is_respected_but_force_may_retry(cache, server) -> None:
-    from gptme_subscription_plugin.fake_api import api_error
+    from .support.fake_api import api_error
 
     server.add_route(
         "GET",

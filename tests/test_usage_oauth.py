@@ -12,7 +12,6 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gptme_subscription_plugin.fake_api import FakeResponse, make_usage_doc
 from gptme_subscription_plugin.usage.oauth import (
     OAUTH_BETA,
     UsageFetchError,
@@ -24,6 +23,8 @@ from gptme_subscription_plugin.usage.oauth import (
     parse_retry_after,
 )
 from gptme_subscription_plugin.usage.snapshot import FIVE_HOUR_S, SEVEN_DAY_S
+
+from .support.fake_api import FakeResponse, make_usage_doc
 
 TOKEN = "sk-ant-oat01-test-SECRET-usage-token-0123456789abcdef"
 NOW = 1_790_000_000.0

@@ -20,7 +20,7 @@ from typing import Any
 from . import fsutil
 from .config import Config
 from .credentials import CredentialError, load_credential
-from .fake_api import FakeAnthropicServer, make_profile_doc
+from .loopback import LoopbackAPI, make_profile_doc
 from .manager import SubscriptionManager, SwitchOutcome, first_outcome
 from .policy import Decision, format_duration
 from .render import decision_line
@@ -125,7 +125,7 @@ class Step:
 class Sandbox:
     """A throwaway HOME with a Claude config dir, a state dir and a fake usage server."""
 
-    def __init__(self, root: Path, server: FakeAnthropicServer, clock: ScriptedClock):
+    def __init__(self, root: Path, server: LoopbackAPI, clock: ScriptedClock):
         self.root = root
         self.home = fsutil.ensure_private_dir(root / "home")
         self.claude_dir = fsutil.ensure_private_dir(self.home / ".claude")
@@ -296,7 +296,7 @@ def run_demo(keep: bool = False, as_json: bool = False) -> int:
     clock = ScriptedClock(DAY0)
     steps: list[Step] = []
     try:
-        with FakeAnthropicServer() as server:
+        with LoopbackAPI() as server:
             sb = Sandbox(root, server, clock)
             for acct in (
                 Account("alice", "alice@example.com", weekly_reset=DAY0 + 26 * HOUR),

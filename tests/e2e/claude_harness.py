@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
+from ..support.fake_api import FakeAnthropicServer
 
 PINNED_CLAUDE_CODE_VERSION = "2.1.330"
 VERSION_ENV = "CLAUDE_CODE_VERSION"  # the same variable scripts/install-claude-code.sh reads

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer
-
+from ..support.fake_api import FakeAnthropicServer
 from .claude_harness import (
     PINNED_CLAUDE_CODE_VERSION,
     ClaudeSandbox,

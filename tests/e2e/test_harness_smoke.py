@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import (
+from ..support.fake_api import (
     OAUTH_BETA,
     FakeAnthropicServer,
     api_error,
@@ -23,7 +23,6 @@ from gptme_subscription_plugin.fake_api import (
     make_profile_doc,
     ratelimit_headers,
 )
-
 from .claude_harness import ClaudeSandbox, RefreshProxy
 
 pytestmark = pytest.mark.e2e

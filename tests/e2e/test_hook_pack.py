@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import (
+from ..support.fake_api import (
     FakeAnthropicServer,
     api_error,
     bash,
@@ -24,7 +24,6 @@ from gptme_subscription_plugin.fake_api import (
     make_usage_doc,
     ratelimit_headers,
 )
-
 from .claude_harness import ClaudeSandbox, RefreshProxy
 
 pytestmark = pytest.mark.e2e

@@ -30,13 +30,12 @@ from typing import Any
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import (
+from ..support.fake_api import (
     FakeAnthropicServer,
     bash,
     end_turn,
     make_usage_doc,
 )
-
 from .claude_harness import ClaudeProcess, ClaudeRun, ClaudeSandbox, RefreshProxy
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, bash, end_turn, make_usage_doc
+from tests.support.fake_api import FakeAnthropicServer, bash, end_turn, make_usage_doc
 
 from .claude_harness import REPO_ROOT, ClaudeSandbox
 

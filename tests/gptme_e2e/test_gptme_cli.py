@@ -21,7 +21,7 @@ import pytest
 from gptme_subscription_plugin.gptme_plugin.answers import SWITCH_REASON
 from gptme_subscription_plugin.gptme_plugin.installer import folder_plugin_dir
 
-from .sandbox import Sandbox
+from ..support.sandbox import GptmeSandbox
 
 GPTME = Path(sys.executable).parent / "gptme"
 TIMEOUT_S = 120
@@ -39,8 +39,8 @@ subprocess.run(cli + ["hook", "session-end"], input=end, text=True, check=True)
 
 
 @pytest.fixture
-def sb(tmp_path: Path, fake_server) -> Sandbox:
-    return Sandbox(tmp_path, fake_server)
+def sb(tmp_path: Path, fake_server) -> GptmeSandbox:
+    return GptmeSandbox(tmp_path, fake_server)
 
 
 def prompt(block: str) -> str:
@@ -48,7 +48,9 @@ def prompt(block: str) -> str:
     return f"run:\n{block}\n"
 
 
-def run_gptme(sb: Sandbox, prompts: list[str], name: str = "e2e", **extra_env: str) -> list[dict]:
+def run_gptme(
+    sb: GptmeSandbox, prompts: list[str], name: str = "e2e", **extra_env: str
+) -> list[dict]:
     env = {
         **sb.env,
         **extra_env,

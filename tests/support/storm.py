@@ -29,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gptme_subscription_plugin.fake_api import FakeAnthropicServer, make_usage_doc
 from gptme_subscription_plugin.fsutil import atomic_write_bytes, ensure_private_dir
+
+from .fake_api import FakeAnthropicServer, make_usage_doc
 
 ACCOUNTS = ("a", "b", "c")
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"  # Claude Code's, as it sends it

@@ -1,10 +1,12 @@
-"""A fake Anthropic API on loopback, for tests, the `demo` command and the end-to-end harness.
+"""A fake Anthropic API on loopback, for the tests, the benchmarks and the end-to-end harness.
 
-A real `ThreadingHTTPServer` on 127.0.0.1 with an ephemeral port, so clients exercise their real
-HTTP code (sockets, timeouts, proxies, broken bodies) without the network and without spending
-anything. It serves `GET /api/oauth/usage` per bearer token from a mutable table, records every
-request, and can be told to misbehave (429, 500, slow, non-JSON, truncated) for one token or
-for all. More endpoints plug in with `add_route`.
+Test support, not product: the wheel does not ship it. It extends the package's `LoopbackAPI`
+(the usage and profile endpoints `gptme-subscription demo` runs against) with everything only
+the tests use. A real `ThreadingHTTPServer` on 127.0.0.1 with an ephemeral port, so clients
+exercise their real HTTP code (sockets, timeouts, proxies, broken bodies) without the network
+and without spending anything. It serves `GET /api/oauth/usage` per bearer token from a
+mutable table, records every request, and can be told to misbehave (429, 500, slow, non-JSON,
+truncated) for one token or for all. More endpoints plug in with `add_route`.
 
     with FakeAnthropicServer() as srv:
         srv.set_usage("tok-a", make_usage_doc(now=time.time(), five_hour=20))
@@ -36,135 +38,93 @@ For the real Claude Code CLI (tests/e2e) it also answers what `claude -p` sends:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import re
-import socket
-import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import urlsplit
 
-USAGE_PATH = "/api/oauth/usage"
+from gptme_subscription_plugin import loopback
+from gptme_subscription_plugin.loopback import (
+    OAUTH_BETA,
+    PROFILE_PATH,
+    USAGE_PATH,
+    Fault,
+    LoopbackAPI,
+    RecordedRequest,
+    Response,
+    make_profile_doc,
+)
+
+from .usage import make_usage_doc
+
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 TOKEN_PATH = "/v1/oauth/token"
-PROFILE_PATH = "/api/oauth/profile"
 HELLO_PATH = "/api/hello"
-OAUTH_BETA = "oauth-2025-04-20"
 NAMED_FAULTS = frozenset({"429", "500", "timeout", "garbage", "truncated"})
 DEFAULT_HANG_S = 30.0
-MAX_REQUEST_BODY = 16 * 1024 * 1024
-_STATUS_FAULT = re.compile(r"^[45]\d\d$")  # any 4xx/5xx works as a fault kind too
 
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the server saw it (header names lower-cased)."""
-
-    method: str
-    path: str  # as sent; an absolute URI when the server is used as an HTTP proxy
-    headers: dict[str, str]
-    token: str | None
-    body: bytes = b""
-    received_at: float = 0.0  # time.time() when the request was read
-
-    @property
-    def route(self) -> str:
-        """The path without query string or proxy-style scheme and host (CONNECT: host:port)."""
-        if self.method == "CONNECT":
-            return self.path
-        return urlsplit(self.path).path or "/"
-
-    @property
-    def session_id(self) -> str | None:
-        """Claude Code's `x-claude-code-session-id` header, when sent."""
-        return self.headers.get("x-claude-code-session-id")
-
-    def json(self) -> Any:
-        """The body parsed as JSON (raises ValueError when it is not)."""
-        return json.loads(self.body.decode("utf-8"))
+__all__ = [  # with the names of the package's LoopbackAPI the tests use from here
+    "COUNT_TOKENS_PATH",
+    "CREDENTIAL_SCOPES",
+    "HELLO_PATH",
+    "MESSAGES_PATH",
+    "OAUTH_BETA",
+    "PLANS",
+    "PROFILE_PATH",
+    "TOKEN_PATH",
+    "USAGE_PATH",
+    "FakeAccount",
+    "FakeAnthropicServer",
+    "FakeResponse",
+    "InvalidGrant",
+    "MessagesCall",
+    "RecordedRequest",
+    "Reply",
+    "ScriptItem",
+    "TokenRefresh",
+    "api_error",
+    "bash",
+    "end_turn",
+    "make_profile_doc",
+    "make_usage_doc",
+    "message_json",
+    "message_sse",
+    "ratelimit_headers",
+    "tool_use",
+    "turn_step",
+]
 
 
 @dataclass
-class FakeResponse:
-    """What to send back; `declared_length` lies about Content-Length, `hang` delays it."""
+class FakeResponse(Response):
+    """A response that may misbehave: `declared_length` lies about Content-Length, `hang`
+    delays it."""
 
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
     declared_length: int | None = None
     hang: float = 0.0
 
     @classmethod
-    def json(cls, status: int, doc: Any, **headers: str) -> FakeResponse:
-        body = json.dumps(doc).encode("utf-8")
-        return cls(status, body, {"Content-Type": "application/json", **headers})
-
-
-Handler = Callable[[RecordedRequest], FakeResponse]
+    def of(cls, response: Response, **changes: Any) -> FakeResponse:
+        """`response` as a FakeResponse (with `changes` applied)."""
+        if isinstance(response, FakeResponse):
+            return replace(response, **changes)
+        return cls(response.status, response.body, dict(response.headers), **changes)
 
 
 @dataclass
-class _Fault:
-    kind: str
-    retry_after: float | str | None
-    remaining: int | None  # None: until cleared
-    hang: float
+class _TimedFault(Fault):
+    hang: float = DEFAULT_HANG_S
 
 
 def api_error(status: int, error_type: str, message: str, **headers: str) -> FakeResponse:
     """An error in the API's JSON shape: {"type": "error", "error": {"type", "message"}}."""
-    doc = {"type": "error", "error": {"type": error_type, "message": message}}
-    return FakeResponse.json(status, doc, **headers)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
-
-
-def make_usage_doc(
-    now: float,
-    five_hour: float | None = 10.0,
-    seven_day: float | None = 40.0,
-    five_hour_resets_in: float = 3 * 3600.0,
-    seven_day_resets_in: float = 3 * 86400.0,
-    sonnet: float | None = None,
-    scoped: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """A realistic `/api/oauth/usage` answer (percentages 0-100) for tests and the demo."""
-
-    def window(pct: float | None, resets_in: float) -> dict[str, Any] | None:
-        return None if pct is None else {"utilization": pct, "resets_at": _iso(now + resets_in)}
-
-    limits = [
-        {
-            "kind": "weekly_scoped",
-            "group": "weekly",
-            "percent": pct,
-            "severity": "normal",
-            "resets_at": _iso(now + seven_day_resets_in),
-            "scope": {"model": {"id": None, "display_name": name}, "surface": None},
-            "is_active": False,
-        }
-        for name, pct in (scoped or {}).items()
-    ]
-    return {
-        "five_hour": window(five_hour, five_hour_resets_in),
-        "seven_day": window(seven_day, seven_day_resets_in),
-        "seven_day_opus": None,
-        "seven_day_sonnet": window(sonnet, seven_day_resets_in),
-        "seven_day_oauth_apps": None,
-        "extra_usage": None,
-        "limits": limits,
-    }
+    return FakeResponse.of(loopback.api_error(status, error_type, message, **headers))
 
 
 @dataclass(frozen=True)
@@ -185,7 +145,7 @@ class Reply:
         return "tool_use" if self.tool else "end_turn"
 
 
-ScriptItem = Reply | FakeResponse
+ScriptItem = Reply | Response
 
 
 def end_turn(text: str = "Done.", delay: float = 0.0) -> Reply:
@@ -360,39 +320,6 @@ class TokenRefresh:
     account: str | None = None  # the account whose family rotated (None: a legacy grant)
 
 
-def make_profile_doc(
-    email: str,
-    account_uuid: str | None = None,
-    organization_uuid: str | None = None,
-    organization_type: str = "claude_max",
-    rate_limit_tier: str = "default_claude_max_20x",
-) -> dict[str, Any]:
-    """A realistic `/api/oauth/profile` answer; uuids derive from the email when not given."""
-    account_uuid = account_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"account:{email}"))
-    organization_uuid = organization_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"org:{email}"))
-    return {
-        "account": {
-            "uuid": account_uuid,
-            "email": email,
-            "email_address": email,
-            "full_name": "Fake User",
-            "display_name": "Fake",
-            "has_claude_max": organization_type == "claude_max",
-            "has_claude_pro": organization_type == "claude_pro",
-            "created_at": "2026-01-01T00:00:00Z",
-        },
-        "organization": {
-            "uuid": organization_uuid,
-            "name": f"{email}'s Organization",
-            "organization_type": organization_type,
-            "billing_type": "stripe_subscription",
-            "rate_limit_tier": rate_limit_tier,
-            "has_extra_usage_enabled": False,
-            "subscription_created_at": "2026-01-01T00:00:00Z",
-        },
-    }
-
-
 PLANS: dict[str, tuple[str, str, str]] = {
     # plan: (organization_type, rate_limit_tier, the credential's subscriptionType)
     "max": ("claude_max", "default_claude_max_20x", "max"),
@@ -536,88 +463,13 @@ def ratelimit_headers(
     }
 
 
-def _bearer(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    """Hands every request to the owning FakeAnthropicServer; never logs (headers hold tokens)."""
-
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
-    timeout = 10.0  # an idle client must not pin a thread
-
-    def _dispatch(self) -> None:
-        self.server.app._serve(self)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_CONNECT = _dispatch
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """Tracks connection threads and sockets so shutdown can cut them off and join them."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], app: FakeAnthropicServer) -> None:
-        self.app = app
-        self._conn_lock = threading.Lock()
-        self._conns: dict[threading.Thread, socket.socket] = {}
-        super().__init__(address, _RequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._run_connection,
-            args=(request, client_address),
-            name="fake-anthropic-conn",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._conns[thread] = request
-        thread.start()
-
-    def _run_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # a broken client must not print a traceback
-            pass
-        finally:
-            self.shutdown_request(request)
-            with self._conn_lock:
-                self._conns.pop(threading.current_thread(), None)
-
-    def abort_connections(self, join_timeout: float) -> None:
-        with self._conn_lock:
-            conns = list(self._conns.items())
-        for _, sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread, _ in conns:
-            thread.join(join_timeout)
-
-
-class FakeAnthropicServer:
+class FakeAnthropicServer(LoopbackAPI):
     """Loopback stand-in for api.anthropic.com; a context manager that starts and stops it."""
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, *, require_beta: bool = True
     ) -> None:
-        self._address = (host, port)
-        self.require_beta = require_beta  # the real endpoint rejects OAuth without it
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._usage: dict[str, bytes] = {}
-        self._faults: dict[str | None, _Fault] = {}
-        self._requests: list[RecordedRequest] = []
-        self._routes: dict[tuple[str, str], Handler] = {}
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port, require_beta=require_beta)
         # /v1/messages
         self.default_reply: ScriptItem = end_turn()
         self._queue: deque[ScriptItem] = deque()
@@ -627,7 +479,6 @@ class FakeAnthropicServer:
         self._ratelimit: dict[str | None, dict[str, str]] = {}
         self._ids = itertools.count(1)
         # OAuth
-        self._profiles: dict[str, dict[str, Any]] = {}
         self._grants: dict[str, tuple[str, str, int]] = {}
         self._spent: set[str] = set()
         self._refreshes: list[TokenRefresh] = []
@@ -636,71 +487,13 @@ class FakeAnthropicServer:
         self._invalid_grants: list[InvalidGrant] = []
         self._token_delay = 0.0
         self._in_flight = 0
-        self.add_route("GET", USAGE_PATH, self._usage_route)
         self.add_route("POST", MESSAGES_PATH, self._messages_route)
         self.add_route("POST", COUNT_TOKENS_PATH, self._count_tokens_route)
         self.add_route("POST", TOKEN_PATH, self._token_route)
-        self.add_route("GET", PROFILE_PATH, self._profile_route)
         for method in ("GET", "HEAD"):
             self.add_route(method, HELLO_PATH, lambda _: FakeResponse.json(200, {}))
 
-    # ------------------------------------------------------------ lifecycle
-
-    def start(self) -> FakeAnthropicServer:
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = _HTTPServer(self._address, self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-anthropic-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop promptly: wake hanging handlers, cut open connections, join every thread."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self._stopping.set()
-        httpd.shutdown()
-        httpd.abort_connections(join_timeout=5.0)
-        httpd.server_close()
-        if thread is not None:
-            thread.join(5.0)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> FakeAnthropicServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("FakeAnthropicServer is not running")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self._address[0]}:{self.port}"
-
     # ------------------------------------------------------------ configuration
-
-    def add_route(self, method: str, path: str, handler: Handler) -> None:
-        """Serve `method path` (query string ignored) with `handler(request) -> FakeResponse`."""
-        with self._lock:
-            self._routes[(method.upper(), path)] = handler
-
-    def set_usage(self, access_token: str, doc: Any) -> None:
-        """What GET /api/oauth/usage answers for this bearer token (any JSON value)."""
-        body = json.dumps(doc).encode("utf-8")
-        with self._lock:
-            self._usage[access_token] = body
 
     def remove_usage(self, access_token: str) -> None:
         with self._lock:
@@ -721,12 +514,9 @@ class FakeAnthropicServer:
         "garbage" (200 with non-JSON), "truncated" (Content-Length larger than the body).
         A token-specific fault wins over the global one.
         """
-        if kind not in NAMED_FAULTS and not _STATUS_FAULT.match(kind):
-            raise ValueError(f"unknown fault kind {kind!r}")
-        if count is not None and count < 1:
-            raise ValueError("count must be at least 1 (or None for until cleared)")
-        with self._lock:
-            self._faults[token] = _Fault(kind, retry_after, count, hang)
+        if kind not in NAMED_FAULTS:
+            self._check_fault_kind(kind)
+        self._put_fault(token, _TimedFault(kind, retry_after, count, hang))
 
     def clear_fault(self, token: str | None = None) -> None:
         with self._lock:
@@ -773,11 +563,6 @@ class FakeAnthropicServer:
                 self._ratelimit.pop(token, None)
             else:
                 self._ratelimit[token] = dict(headers)
-
-    def set_profile(self, access_token: str, doc: Any) -> None:
-        """What GET /api/oauth/profile answers for this token (default: derived from it)."""
-        with self._lock:
-            self._profiles[access_token] = doc
 
     def add_refresh_grant(
         self,
@@ -912,15 +697,6 @@ class FakeAnthropicServer:
 
     # ------------------------------------------------------------ inspection
 
-    def requests(self, token: str | None = None) -> list[RecordedRequest]:
-        """Requests seen so far, oldest first; only those carrying `token` when given."""
-        with self._lock:
-            seen = list(self._requests)
-        return seen if token is None else [r for r in seen if r.token == token]
-
-    def request_count(self, token: str | None = None, path: str | None = None) -> int:
-        return sum(1 for r in self.requests(token) if path is None or r.route == path)
-
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -1002,61 +778,15 @@ class FakeAnthropicServer:
 
     # ------------------------------------------------------------ serving
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        request = self._read_request(handler)
-        with self._lock:
-            self._requests.append(request)
-        response = self._respond(request)
-        self._send(handler, response)
-
-    def _read_request(self, handler: BaseHTTPRequestHandler) -> RecordedRequest:
-        headers = {k.lower(): v for k, v in handler.headers.items()}
-        try:
-            length = min(int(headers.get("content-length", "0")), MAX_REQUEST_BODY)
-        except ValueError:
-            length = 0
-        body = handler.rfile.read(length) if length > 0 else b""
-        return RecordedRequest(
-            handler.command, handler.path, headers, _bearer(headers), body, time.time()
-        )
-
-    def _take_fault(self, token: str | None) -> _Fault | None:
-        with self._lock:
-            key = token if token is not None and token in self._faults else None
-            fault = self._faults.get(key)
-            if fault is None:
-                return None
-            if fault.remaining is not None:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    del self._faults[key]
-            return fault
-
-    def _respond(self, request: RecordedRequest) -> FakeResponse:
-        fault = self._take_fault(request.token)
-        if fault is None:
-            return self._route(request)
-        return self._fault_response(fault, request)
-
-    def _route(self, request: RecordedRequest) -> FakeResponse:
+    def _route(self, request: RecordedRequest) -> Response:
         if request.method == "CONNECT":
             return api_error(403, "permission_error", "fake API: no tunnels, loopback only")
-        with self._lock:
-            handler = self._routes.get((request.method, request.route))
-        if handler is None:
-            return api_error(404, "not_found_error", f"no route {request.method} {request.route}")
-        return handler(request)
+        return super()._route(request)
 
-    def _fault_response(self, fault: _Fault, request: RecordedRequest) -> FakeResponse:
-        if fault.kind == "429":
-            headers = (
-                {} if fault.retry_after is None else {"Retry-After": _header(fault.retry_after)}
-            )
-            return api_error(
-                429, "rate_limit_error", "Rate limited. Please try again later.", **headers
-            )
+    def _fault_response(self, fault: Fault, request: RecordedRequest) -> Response:
         if fault.kind == "timeout":
-            return replace(self._route(request), hang=fault.hang)
+            hang = fault.hang if isinstance(fault, _TimedFault) else DEFAULT_HANG_S
+            return FakeResponse.of(self._route(request), hang=hang)
         if fault.kind == "garbage":
             body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
             return FakeResponse(200, body, {"Content-Type": "text/html"})
@@ -1064,22 +794,18 @@ class FakeAnthropicServer:
             full = self._route(request)
             if len(full.body) < 2:
                 full = FakeResponse.json(200, {"five_hour": {"utilization": 1, "resets_at": None}})
-            return replace(
+            return FakeResponse.of(
                 full, body=full.body[: len(full.body) // 2], declared_length=len(full.body)
             )
-        status = int(fault.kind)
-        return api_error(status, "api_error" if status >= 500 else "invalid_request_error", "fault")
+        return super()._fault_response(fault, request)
 
-    def _usage_route(self, request: RecordedRequest) -> FakeResponse:
-        if request.token is None:
-            return api_error(401, "authentication_error", "missing bearer token")
-        if self.require_beta and OAUTH_BETA not in request.headers.get("anthropic-beta", ""):
-            return api_error(
-                401, "authentication_error", "OAuth authentication is currently not supported."
-            )
+    def _usage_route(self, request: RecordedRequest) -> Response:
+        refused = self._refuse_oauth(request)
+        if refused is not None:
+            return refused
         with self._lock:
             family = self._family_of.get(request.token or "")
-            body = self._usage.get(request.token)
+            body = self._usage.get(request.token or "")
             refusal = None if family is None else family.refusal(request.token, time.time())
             if body is None and family is not None:
                 body = family.usage
@@ -1091,7 +817,7 @@ class FakeAnthropicServer:
             return api_error(401, "authentication_error", "Invalid bearer token")
         return FakeResponse(200, body, {"Content-Type": "application/json"})
 
-    def _messages_route(self, request: RecordedRequest) -> FakeResponse:
+    def _messages_route(self, request: RecordedRequest) -> Response:
         try:
             body = request.json()
         except ValueError:
@@ -1114,7 +840,7 @@ class FakeAnthropicServer:
             self._calls.append(call)
             extra = self._ratelimit.get(request.token, self._ratelimit.get(None, {}))
             suffix = f"{next(self._ids):06d}"
-        if isinstance(reply, FakeResponse):
+        if isinstance(reply, Response):
             return reply
         model = str(body.get("model") or "claude-fake")
         headers = {"request-id": f"req_fake_{suffix}", **extra}
@@ -1219,26 +945,16 @@ class FakeAnthropicServer:
         )
         return _token_answer(access, new_refresh, family.expires_in, scope, family.account)
 
-    def _send(self, handler: BaseHTTPRequestHandler, response: FakeResponse) -> None:
+    def _send(self, handler: BaseHTTPRequestHandler, response: Response) -> None:
+        if not isinstance(response, FakeResponse):
+            return super()._send(handler, response)
         if response.hang > 0 and self._stopping.wait(response.hang):
             handler.close_connection = True
-            return  # shutting down: drop the connection without an answer
+            return None  # shutting down: drop the connection without an answer
         length = (
             len(response.body) if response.declared_length is None else response.declared_length
         )
-        try:
-            handler.send_response(response.status)
-            for name, value in response.headers.items():
-                handler.send_header(name, value)
-            handler.send_header("Content-Length", str(length))
-            handler.send_header("Connection", "close")
-            handler.end_headers()
-            if handler.command != "HEAD":
-                handler.wfile.write(response.body)
-            handler.wfile.flush()
-        except OSError:
-            pass  # the client gave up (timeout test): nothing to tell it
-        handler.close_connection = True
+        return self._write(handler, response, length)
 
 
 def _revoked() -> FakeResponse:
@@ -1268,9 +984,3 @@ def _token_answer(
         doc["account"] = {"uuid": account.account_uuid, "email_address": account.email}
         doc["organization"] = {"uuid": account.organization_uuid}
     return FakeResponse.json(200, doc)
-
-
-def _header(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,4 +1,4 @@
-"""Shared test builders: synthetic credentials and a sandboxed Claude config dir."""
+"""Synthetic credentials and slot files, and what Claude Code does to them (refresh, /login)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from pathlib import Path
 
 from gptme_subscription_plugin import fsutil
 
+FAR_FUTURE = 4_000_000_000.0  # an expiry no test reaches (Unix s, in 2096)
+
 
 def credential_bytes(
     name: str,
     generation: int = 1,
-    expires_at: float = 4_000_000_000.0,
+    expires_at: float = FAR_FUTURE,
     refresh: bool = True,
     extra: dict | None = None,
 ) -> bytes:
@@ -61,7 +63,7 @@ def account_email(name: str) -> str:
 
 def serve_profile(server, name: str, generation: int = 1) -> None:
     """The fake API answers the profile of `name`'s account for that generation's token."""
-    from gptme_subscription_plugin.fake_api import make_profile_doc
+    from gptme_subscription_plugin.loopback import make_profile_doc
 
     server.set_profile(
         access_token(name, generation),
