@@ -373,7 +373,7 @@ def test_env_slots_name_the_primary_before_env_fallbacks(legacy):
     """0.1.0 read its slots from $GPTME_SUBSCRIPTION_SLOTS when no --slots was given: the
     first is the primary, ahead of $GPTME_SUBSCRIPTION_FALLBACK_ORDER where readings tie."""
     same = reading(0.30, resets_in=None)
-    legacy.set_usage(bob=reading(0.99), alice=same, erik=same)
+    legacy.set_readings(bob=reading(0.99), alice=same, erik=same)
     env = {
         "GPTME_SUBSCRIPTION_SLOTS": "erik,bob,alice",
         "GPTME_SUBSCRIPTION_FALLBACK_ORDER": "alice,bob",
@@ -382,7 +382,7 @@ def test_env_slots_name_the_primary_before_env_fallbacks(legacy):
     doc = json.loads(legacy.sh(line, **env).stdout)
     assert doc["decision"]["target"] == "erik", doc
     legacy.sh(line.replace("--json", "--execute"), **env)
-    assert legacy.live() == ".credentials.json.erik"
+    assert legacy.live() == "erik"
 
 
 # ---------------------------------------------------------------- --rate-limit-file
@@ -397,7 +397,7 @@ def iso_in(seconds: float) -> str:
 def test_rate_limit_file_moves_off_the_live_slot_and_goes_after_the_switch(legacy):
     """0.1.0: while the file names a future time the live slot counts as exhausted, and a
     successful switch deletes the file (it was about the slot that was live)."""
-    legacy.set_usage(bob=reading(0.20), alice=reading(0.20), erik=reading(0.50))
+    legacy.set_readings(bob=reading(0.20), alice=reading(0.20), erik=reading(0.50))
     limit = legacy.home / "rate-limited-until"
     doc = json.loads(legacy.sh(EVALUATE + " --rate-limit-file ~/rate-limited-until --json").stdout)
     assert doc["decision"]["action"] == "stay", doc  # no file: bob is healthy, bob stays
@@ -413,22 +413,22 @@ def test_rate_limit_file_moves_off_the_live_slot_and_goes_after_the_switch(legac
     assert bob["limited_until"] == pytest.approx(until)
     assert "limited 59m" in legacy.sh("gptme-subscription status").stdout
     proc = legacy.sh(EVALUATE + " --rate-limit-file=~/rate-limited-until --execute")
-    assert legacy.live() == ".credentials.json.alice", proc.stdout
+    assert legacy.live() == "alice", proc.stdout
     assert not limit.exists(), (proc.stdout, proc.stderr)
 
 
 def test_rate_limit_file_in_the_past_or_not_a_time_changes_nothing(legacy):
-    legacy.set_usage(bob=reading(0.20), alice=reading(0.20), erik=reading(0.50))
+    legacy.set_readings(bob=reading(0.20), alice=reading(0.20), erik=reading(0.50))
     limit = legacy.home / "rl"
     limit.write_text(iso_in(-60).replace("+00:00", ""))  # naive: UTC, as 0.1.0 read it
     proc = legacy.sh(EVALUATE + " --rate-limit-file ~/rl --execute --json")
     assert json.loads(proc.stdout)["decision"]["action"] == "stay"
-    assert legacy.live() == ".credentials.json.bob" and limit.exists()
+    assert legacy.live() == "bob" and limit.exists()
     limit.write_text("soon")  # 0.1.0 ignored it; we say so
     proc = legacy.sh(EVALUATE + " --rate-limit-file ~/rl --execute --json")
     assert json.loads(proc.stdout)["decision"]["action"] == "stay"
     assert "does not hold an ISO-8601 time; ignored" in proc.stderr
-    assert legacy.live() == ".credentials.json.bob" and limit.read_text() == "soon"
+    assert legacy.live() == "bob" and limit.read_text() == "soon"
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dir", "huge"])
@@ -456,7 +456,7 @@ def test_rate_limit_file_goes_after_an_operator_switch(legacy):
     legacy.sh("gptme-subscription --switch nobody --execute --rate-limit-file ~/rl", code=1)
     assert limit.exists()  # refused: the file stays
     legacy.sh("gptme-subscription --switch alice --execute --rate-limit-file ~/rl")
-    assert legacy.live() == ".credentials.json.alice" and not limit.exists()
+    assert legacy.live() == "alice" and not limit.exists()
 
 
 # ---------------------------------------------------------------- no equivalent: one line, exit 2

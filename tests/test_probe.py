@@ -281,7 +281,7 @@ def test_usage_script_runs_never_overlap_across_slots_and_processes(sandbox, tmp
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     assert not overlaps.exists(), overlaps.read_text()
-    cached = json.loads(sandbox.run("status", "--json", script=False))
+    cached = json.loads(sandbox.cli("status", "--json", script=False))
     assert all(s["usage"] is not None for s in cached["slots"]), cached  # every slot was read
 
 

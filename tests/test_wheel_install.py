@@ -6,10 +6,12 @@ build backend this test run has, `--no-build-isolation`), and the dependencies c
 local wheelhouse packed from this test run's own installed distributions, so pip resolves
 exactly what `pyproject.toml` declares and nothing is fetched. Then `gptme-subscription
 --help` and `gptme-subscription demo` run from the venv, with the checkout out of reach.
+The wheel holds the product only: no fake API, no conftest, no import of `tests`.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 import re
@@ -109,6 +111,17 @@ def clean_env(tmp_path: Path, bin_dir: Path) -> dict[str, str]:
     }
 
 
+def imported_modules(source: str) -> set[str]:
+    """Absolute imports of a module's source."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
 def run(argv: list[str | Path], env: dict[str, str], cwd: Path, timeout: float = 120):
     proc = subprocess.run(
         [str(a) for a in argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
@@ -133,7 +146,13 @@ def test_the_cli_from_a_wheel_in_a_clean_venv(tmp_path: Path) -> None:
     [wheel] = dist.glob("gptme_subscription_plugin-*.whl")
     with zipfile.ZipFile(wheel) as whl:
         packed = {n for n in whl.namelist() if ".dist-info/" not in n}
+        sources = {n: whl.read(n).decode() for n in packed if n.endswith(".py")}
     assert packed == modules  # every module and data file, nothing else
+    assert f"{PACKAGE}/loopback.py" in packed  # the demo's usage server
+    assert not [n for n in packed if Path(n).stem in {"fake_api", "conftest"}]
+    for name, source in sources.items():
+        from_tests = {m for m in imported_modules(source) if m.split(".")[0] == "tests"}
+        assert not from_tests, f"{name} imports {sorted(from_tests)}"
     wheelhouse = wheelhouse_for(wheel, tmp_path / "wheelhouse")
 
     venv = tmp_path / "venv"
