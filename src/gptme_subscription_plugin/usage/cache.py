@@ -8,6 +8,9 @@ and backs off exponentially after failures, never earlier than a Retry-After.
 
 Layout: `<state_dir>/usage/<slot>.json` (0600) plus `<slot>.lock` (short writes) and
 `<slot>.poll.lock` (held for the whole request). Decisions use only the `now` passed in.
+
+The rules (merge, staleness, poll budget, backoff) are pure: `SlotRecord` and `UsageRules`
+hold them without files, so the simulator runs these very rules in memory.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ class _Observed:
 
 
 @dataclass
-class _SlotRecord:
+class SlotRecord:
     """The on-disk document of one slot: windows keyed "five_hour", "seven_day", "model:<name>"."""
 
     slot: str
@@ -205,7 +208,7 @@ class _SlotRecord:
         }
 
     @classmethod
-    def from_dict(cls, slot: str, data: Any) -> _SlotRecord:
+    def from_dict(cls, slot: str, data: Any) -> SlotRecord:
         """Whatever is unreadable is dropped: a corrupt cache costs one poll, never a crash."""
         record = cls(slot)
         if not isinstance(data, dict) or data.get("version") != DOC_VERSION:
@@ -232,6 +235,66 @@ def _plausible_reset(window: UsageWindow | None, observed_at: float) -> UsageWin
     return window
 
 
+class UsageRules:
+    """The cache's pure rules, on a poll interval and a maximum backoff: when a reading is
+    stale, whether a poll may go out now, how long to wait after a failure."""
+
+    def __init__(self, poll_interval: float, max_backoff: float = 3600.0) -> None:
+        self.poll_interval = max(0.0, float(poll_interval))
+        self.max_backoff = max(float(max_backoff), MIN_BACKOFF)
+
+    def is_stale(self, record: SlotRecord, observed_at: float, now: float) -> bool:
+        """Old data, or a poll failed and nothing newer has arrived since."""
+        if now > fresh_until(observed_at, self.poll_interval):
+            return True
+        failed_at = record.poll.last_error_at
+        return (
+            record.poll.last_error is not None
+            and failed_at is not None
+            and failed_at >= observed_at
+        )
+
+    def view(self, record: SlotRecord, now: float) -> UsageSnapshot | None:
+        """The record's merged snapshot, stale-marked (None when nothing is known)."""
+        snapshot = record.snapshot()
+        if snapshot is None:
+            return None
+        return replace(snapshot, stale=self.is_stale(record, snapshot.observed_at, now))
+
+    def max_wait(self) -> float:
+        return max(self.max_backoff, MAX_RETRY_AFTER)
+
+    def waiting(self, until: float | None, now: float) -> bool:
+        """A wait is in force; one further away than any we set means the clock jumped back."""
+        return until is not None and now < until <= now + self.max_wait()
+
+    def gate(self, poll: PollState, now: float, force: bool = False) -> str | None:
+        """Why not to poll now, or None to go ahead."""
+        if self.waiting(poll.hard_until, now):
+            return "backoff"
+        if not force and self.waiting(poll.next_allowed, now):
+            return "backoff"
+        last = poll.last_attempt
+        if not force and last is not None and abs(now - last) < self.poll_interval:
+            return "fresh" if poll.last_error is None else "budget"
+        if force and poll.last_success is not None and poll.last_success >= now:
+            return "fresh"  # another process polled at this very moment
+        return None
+
+    def backoff(self, count: int) -> float:
+        """poll_interval, doubling per consecutive failure, capped at max_backoff."""
+        base = max(self.poll_interval, MIN_BACKOFF)
+        return min(self.max_backoff, base * 2.0 ** min(max(count - 1, 0), 60))
+
+    def fail(
+        self, poll: PollState, now: float, kind: str, message: str, retry_after: float | None
+    ) -> None:
+        """Record a failed poll: back off, never earlier than a Retry-After (capped); only a
+        429's wait is one that force cannot break."""
+        wait = max(self.backoff(poll.backoff_count + 1), min(retry_after or 0.0, MAX_RETRY_AFTER))
+        poll.failed(now, kind, message, wait, hard=kind == "rate_limited")
+
+
 @dataclass(frozen=True)
 class PollResult:
     """What `poll` did: the snapshot to use now, whether it asked the source, and why."""
@@ -255,8 +318,8 @@ class UsageCache:
         self.state_dir = Path(state_dir)
         self.dir = self.state_dir / USAGE_DIR
         check_private(self.dir, "directory", follow=False)  # never a planted link
-        self.poll_interval = max(0.0, float(poll_interval))
-        self.max_backoff = max(float(max_backoff), MIN_BACKOFF)
+        self.rules = UsageRules(poll_interval, max_backoff)
+        self.poll_interval = self.rules.poll_interval
         self.lock_timeout = lock_timeout
 
     # ------------------------------------------------------------ files and locks
@@ -272,16 +335,16 @@ class UsageCache:
             return []
         return sorted(n for n in names if _SLOT_RE.fullmatch(n))
 
-    def _read(self, slot: str) -> _SlotRecord:
+    def _read(self, slot: str) -> SlotRecord:
         path = self.path(slot)  # a bad slot name raises here, before the lenient read
         try:  # a symlink or someone else's file raises ForeignPathError: never read
             raw = read_private_bytes(path, "usage cache", limit=MAX_CACHE_BYTES)
             data = json.loads(raw) if raw is not None else None
         except (OSError, ValueError, RecursionError):
             data = None
-        return _SlotRecord.from_dict(slot, data)
+        return SlotRecord.from_dict(slot, data)
 
-    def _write(self, record: _SlotRecord) -> None:
+    def _write(self, record: SlotRecord) -> None:
         private_subdir(self.state_dir, USAGE_DIR)
         text = json.dumps(record.to_dict(), sort_keys=True, indent=1)
         atomic_write_text(self.path(record.slot), text + "\n")
@@ -309,7 +372,7 @@ class UsageCache:
         finally:
             lock.release()
 
-    def _update(self, slot: str, change: Callable[[_SlotRecord], None]) -> _SlotRecord | None:
+    def _update(self, slot: str, change: Callable[[SlotRecord], None]) -> SlotRecord | None:
         """Locked read-change-write; None when the lock was busy and the write was skipped."""
         with self._data_lock(slot) as locked:
             if not locked:
@@ -321,22 +384,8 @@ class UsageCache:
 
     # ------------------------------------------------------------ reading
 
-    def _is_stale(self, record: _SlotRecord, observed_at: float, now: float) -> bool:
-        """Old data, or a poll failed and nothing newer has arrived since."""
-        if now > fresh_until(observed_at, self.poll_interval):
-            return True
-        failed_at = record.poll.last_error_at
-        return (
-            record.poll.last_error is not None
-            and failed_at is not None
-            and failed_at >= observed_at
-        )
-
-    def _view(self, record: _SlotRecord, now: float) -> UsageSnapshot | None:
-        snapshot = record.snapshot()
-        if snapshot is None:
-            return None
-        return replace(snapshot, stale=self._is_stale(record, snapshot.observed_at, now))
+    def _view(self, record: SlotRecord, now: float) -> UsageSnapshot | None:
+        return self.rules.view(record, now)
 
     def get(self, slot: str, now: float) -> UsageSnapshot | None:
         """The merged cached snapshot of `slot` (None when nothing is known), stale-marked."""
@@ -348,51 +397,21 @@ class UsageCache:
         if snapshot.five_hour is None and snapshot.seven_day is None and not snapshot.models:
             return True
 
-        def change(record: _SlotRecord) -> None:
+        def change(record: SlotRecord) -> None:
             record.merge(snapshot)
 
         return self._update(snapshot.slot, change) is not None
 
     # ------------------------------------------------------------ polling
 
-    def _max_wait(self) -> float:
-        return max(self.max_backoff, MAX_RETRY_AFTER)
-
-    def _waiting(self, until: float | None, now: float) -> bool:
-        """A wait is in force; one further away than any we set means the clock jumped back."""
-        return until is not None and now < until <= now + self._max_wait()
-
-    def _gate(self, poll: PollState, now: float, force: bool) -> str | None:
-        """Why not to poll now, or None to go ahead."""
-        if self._waiting(poll.hard_until, now):
-            return "backoff"
-        if not force and self._waiting(poll.next_allowed, now):
-            return "backoff"
-        last = poll.last_attempt
-        if not force and last is not None and abs(now - last) < self.poll_interval:
-            return "fresh" if poll.last_error is None else "budget"
-        if force and poll.last_success is not None and poll.last_success >= now:
-            return "fresh"  # another process polled at this very moment
-        return None
-
-    def _backoff(self, count: int) -> float:
-        """poll_interval, doubling per consecutive failure, capped at max_backoff."""
-        base = max(self.poll_interval, MIN_BACKOFF)
-        return min(self.max_backoff, base * 2.0 ** min(max(count - 1, 0), 60))
-
-    def _cached(self, record: _SlotRecord, now: float, reason: str) -> PollResult:
+    def _cached(self, record: SlotRecord, now: float, reason: str) -> PollResult:
         return PollResult(self._view(record, now), False, reason)
 
     def _store_failure(
         self, slot: str, now: float, kind: str, message: str, retry_after: float | None
     ) -> PollResult:
-        def change(record: _SlotRecord) -> None:
-            # any Retry-After is respected; only a 429's is one that force cannot break
-            wait = max(
-                self._backoff(record.poll.backoff_count + 1),
-                min(retry_after or 0.0, MAX_RETRY_AFTER),
-            )
-            record.poll.failed(now, kind, message, wait, hard=kind == "rate_limited")
+        def change(record: SlotRecord) -> None:
+            self.rules.fail(record.poll, now, kind, message, retry_after)
 
         record = self._update(slot, change) or self._read(slot)
         view = self._view(record, now)
@@ -414,7 +433,7 @@ class UsageCache:
             return self._store_failure(slot, now, "internal", message, None)
         fetched = replace(fetched, slot=slot, stale=False)
 
-        def change(record: _SlotRecord) -> None:
+        def change(record: SlotRecord) -> None:
             ignored = record.merge(fetched)
             record.poll.succeeded(now)
             if ignored:
@@ -434,7 +453,7 @@ class UsageCache:
         `force` skips the poll_interval budget and error backoff, never a rate-limit wait.
         """
         record = self._read(slot)
-        reason = self._gate(record.poll, now, force)
+        reason = self.rules.gate(record.poll, now, force)
         if reason:
             return self._cached(record, now, reason)
         poll_lock = self._lock(slot, ".poll.lock")
@@ -444,7 +463,7 @@ class UsageCache:
             return self._cached(self._read(slot), now, "in-flight elsewhere")
         try:
             record = self._read(slot)  # another process may have polled meanwhile
-            reason = self._gate(record.poll, now, force)
+            reason = self.rules.gate(record.poll, now, force)
             if reason:
                 return self._cached(record, now, reason)
             return self._fetch_and_store(slot, fetch, now)
@@ -461,7 +480,7 @@ class UsageCache:
         last = poll.last_attempt
         if last is not None and abs(now - last) < self.poll_interval:
             next_poll = max(next_poll, last + self.poll_interval)
-        if self._waiting(poll.next_allowed, now) and poll.next_allowed is not None:
+        if self.rules.waiting(poll.next_allowed, now) and poll.next_allowed is not None:
             next_poll = max(next_poll, poll.next_allowed)
         view = self._view(record, now)
         return {
@@ -471,7 +490,7 @@ class UsageCache:
             "next_poll_at": next_poll,
             "next_poll_in": max(0.0, next_poll - now),
             "backoff_count": poll.backoff_count,
-            "rate_limited_until": poll.hard_until if self._waiting(poll.hard_until, now) else None,
+            "rate_limited_until": poll.hard_until if self.rules.waiting(poll.hard_until, now) else None,
             "last_error": poll.last_error,
             "last_error_kind": poll.last_error_kind,
             "note": poll.note,
