@@ -68,8 +68,6 @@ def test_positional_evaluate_is_a_type_error_never_refresh_and_model(core: CoreM
         core.report(True)  # type: ignore[misc]
     with pytest.raises(TypeError):
         core.switch_to("bob", "why", True)  # type: ignore[misc]  # 0.1.0's (sub, reason, force)
-    with pytest.raises(TypeError):
-        core.apply_pending("session")  # type: ignore[misc]
     assert live_slot(core.config.claude_dir) == "alice"  # nothing was switched on the way
 
 

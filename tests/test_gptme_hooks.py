@@ -167,10 +167,29 @@ def test_turn_pre_retells_the_summary_once_per_pressure_crossing(sb, conv):
     SubscriptionManager(load_config()).record_usage(
         UsageSnapshot("alice", "statusline", now, seven_day=week)
     )
+    sb.registry().mark_busy("claude-code-session", now)  # so the turn cannot switch away
     (note,) = fire(HookType.TURN_PRE, manager=conv)
     assert note.hide and note.content.startswith("[subscription] live slot alice: 5h 10%")
     assert "weekly 93%" in note.content and "pressure 95%" in note.content
     assert fire(HookType.TURN_PRE, manager=conv) == []  # told once per crossing
+    assert sb.live() == "alice"
+
+
+def test_turn_pre_decides_like_user_prompt_submit_when_nobody_else_is_mid_turn(sb, conv):
+    """The first prompt after a quiet spell is a decision point of its own (cached usage):
+    the same controller as Claude Code's UserPromptSubmit."""
+    start(sb, conv)
+    fire(HookType.TURN_POST, manager=conv)
+    now = time.time()
+    week = UsageWindow(0.995, now + 3 * 86400, SEVEN_DAY_S)  # alice ran out
+    SubscriptionManager(load_config()).record_usage(
+        UsageSnapshot("alice", "statusline", now, seven_day=week)
+    )
+    msgs = fire(HookType.TURN_PRE, manager=conv)
+    assert sb.live() == "bob"
+    (line,) = [m.content for m in msgs if not m.hide]
+    assert line.startswith("subscription: switched alice -> bob"), line
+    assert sb.entry(SID)["state"] == "busy"
 
 
 def test_a_resumed_conversation_hears_the_summary_at_its_first_turn(sb, conv):
@@ -201,8 +220,10 @@ def test_the_agents_own_turn_never_blocks_its_own_switch(sb, conv):
 def test_turn_post_switches_off_an_exhausted_slot_like_claude_codes_stop_hook(sb, conv):
     sb.set_usage("alice", five=20, week=99)  # seen at session start (one poll per 180 s)
     start(sb, conv)
+    sb.registry().mark_busy("claude-code-session", time.time())  # turn.pre cannot switch
     fire(HookType.TURN_PRE, manager=conv)
-    assert sb.live() == "alice"  # turn.pre only lands pending switches
+    assert sb.live() == "alice"
+    sb.registry().mark_idle("claude-code-session", time.time())
     msgs = fire(HookType.TURN_POST, manager=conv)
     assert sb.live() == "bob"
     assert any("switched alice -> bob" in m.content for m in msgs)

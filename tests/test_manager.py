@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gptme_subscription_plugin.boundary import DropPending
+from gptme_subscription_plugin.boundary_runner import BoundaryRunner
 from gptme_subscription_plugin.credentials import load_credential
 from gptme_subscription_plugin.manager import SubscriptionManager
 from gptme_subscription_plugin.usage.oauth import USAGE_PATH
@@ -57,10 +59,11 @@ def test_switch_waits_for_other_sessions_then_applies(env):
     out = m.switch_to("bob", session_id="me")
     assert out.status == "pending" and out.blockers == ("other",)
     assert m.get_active_subscription() == "alice" and m.pending()["slot"] == "bob"
-    assert m.apply_pending(session_id="me") is None  # still busy
+    assert BoundaryRunner(m).prompt_submit("me").outcome is None  # still busy
+    assert m.get_active_subscription() == "alice"
     m.turns.mark_idle("other", clock())
-    out = m.apply_pending(session_id="me")
-    assert out.status == "switched" and m.get_active_subscription() == "bob"
+    out = BoundaryRunner(m).prompt_submit("me").outcome
+    assert out is not None and out.status == "switched" and m.get_active_subscription() == "bob"
     assert m.pending() is None
     kinds = [e["kind"] for e in m.events.tail(10)]
     assert "pending" in kinds and "switch" in kinds
@@ -261,14 +264,17 @@ def test_a_pending_policy_switch_is_dropped_when_its_target_ran_out(env):
     assert m.switch_to("bob", mode="exhausted").status == "pending"
     m.record_rate_limit("bob", clock() + H)  # bob hit a limit meanwhile
     m.turns.mark_idle("other", clock())
-    assert m.apply_pending() is None and m.pending() is None
-    assert m.get_active_subscription() == "alice"
-    assert m.events.tail(1)[0]["kind"] == "pending-dropped"
+    result = BoundaryRunner(m).prompt_submit(None)
+    assert result.plan.changes == (DropPending("bob", "exhausted"),)
+    assert m.get_active_subscription() != "bob"
+    assert "pending-dropped" in [e["kind"] for e in m.events.tail(5)]
     # a person's choice is kept, though: manual switches are not second-guessed
+    m.switch_to("alice", force=True)
     m.turns.mark_busy("other", clock())
     assert m.switch_to("bob").status == "pending"
     m.turns.mark_idle("other", clock())
-    assert m.apply_pending().status == "switched"
+    out = BoundaryRunner(m).prompt_submit(None).outcome
+    assert out is not None and out.status == "switched" and m.get_active_subscription() == "bob"
 
 
 def test_a_401_from_the_usage_endpoint_marks_the_slot_rejected_until_a_new_login(env):
@@ -344,7 +350,7 @@ def test_a_damaged_rotation_json_breaks_no_decision_and_is_written_back_clean(en
     damaged.update(last_switch_at=float("nan"), written_by="a later version")
     m.state.update("rotation", lambda doc: damaged)
     m.evaluate()
-    assert m.pending() is None and m.apply_pending() is None
+    assert m.pending() is None
     assert not [n for n in m.notes(m.report()) if n.startswith("rotation:")]
     m.record_rate_limit("alice", clock() + H)
     assert m.record_refusal("alice", clock()) == clock()

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from . import fsutil
+from .boundary_runner import BoundaryRunner
 from .config import Config
 from .credentials import CredentialError, load_credential
 from .loopback import LoopbackAPI, make_profile_doc
-from .manager import SubscriptionManager, SwitchOutcome, first_outcome
+from .manager import SubscriptionManager, SwitchOutcome
 from .policy import Decision, format_duration
 from .render import decision_line
 from .usage.statusline import parse_statusline_rate_limits
@@ -183,16 +184,12 @@ class Sandbox:
     def turn(self, session: str) -> None:
         self.manager.turns.mark_busy(session, self.clock())
 
-    def stop(self, session: str, model: str | None = None) -> tuple[Decision, SwitchOutcome | None]:
-        """What the Stop hook does: heal, end the turn, evaluate, apply or leave pending."""
+    def stop(self, session: str) -> tuple[Decision | None, SwitchOutcome | None]:
+        """What the Stop hook does: end the turn, then the boundary controller's Stop."""
         m = self.manager
         m.turns.mark_idle(session, self.clock())
-        m.heal_if_drifted()
-        outcome = m.apply_pending(session_id=session)
-        decision = m.evaluate(model=model)
-        if outcome is None or outcome.status != "switched":
-            outcome = first_outcome(m.apply(decision, session_id=session), outcome)
-        return decision, outcome
+        result = BoundaryRunner(m).stop(session)
+        return result.plan.decision, result.outcome
 
     def tokens_lost(self) -> list[str]:
         """Refresh tokens handed out that are in no slot and no backup (must stay empty)."""

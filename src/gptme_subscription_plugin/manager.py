@@ -1,9 +1,11 @@
 """SubscriptionManager: observe -> decide -> apply at a safe boundary.
 
-This is the one place that orders a flip. Surfaces (CLI, Claude Code hooks, the gptme tool)
-ask it to evaluate, switch or apply a pending switch; it checks the turn registry so a flip
-never lands while another session is mid-turn (unless a person forces it), heals drift first,
-and writes every decision, switch, pending switch, heal and refusal to the events log.
+The file-backed core: it reads the slot files, the usage cache and rotation.json into the
+policy's view, and carries out switches. When to switch at a turn boundary is decided by the
+boundary controller (boundary.py, run on these files by boundary_runner.py); the CLI and the
+gptme tool call `switch_to` directly. `switch_to` checks the turn registry so a flip never
+lands while another session is mid-turn (unless a person forces it), heals drift first, and
+every decision, switch, pending switch, heal and refusal goes to the events log.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from .policy import (
     Policy,
     PolicyView,
     SlotView,
-    can_serve,
     format_duration,
     slot_pressure,
 )
@@ -526,22 +527,30 @@ class SubscriptionManager:
         Every parameter is keyword-only: a positional call such as 0.1.0's
         `evaluate(usage, active)` is a TypeError here, never read as `(refresh, model)`.
         """
+        return self.decide(self.current_view(refresh=refresh, model=model), log=log)
+
+    def current_view(self, *, refresh: bool, model: str | None = None) -> PolicyView:
+        """The view a decision is taken on: clock-step clamps applied, the live link noted,
+        usage refreshed within the budget when asked (and one identity learnt with it)."""
         self._clamp_future_times()
         self.slots.observe()
         usage = self.check_usage(refresh=refresh)
         if refresh:
             self.slots.learn_identities(limit=1)  # one profile request at most per evaluation
-        return self.decide(self.view(usage, model=model), log=log)
+        return self.view(usage, model=model)
 
     def decide(self, view: PolicyView, *, now: float | None = None, log: bool = True) -> Decision:
         """The policy on a view the caller built or adjusted (`view()` gives the current one);
         logged as a decision like `evaluate`'s. Never polls, never flips."""
         decision = self.policy.decide(view, self.clock() if now is None else now)
         if log:
-            self.events.append(
-                "decision", self.clock(), policy=self.policy.name, **_decision_fields(decision)
-            )
+            self.log_decision(decision)
         return decision
+
+    def log_decision(self, decision: Decision) -> None:
+        self.events.append(
+            "decision", self.clock(), policy=self.policy.name, **_decision_fields(decision)
+        )
 
     def report(self, *, refresh: bool = False) -> list[SlotReport]:
         now = self.clock()
@@ -606,17 +615,7 @@ class SubscriptionManager:
             return SwitchOutcome("unchanged", slot, f"{slot} is already live", previous=live)
         blockers = tuple(self.busy_sessions(exclude=session_id))
         if blockers and not force:
-            self._set_pending(slot, reason, mode, now)
-            self.events.append(
-                "pending", now, slot=slot, mode=mode, reason=reason, blockers=list(blockers)
-            )
-            return SwitchOutcome(
-                "pending",
-                slot,
-                f"switch to {slot} pending: {len(blockers)} other session(s) mid-turn",
-                previous=live,
-                blockers=blockers,
-            )
+            return self.defer(slot, reason, mode=mode, blockers=blockers)
         try:
             self.state.ensure_writable()  # a flip we could not record must not happen
             flip = self.slots.flip(slot)
@@ -646,31 +645,28 @@ class SubscriptionManager:
             )
         return None
 
-    def apply_pending(self, *, session_id: str | None = None) -> SwitchOutcome | None:
-        """At a turn boundary: carry out a pending switch if everyone else is idle."""
-        pending = self.rotation().pending
-        if pending is None:
-            return None
-        target, mode = pending.slot, pending.mode
-        if self.busy_sessions(exclude=session_id):
-            return None
-        if mode != "manual" and not self._still_worth_it(target):
-            self._clear_pending(target)
-            self.events.append(
-                "pending-dropped",
-                self.clock(),
-                slot=target,
-                mode=mode,
-                reason="target can no longer serve",
-            )
-            return None
-        return self.switch_to(target, pending.reason, mode=mode, session_id=session_id)
+    def defer(
+        self, slot: str, reason: str, *, mode: str, blockers: tuple[str, ...]
+    ) -> SwitchOutcome:
+        """Record a switch to `slot` as pending: `blockers` are mid-turn; it lands at the next
+        turn boundary where they are not."""
+        now = self.clock()
+        self._set_pending(slot, reason, mode, now)
+        self.events.append(
+            "pending", now, slot=slot, mode=mode, reason=reason, blockers=list(blockers)
+        )
+        return SwitchOutcome(
+            "pending",
+            slot,
+            f"switch to {slot} pending: {len(blockers)} other session(s) mid-turn",
+            previous=self.get_active_subscription(),
+            blockers=blockers,
+        )
 
-    def _still_worth_it(self, target: str) -> bool:
-        """A policy switch decided turns ago: does its target still serve (cached data)?"""
-        view = self.view()
-        slot = view.slot(target)
-        return slot is not None and can_serve(slot, self.config.thresholds, self.clock(), None)
+    def drop_pending(self, slot: str, mode: str, reason: str) -> None:
+        """The pending switch to `slot` will not happen (its target can no longer serve)."""
+        self._clear_pending(slot)
+        self.events.append("pending-dropped", self.clock(), slot=slot, mode=mode, reason=reason)
 
     def heal(self) -> HealResult:
         now = self.clock()

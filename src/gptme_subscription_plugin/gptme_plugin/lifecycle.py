@@ -9,11 +9,12 @@ the turn registry, under `gptme-<conversation name>`:
 
 - `session.start`: registered idle, drift healed, the pressure summary added to the initial
   context (hidden from the person);
-- `turn.pre` (the safe boundary): a pending switch is applied when every *other* session is
-  idle, then the session is marked busy;
+- `turn.pre` (the safe boundary), like Claude Code's UserPromptSubmit: when every *other*
+  session is idle, a pending switch lands and the policy decides on cached usage; then the
+  session is marked busy;
 - `step.pre` and tool hooks never flip;
-- `turn.post`: marked idle, then the decision is taken like Claude Code's Stop hook (usage
-  refreshed within the shared poll budget; switch now when everyone else is idle, else pending);
+- `turn.post`: marked idle, then decided like Claude Code's Stop hook (usage refreshed within
+  the shared poll budget; switch now when everyone else is idle, else pending);
 - `session.end` (and process exit): unregistered.
 
 While busy, a heartbeat thread refreshes the entry, because a single tool call can run a
@@ -39,8 +40,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..boundary_runner import BoundaryRunner, publish_summary
 from ..config import Config
-from ..manager import SubscriptionManager, SwitchOutcome, first_outcome
+from ..manager import SubscriptionManager
 from ..turns import TurnRegistry
 from .settings import PluginSettings
 
@@ -222,7 +224,7 @@ class Lifecycle:
     def session_start(
         self, logdir: Path | None, workspace: Path | None, tool_loaded: bool = True
     ) -> list[Note]:
-        from ..claude_code.hooks import override_warnings, refresh_summary
+        from ..claude_code.hooks import override_warnings
         from .answers import override_problem
 
         m, sess = self._manager(logdir, workspace)
@@ -230,10 +232,12 @@ class Lifecycle:
         m.turns.sweep(now, m.config.session_ttl)
         if sess.scope != "off":
             sess.registry.mark_idle(sess.session_id, now)
-        visible = [Note(line) for line in [self._heal_or_observe(m)] if line]
+        result = BoundaryRunner(m).session_start()
+        visible = [Note(result.heal)] if result.heal else []
         payload = {"cwd": str(workspace)} if workspace is not None else {}
         overrides = override_warnings(self.env, payload, m.config.claude_dir)
-        summary = refresh_summary(m, refresh=True)
+        summary = result.summary
+        assert summary is not None
         # gptme drops session.start messages when it resumes a log: tell at the first turn.pre
         resumed = logdir is not None and (Path(logdir) / "conversation.jsonl").is_file()
         sess.told = None if resumed else (summary.live, summary.level)
@@ -245,14 +249,12 @@ class Lifecycle:
         return [Note("\n".join(lines), hide=True), *visible]
 
     def turn_pre(self, logdir: Path | None) -> list[Note]:
-        """The safe boundary: land a pending switch if everyone else is idle, then go busy."""
+        """The safe boundary (boundary.py decides what happens there), then go busy."""
         m, sess = self._manager(logdir)
         notes: list[Note] = []
         try:
-            heal = self._heal_or_observe(m)
-            notes += [Note(heal)] if heal else []
-            line = switched_line(m.apply_pending(session_id=sess.session_id))
-            notes += [Note(line)] if line else []
+            result = BoundaryRunner(m).prompt_submit(sess.session_id)
+            notes += [Note(line) for line in (result.heal, result.switched_line()) if line]
             notes += self._pressure_news(m, sess)
         finally:
             if sess.scope == "turn":
@@ -266,9 +268,7 @@ class Lifecycle:
         Cached usage only (turn.post refreshes it): one note per crossing, like the
         PreToolUse warnings Claude Code sessions get.
         """
-        from ..claude_code.hooks import refresh_summary
-
-        summary = refresh_summary(m)
+        summary = publish_summary(m)
         told_live, told_level = sess.told if sess.told is not None else (None, 0)
         sess.told = (summary.live, summary.level)
         if summary.live != told_live or summary.level > told_level:
@@ -299,24 +299,15 @@ class Lifecycle:
         return []
 
     def turn_post(self, logdir: Path | None) -> list[Note]:
-        """The turn is over: idle, then decide like Claude Code's Stop hook."""
-        from ..claude_code.hooks import refresh_summary
-
+        """The turn is over: idle, then decide like Claude Code's Stop hook. gptme's own
+        model calls do not use the slot, so the turn says nothing of the live slot serving."""
         m, sess = self._manager(logdir)
         self._mark_idle(sess)
-        notes: list[Note] = []
-        heal = self._heal_or_observe(m)
-        notes += [Note(heal)] if heal else []
-        outcome = m.apply_pending(session_id=sess.session_id)
-        decision = m.evaluate(refresh=True)
-        if outcome is None or outcome.status != "switched":
-            outcome = first_outcome(m.apply(decision, session_id=sess.session_id), outcome)
-        refresh_summary(m, decision if outcome is None else None)
-        line = switched_line(outcome)
-        if outcome is not None and outcome.status == "pending" and decision.urgent:
-            line = f"subscription: {outcome.detail}; it lands when they are between turns"
-        notes += [Note(line)] if line else []
-        return notes
+        result = BoundaryRunner(m).stop(sess.session_id, answered_on_live=False)
+        line = result.switched_line()
+        if result.plan.urgent_wait and result.outcome is not None:
+            line = f"subscription: {result.outcome.detail}; it lands when they are between turns"
+        return [Note(text) for text in (result.heal, line) if text]
 
     def session_end(self, logdir: Path | None) -> list[Note]:
         sid = session_id_for(logdir)
@@ -341,25 +332,5 @@ class Lifecycle:
         except OSError as exc:
             log.warning("subscription: could not unregister %s: %s", sess.session_id, exc)
 
-    @staticmethod
-    def _heal_or_observe(m: SubscriptionManager) -> str | None:
-        """At every boundary: heal drift (a line for the person), else note the healthy link."""
-        try:
-            result = m.heal_if_drifted()
-            return f"subscription: {result.detail}" if result is not None else None
-        except Exception as exc:  # lock busy, unattributable live file: say so, go on
-            return f"subscription: drift not healed: {_one_line(exc)}"
 
-
-def switched_line(outcome: SwitchOutcome | None) -> str | None:
-    if outcome is None or outcome.status != "switched":
-        return None
-    return f"subscription: switched {outcome.previous or '?'} -> {outcome.slot} ({outcome.detail})"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-__all__ = ["Heartbeat", "Lifecycle", "Note", "OpenSession", "session_id_for", "switched_line"]
+__all__ = ["Heartbeat", "Lifecycle", "Note", "OpenSession", "session_id_for"]

@@ -490,7 +490,9 @@ class UsageCache:
             "next_poll_at": next_poll,
             "next_poll_in": max(0.0, next_poll - now),
             "backoff_count": poll.backoff_count,
-            "rate_limited_until": poll.hard_until if self.rules.waiting(poll.hard_until, now) else None,
+            "rate_limited_until": poll.hard_until
+            if self.rules.waiting(poll.hard_until, now)
+            else None,
             "last_error": poll.last_error,
             "last_error_kind": poll.last_error_kind,
             "note": poll.note,
