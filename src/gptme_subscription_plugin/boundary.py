@@ -161,6 +161,14 @@ class BoundaryController:
         self.thresholds = thresholds
         self.per_model_limits = per_model_limits
 
+    @classmethod
+    def for_policy(cls, policy: Policy, thresholds: Thresholds) -> BoundaryController:
+        """Per-model limits for a policy that reads them (it says so: `per_model_limits`);
+        the rivals keep one limit per account, so they get the whole-slot limit."""
+        return cls(
+            policy, thresholds, per_model_limits=bool(getattr(policy, "per_model_limits", False))
+        )
+
     def on_session_start(self) -> Plan:
         """A session opens: nothing to decide (the caller polls and publishes the summary)."""
         return Plan()

@@ -82,11 +82,7 @@ class BoundaryRunner:
 
     def __init__(self, m: SubscriptionManager) -> None:
         self.m = m
-        self.controller = BoundaryController(
-            m.policy,
-            m.config.thresholds,
-            per_model_limits=bool(getattr(m.policy, "per_model_limits", False)),
-        )
+        self.controller = BoundaryController.for_policy(m.policy, m.config.thresholds)
 
     # ------------------------------------------------------------ the events
 

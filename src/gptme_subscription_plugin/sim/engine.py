@@ -9,23 +9,16 @@ policy sees is built the way production builds it:
   (180 s) per slot, only for slots whose access token has not expired (production never
   refreshes a token to look at usage), with production's backoff after failures; answers are
   0-100 with ISO resets, parsed by the production parser;
-- both feed a per-slot cache that merges windows (newer wins) and marks data stale exactly as
-  `usage/cache.py` does.
+- both feed one `SlotRecord` per slot, under production's `UsageRules` (usage/cache.py):
+  merge, staleness, poll budget and backoff are the cache's own code, in memory.
 
-The hook pack's decision points are mirrored from `claude_code/hooks.py` and `manager.py`:
-SessionStart polls; UserPromptSubmit applies a pending switch when no other session is
-mid-turn, then marks the turn busy; Stop marks idle, ends the live slot's refusal streak (the
-turn was answered), applies a pending switch, evaluates with a refresh and applies (pending
-while someone else is mid-turn); StopFailure with a rate limit starts the live slot's refusal
-streak unless one runs and marks the slot limited until its expected recovery (a weekly reset
-once the streak outlasts a 5-hour window), StopFailure authentication_failed
-(and a 401 from the usage endpoint) marks the slot's credential rejected, and both evaluate on
-cached data; StopFailure for any other error does nothing (as in production). What the hook
-pack remembers between boundaries is production's `RotationState` (rotation_state.py), changed
-through the methods the manager calls. One live
-credential serves every session; a request is bound to the account that is live when it
-starts. A flip while any session is mid-turn or mid-request is counted as a violation (the
-engine never does it on purpose).
+At every turn boundary the simulator asks production's boundary controller (boundary.py) with
+a `Moment` built as `boundary_runner.py` builds it, and carries the `Plan` out in memory the
+way the runner does on files: the rotation edits on production's `RotationState`, switches and
+deferrals as `manager.switch_to` / `manager.defer` do them. One live credential serves every
+session; a request is bound to the account that is live when it starts. A flip while any
+session is mid-turn or mid-request is counted as a violation (the controller never orders
+one; the count checks it).
 """
 
 from __future__ import annotations
@@ -33,25 +26,31 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from ..credentials import tier_capacity
-from ..policy import (
-    REJECTED,
-    Decision,
-    Policy,
-    PolicyView,
-    SlotView,
-    Thresholds,
-    can_serve,
-    rate_limit_marks,
+from ..boundary import (
+    BoundaryController,
+    Change,
+    Defer,
+    DropPending,
+    EndRefusal,
+    MarkLimited,
+    Moment,
+    Move,
+    Plan,
+    Reject,
+    StartRefusal,
+    matters,
+    refreshes,
 )
+from ..credentials import tier_capacity
+from ..policy import REJECTED, Policy, PolicyView, SlotView, Thresholds
 from ..rotation_state import RotationState
-from ..usage.cache import fresh_until
+from ..usage.cache import SlotRecord, UsageRules, fresh_until
 from ..usage.oauth import parse_oauth_usage
-from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
+from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot
 from ..usage.statusline import parse_statusline_rate_limits
 from .fleet import FleetAccount
 from .model import FIVE_HOURS, HOUR, WEEK
@@ -59,8 +58,6 @@ from .workload import Request, Session, Workload
 
 TOKEN_LIFETIME = 8 * HOUR  # Claude Code's OAuth access tokens (reference: ~8 h)
 REFRESH_BUFFER = 300.0  # Claude Code refreshes when a token expires within 5 minutes
-MAX_BACKOFF = 3600.0  # usage/cache.py defaults
-MAX_RETRY_AFTER = 24 * 3600.0
 ENDPOINT_RETRY_AFTER = 3600.0  # the usage endpoint's Retry-After when it rate-limits
 MAX_TURN_RETRY = 1800.0
 SAMPLE_EVERY = 900.0
@@ -200,116 +197,6 @@ class _Account:
         return u5, self.five_until, self.week_used / self.c7, self.week_end
 
 
-class _SlotCache:
-    """Mirror of usage/cache.py for one slot, in memory: merge, poll budget, staleness."""
-
-    __slots__ = (
-        "name",
-        "windows",
-        "last_attempt",
-        "last_success",
-        "next_allowed",
-        "hard_until",
-        "backoff_count",
-        "last_error",
-        "last_error_at",
-        "_merged",
-        "_stale",
-    )
-
-    def __init__(self, name: str):
-        self.name = name
-        self.windows: dict[str, tuple[UsageWindow, float, str]] = {}
-        self.last_attempt: float | None = None
-        self.last_success: float | None = None
-        self.next_allowed: float | None = None
-        self.hard_until: float | None = None
-        self.backoff_count = 0
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self._merged: UsageSnapshot | None = None
-        self._stale: UsageSnapshot | None = None
-
-    def merge(self, snapshot: UsageSnapshot, at: float) -> None:
-        """Per window, the newer observation wins (ties go to the incoming one).
-
-        `at` is when this reading was taken: the production parsers take the time from their
-        argument alone, so one memoised parse serves every reading with the same content."""
-        incoming: dict[str, UsageWindow | None] = {
-            FIVE_HOUR: snapshot.five_hour,
-            SEVEN_DAY: snapshot.seven_day,
-        }
-        for name, window in snapshot.models.items():
-            incoming["model:" + name] = window
-        for key, maybe in incoming.items():
-            old = self.windows.get(key)
-            if maybe is not None and (old is None or old[1] <= at):
-                self.windows[key] = (maybe, at, snapshot.source)
-        self._merged = self._stale = None
-
-    def get(self, now: float, poll_interval: float) -> UsageSnapshot | None:
-        if not self.windows:
-            return None
-        if self._merged is None:
-            newest = max(self.windows.values(), key=lambda o: o[1])
-            five, seven = self.windows.get(FIVE_HOUR), self.windows.get(SEVEN_DAY)
-            self._merged = UsageSnapshot(
-                slot=self.name,
-                source=newest[2],
-                observed_at=newest[1],
-                five_hour=five[0] if five else None,
-                seven_day=seven[0] if seven else None,
-                models={k[6:]: o[0] for k, o in self.windows.items() if k.startswith("model:")},
-            )
-        snap = self._merged
-        stale = now > fresh_until(snap.observed_at, poll_interval) or (
-            self.last_error is not None
-            and self.last_error_at is not None
-            and self.last_error_at >= snap.observed_at
-        )
-        if stale:
-            if self._stale is None:
-                self._stale = UsageSnapshot(
-                    snap.slot,
-                    snap.source,
-                    snap.observed_at,
-                    snap.five_hour,
-                    snap.seven_day,
-                    snap.models,
-                    True,
-                )
-            return self._stale
-        return snap
-
-    @staticmethod
-    def _waiting(until: float | None, now: float) -> bool:
-        return until is not None and now < until <= now + max(MAX_BACKOFF, MAX_RETRY_AFTER)
-
-    def may_poll(self, now: float, poll_interval: float) -> bool:
-        if self._waiting(self.hard_until, now) or self._waiting(self.next_allowed, now):
-            return False
-        last = self.last_attempt
-        return last is None or abs(now - last) >= poll_interval
-
-    def succeeded(self, now: float) -> None:
-        self.last_attempt = self.last_success = now
-        self.next_allowed = self.hard_until = None
-        self.backoff_count = 0
-        self.last_error = self.last_error_at = None
-
-    def failed(
-        self, now: float, kind: str, retry_after: float | None, poll_interval: float
-    ) -> None:
-        base = max(poll_interval, 1.0)
-        backoff = min(MAX_BACKOFF, base * 2 ** min(self.backoff_count, 60))
-        wait = max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))
-        self.last_attempt = self.last_error_at = now
-        self.backoff_count += 1
-        self.next_allowed = now + wait
-        self.hard_until = now + wait if kind == "rate_limited" else None
-        self.last_error = kind
-
-
 class _SessionState:
     __slots__ = (
         "index",
@@ -423,7 +310,9 @@ class Simulator:
         self.specs = fleet
         self.names = [a.name for a in fleet]
         self.index = {n: i for i, n in enumerate(self.names)}
-        self.cache = [_SlotCache(n) for n in self.names]
+        self.cache = [SlotRecord(n) for n in self.names]
+        self.usage_rules = UsageRules(self.opt.poll_interval)  # UsageCache's defaults
+        self.controller = BoundaryController.for_policy(policy, self.thresholds)
         self.sessions = [_SessionState(i, s) for i, s in enumerate(workload.sessions)]
         # hook-pack state: the live link, rotation.json (the manager's own type) and the
         # turn registry
@@ -437,7 +326,8 @@ class Simulator:
         # view() builds a slot's part again only when it may have changed
         self._slot_views = [SlotView(name) for name in self.names]
         self._slot_valid_until = [-math.inf] * len(self.names)
-        # the production parsers, memoised on what they read (see _SlotCache.merge)
+        # the production parsers, memoised on what they read; a parse's time is its argument
+        # alone, so a memoised one is re-dated to each reading
         self._statusline_parsed: dict[tuple[Any, ...], UsageSnapshot] = {}
         self._endpoint_parsed: dict[tuple[Any, ...], UsageSnapshot] = {}
         self.registry: dict[int, list[Any]] = {}  # session -> [busy, last_seen]
@@ -448,10 +338,6 @@ class Simulator:
         self.m = RunMetrics()
         self.result = RunResult(self.m)
         self._observe: Callable[..., None] | None = getattr(policy, "observe_switch", None)
-        # per-model 429s are recorded for a policy that reads SlotView.limited_models; the
-        # rivals' anchors keep one limit per account, so they get the whole-slot limit (and
-        # no refusal-streak escalation: see rate_limit_marks)
-        self._per_model = bool(getattr(policy, "per_model_limits", False))
         attach = getattr(policy, "attach", None)
         if attach is not None:  # only the hindsight oracle asks for the ground truth
             attach(self)
@@ -638,64 +524,99 @@ class Simulator:
                 first = nxt_session.session.turns[0].at
                 self._push(max(first, t), _TURN, nxt_session.index)
 
-    # ------------------------------------------------------------ hooks (claude_code/hooks.py)
+    # ------------------------------------------------------------ the hooks (boundary.py)
 
     def _hook_session_start(self, s: _SessionState, t: float) -> None:
         self._mark_idle(s.index, t)
-        self._refresh(t)  # refresh_summary(refresh=True): polls within the budget
+        self.controller.on_session_start()  # decides nothing
+        if refreshes("session-start"):
+            self._refresh(t)  # for the summary: polls within the budget
 
     def _hook_user_prompt_submit(self, s: _SessionState, t: float) -> None:
-        outcome = self._apply_pending(s.index, t)
-        if outcome != "switched" and not self._others_busy(s.index, t):
-            # nobody mid-turn: the first prompt after a quiet spell may flip (cached data)
-            self._apply(self._evaluate(t, refresh=False), s.index, t)
+        plan = self.controller.on_prompt_submit(self._moment(s.index, t, "prompt-submit"))
+        self._carry_out(plan, s.index, t)
         self.registry[s.index] = [True, t]
         self.busy.add(s.index)
 
     def _hook_stop(self, s: _SessionState, t: float) -> None:
         self._mark_idle(s.index, t)
-        if self.live is not None:  # manager.record_served: the turn was answered
-            self.rotation.end_refusal(self.names[self.live])
-        outcome = self._apply_pending(s.index, t)
-        decision = self._evaluate(t, refresh=True)
-        if outcome != "switched":
-            self._apply(decision, s.index, t)
+        plan = self.controller.on_stop(self._moment(s.index, t, "stop"), answered_on_live=True)
+        self._carry_out(plan, s.index, t)
 
     def _hook_stop_failure(self, s: _SessionState, t: float, error: str) -> None:
         self._mark_idle(s.index, t)
-        if error not in ("rate_limit", "authentication_failed"):
+        if not matters(error):
             return  # production ignores every other API error
-        live = self.live
-        if live is not None and error == "rate_limit":
-            # the hook reads the session's model from its transcript: known once the
-            # session has had an answer
-            model = s.session.turns[s.turn].requests[s.req].model if s.cache_acct >= 0 else None
-            usage = self.cache[live].get(t, self.opt.poll_interval)
-            name = self.names[live]
-            since = self.rotation.start_refusal(name, t)  # manager.record_refusal
-            whole, per_model = rate_limit_marks(
-                usage, self.thresholds, t, model, self._per_model, since
-            )
-            for key, until in per_model.items():  # manager.record_rate_limit
-                self.rotation.mark_limited(name, until, key)
-            if whole is not None:
-                self.rotation.mark_limited(name, whole)
-        elif live is not None:
-            self._reject(live, t, f"StopFailure {error}")
-        if live is not None:
-            self._changed(live)
-        decision = self._evaluate(t, refresh=False)
-        self._apply(decision, s.index, t)
+        # the hook reads the session's model from its transcript: known once it had an answer
+        model = s.session.turns[s.turn].requests[s.req].model if s.cache_acct >= 0 else None
+        moment = self._moment(s.index, t, "stop-failure")
+        self._carry_out(self.controller.on_stop_failure(moment, error, model), s.index, t)
 
     def _mark_idle(self, si: int, t: float) -> None:
         self.registry[si] = [False, t]
         self.busy.discard(si)
 
-    def _others_busy(self, si: int | None, now: float) -> bool:
+    def _blockers(self, si: int | None, now: float) -> tuple[str, ...]:
+        """The other sessions mid-turn (a busy entry older than session_ttl has expired)."""
         ttl = self.opt.session_ttl
-        return any(other != si and now - self.registry[other][1] <= ttl for other in self.busy)
+        return tuple(
+            self.sessions[other].session.sid
+            for other in sorted(self.busy)
+            if other != si and now - self.registry[other][1] <= ttl
+        )
 
-    # ------------------------------------------------------------ manager.py
+    # ------------------------------------------------------------ boundary_runner.py
+
+    def _moment(self, si: int, now: float, event: str) -> Moment:
+        """What the runner reads: the view after the event's refresh, who else is busy."""
+        self._flush_observations(now)
+        if refreshes(event):
+            self._refresh(now)
+        return Moment(now, self.view(now), self.rotation, self._blockers(si, now))
+
+    def _carry_out(self, plan: Plan, si: int, now: float) -> None:
+        for change in plan.changes:
+            self._change(change, now)
+        if plan.decision is not None:
+            self.m.decisions += 1
+        for move in plan.moves:
+            if self._move(move, si, now) == "switched":
+                break
+
+    def _change(self, change: Change, now: float) -> None:
+        """As the manager's record_* do, on the in-memory rotation state."""
+        rot, slot = self.rotation, change.slot
+        if isinstance(change, EndRefusal):
+            rot.end_refusal(slot)
+        elif isinstance(change, StartRefusal):
+            rot.start_refusal(slot, change.at)
+        elif isinstance(change, MarkLimited):
+            rot.mark_limited(slot, change.until, change.model)
+        elif isinstance(change, Reject):
+            self._reject(self.index[slot], now, change.source)
+        elif isinstance(change, DropPending):
+            rot.clear_pending(slot)
+        if slot in self.index:
+            self._changed(self.index[slot])
+
+    def _move(self, move: Move, si: int, now: float) -> str:
+        """manager.defer / manager.switch_to: the status of the outcome."""
+        target = self.index.get(move.slot)
+        if target is None or (self.rotation.rejected and self._rejected(target)):
+            return "refused"
+        if isinstance(move, Defer):
+            self.rotation.set_pending(move.slot, move.reason, move.mode, now)
+            return "pending"
+        if self.live == target:
+            self.rotation.clear_pending(move.slot)
+            return "unchanged"
+        if self._blockers(si, now):  # switch_to looks again
+            self.rotation.set_pending(move.slot, move.reason, move.mode, now)
+            return "pending"
+        self._flip(target, move.mode, now)
+        return "switched"
+
+    # ------------------------------------------------------------ the manager's view and polls
 
     def _flush_observations(self, now: float) -> None:
         obs = self._obs
@@ -712,24 +633,24 @@ class Simulator:
                 parsed = parse_statusline_rate_limits(doc, self.names[slot], at)
                 assert parsed is not None  # the weekly window is always there
                 self._statusline_parsed[key] = parsed
-            self.cache[slot].merge(parsed, at)
+            self.cache[slot].merge(replace(parsed, observed_at=at))
             self._changed(slot)
 
     def _refresh(self, now: float) -> None:
         """check_usage(refresh=True): poll each slot the budget allows and a token permits."""
-        interval = self.opt.poll_interval
+        rules = self.usage_rules
         for i, cache in enumerate(self.cache):
             a = self.accounts[i]
-            if a.token_exp <= now or not cache.may_poll(now, interval):
+            if a.token_exp <= now or rules.gate(cache.poll, now) is not None:
                 continue
             self.m.polls += 1
             self._changed(i)
             a.roll(now, self.end)
             if a.broken(now):
-                cache.failed(now, "rejected", None, interval)
+                rules.fail(cache.poll, now, "auth", "401", None)
                 self._reject(i, now, "the usage endpoint answered 401")  # as check_usage does
             elif any(lo <= now < hi for lo, hi in self.opt.outages):
-                cache.failed(now, "rate_limited", ENDPOINT_RETRY_AFTER, interval)
+                rules.fail(cache.poll, now, "rate_limited", "429", ENDPOINT_RETRY_AFTER)
             else:
                 u5, r5, u7, r7 = a.fractions()
                 fractions: dict[str, tuple[float, float | None]] = {
@@ -744,8 +665,8 @@ class Simulator:
                 if parsed is None:
                     doc = endpoint_document(a.spec, fractions)
                     parsed = self._endpoint_parsed[key] = parse_oauth_usage(doc, a.name, now)
-                cache.merge(parsed, now)
-                cache.succeeded(now)
+                cache.merge(replace(parsed, observed_at=now))
+                cache.poll.succeeded(now)
 
     def view(self, now: float) -> PolicyView:
         """The policy's whole input, as manager.view builds it (model unknown at Stop).
@@ -770,7 +691,7 @@ class Simulator:
         """Slot `i` as the policy sees it, and until when that holds by time alone: a fresh
         reading turns stale past twice the poll interval, a valid token expires."""
         interval = self.opt.poll_interval
-        usage = self.cache[i].get(now, interval)
+        usage = self.usage_rules.view(self.cache[i], now)
         name, rot = self.names[i], self.rotation
         rejected = bool(rot.rejected) and self._rejected(i)
         health = REJECTED if rejected else self._health(i, now)
@@ -805,48 +726,6 @@ class Simulator:
     def _health(self, slot: int, now: float) -> str:
         """What check_credential_file would say of the slot file."""
         return "valid" if self.accounts[slot].token_exp > now else "stale"
-
-    def _evaluate(self, now: float, refresh: bool) -> Decision:
-        self._flush_observations(now)
-        if refresh:
-            self._refresh(now)
-        self.m.decisions += 1
-        return self.policy.decide(self.view(now), now)
-
-    def _apply(self, decision: Decision, si: int | None, now: float) -> str | None:
-        if decision.wants_switch and decision.target is not None:
-            return self._switch_to(decision.target, decision.mode, si, now, decision.reason)
-        return None
-
-    def _apply_pending(self, si: int | None, now: float) -> str | None:
-        pending = self.rotation.pending
-        if pending is None:
-            return None
-        if self._others_busy(si, now):
-            return None
-        target = self.index.get(pending.slot)
-        if pending.mode != "manual" and (target is None or not self._still_worth_it(target, now)):
-            self.rotation.clear_pending(pending.slot)
-            return None
-        return self._switch_to(pending.slot, pending.mode, si, now, pending.reason)
-
-    def _still_worth_it(self, target: int, now: float) -> bool:
-        self._flush_observations(now)
-        slot = self.view(now).slot(self.names[target])
-        return slot is not None and can_serve(slot, self.thresholds, now, None)
-
-    def _switch_to(self, name: str, mode: str, si: int | None, now: float, reason: str = "") -> str:
-        target = self.index.get(name)
-        if target is None:
-            return "refused"
-        if self.live == target:
-            self.rotation.clear_pending(name)
-            return "unchanged"
-        if self._others_busy(si, now):
-            self.rotation.set_pending(name, reason, mode, now)
-            return "pending"
-        self._flip(target, mode, now)
-        return "switched"
 
     def _flip(self, target: int, mode: str, now: float) -> None:
         m = self.m
