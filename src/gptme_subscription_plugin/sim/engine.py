@@ -418,6 +418,35 @@ class Simulator:
         self._finish()
         return self.result
 
+    # ------------------------------------------------------------ scripted runs
+
+    def at_boundary(self, event: str, sid: str, t: float, error: str | None = None) -> None:
+        """Fire one hook by hand (a scripted run instead of `run()`): "session-start",
+        "prompt-submit", "stop", "stop-failure" (with `error`) for the session `sid`."""
+        s = next(s for s in self.sessions if s.session.sid == sid)
+        if event == "session-start":
+            self._hook_session_start(s, t)
+        elif event == "prompt-submit":
+            self._hook_user_prompt_submit(s, t)
+        elif event == "stop":
+            self._hook_stop(s, t)
+        elif event == "stop-failure":
+            self._hook_stop_failure(s, t, error or "")
+        else:
+            raise ValueError(f"no boundary event {event!r}")
+
+    def spend(self, slot: str, t: float, units: float, model: str = "sonnet") -> None:
+        """Charge `units` of quota to `slot`'s account at `t`, outside the workload."""
+        a = self.accounts[self.index[slot]]
+        a.roll(t, self.end)
+        a.charge(t, units, units, model)
+
+    def endpoint_answer(self, slot: str, t: float) -> dict[str, Any]:
+        """What the usage endpoint would answer for `slot` at `t` (its ground truth)."""
+        i = self.index[slot]
+        self.accounts[i].roll(t, self.end)
+        return endpoint_document(self.accounts[i].spec, self._endpoint_fractions(i))
+
     # ------------------------------------------------------------ sessions
 
     def _turn_start(self, s: _SessionState, t: float) -> None:
@@ -652,13 +681,7 @@ class Simulator:
             elif any(lo <= now < hi for lo, hi in self.opt.outages):
                 rules.fail(cache.poll, now, "rate_limited", "429", ENDPOINT_RETRY_AFTER)
             else:
-                u5, r5, u7, r7 = a.fractions()
-                fractions: dict[str, tuple[float, float | None]] = {
-                    FIVE_HOUR: (u5, r5),
-                    SEVEN_DAY: (u7, r7),
-                }
-                for model, cap in a.caps.items():
-                    fractions[model] = (a.model_used[model] / cap, r7)
+                fractions = self._endpoint_fractions(i)
                 # each window as the document shows it (or finer): equal keys, equal documents
                 key = (i, *((k, endpoint_percent(f), r) for k, (f, r) in fractions.items()))
                 parsed = self._endpoint_parsed.get(key)
@@ -667,6 +690,17 @@ class Simulator:
                     parsed = self._endpoint_parsed[key] = parse_oauth_usage(doc, a.name, now)
                 cache.merge(replace(parsed, observed_at=now))
                 cache.poll.succeeded(now)
+
+    def _endpoint_fractions(self, i: int) -> dict[str, tuple[float, float | None]]:
+        a = self.accounts[i]
+        u5, r5, u7, r7 = a.fractions()
+        fractions: dict[str, tuple[float, float | None]] = {
+            FIVE_HOUR: (u5, r5),
+            SEVEN_DAY: (u7, r7),
+        }
+        for model, cap in a.caps.items():
+            fractions[model] = (a.model_used[model] / cap, r7)
+        return fractions
 
     def view(self, now: float) -> PolicyView:
         """The policy's whole input, as manager.view builds it (model unknown at Stop).
