@@ -27,12 +27,10 @@ from .config import Config
 from .credentials import Credential, CredentialError, CredentialInfo, load_credential
 from .identity import IdentityResolver
 from .policy import (
-    REJECTED,
     Decision,
     DefaultPolicy,
     Policy,
     PolicyView,
-    SlotView,
     format_duration,
     slot_pressure,
 )
@@ -460,31 +458,24 @@ class SubscriptionManager:
     ) -> PolicyView:
         """The policy's whole input, built from files and state (no network)."""
         rot = self.rotation()
-        hold = rot.manual_hold
         usage = usage if usage is not None else self.check_usage(refresh=False)
         views = []
         for name in self.slot_names():
             info = self.slots.check(name)
-            rejected = standing_rejection(rot, name, info) is not None
             views.append(
-                SlotView(
-                    name=name,
-                    usable=info.health.usable and not rejected,
-                    health=REJECTED if rejected else info.health.value,
+                rot.slot_view(
+                    name,
+                    usable=info.health.usable,
+                    health=info.health.value,
+                    rejected=standing_rejection(rot, name, info) is not None,
                     usage=usage.get(name),
-                    limited_until=rot.limited.get(name),
-                    limited_models=rot.model_limits(name),
-                    left_exhausted_at=rot.left_exhausted.get(name),
                     capacity=info.capacity,
                 )
             )
-        return PolicyView(
-            live=self.get_active_subscription(),
-            slots=tuple(views),
+        return rot.policy_view(
+            self.get_active_subscription(),
+            tuple(views),
             model=model,
-            last_switch_at=rot.last_switch_at,
-            manual_hold_slot=hold.slot if hold is not None else None,
-            manual_hold_until=hold.until if hold is not None else None,
             preference=tuple(self.config.fallback_order),
         )
 

@@ -24,6 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from .policy import REJECTED, PolicyView, SlotView
+from .usage.snapshot import UsageSnapshot
+
 # Epoch seconds of 9999-12-31T23:59:59Z: no real time lies past it (datetime cannot show one).
 MAX_TIME = 253402300799.0
 DEFAULT_PENDING_REASON = "pending switch"
@@ -241,6 +244,51 @@ class RotationState:
     def model_limits(self, slot: str) -> dict[str, float]:
         """The per-model 429s recorded for `slot` (a copy)."""
         return dict(self.limited_models.get(slot, {}))
+
+    def slot_view(
+        self,
+        name: str,
+        *,
+        usable: bool,
+        health: str,
+        rejected: bool,
+        usage: UsageSnapshot | None,
+        capacity: float | None,
+    ) -> SlotView:
+        """The policy's view of slot `name`: what its credential file says (`usable`,
+        `health`, `capacity`), its usage, and what this state holds of it. A standing
+        rejection makes it unusable whatever the file says."""
+        return SlotView(
+            name=name,
+            usable=usable and not rejected,
+            health=REJECTED if rejected else health,
+            usage=usage,
+            limited_until=self.limited.get(name),
+            limited_models=self.model_limits(name),
+            left_exhausted_at=self.left_exhausted.get(name),
+            capacity=capacity,
+        )
+
+    def policy_view(
+        self,
+        live: str | None,
+        slots: tuple[SlotView, ...],
+        *,
+        model: str | None = None,
+        preference: tuple[str, ...] = (),
+    ) -> PolicyView:
+        """The policy's whole input: the slots, the live one, and the dwell and manual hold
+        this state holds."""
+        hold = self.manual_hold
+        return PolicyView(
+            live=live,
+            slots=slots,
+            model=model,
+            last_switch_at=self.last_switch_at,
+            manual_hold_slot=hold.slot if hold is not None else None,
+            manual_hold_until=hold.until if hold is not None else None,
+            preference=preference,
+        )
 
     def standing_rejection(self, slot: str, credential: str | None) -> Rejection | None:
         """The rejection of `slot` while it still holds the very credential that was refused

@@ -46,7 +46,7 @@ from ..boundary import (
     refreshes,
 )
 from ..credentials import tier_capacity
-from ..policy import REJECTED, Policy, PolicyView, SlotView, Thresholds
+from ..policy import Policy, PolicyView, SlotView, Thresholds
 from ..rotation_state import RotationState
 from ..usage.cache import SlotRecord, UsageRules, fresh_until
 from ..usage.oauth import parse_oauth_usage
@@ -728,34 +728,25 @@ class Simulator:
         usage = self.usage_rules.view(self.cache[i], now)
         name, rot = self.names[i], self.rotation
         rejected = bool(rot.rejected) and self._rejected(i)
-        health = REJECTED if rejected else self._health(i, now)
+        health = self._health(i, now)
         until = math.inf
         if usage is not None and not usage.stale:
             until = math.nextafter(fresh_until(usage.observed_at, interval), math.inf)
         if health == "valid":
             until = min(until, self.accounts[i].token_exp)
-        model_limits = rot.limited_models.get(name)
-        view = SlotView(
-            name=name,
-            usable=not rejected,  # files look healthy; Anthropic said otherwise
+        view = rot.slot_view(
+            name,
+            usable=True,  # the files look healthy: only Anthropic says otherwise
             health=health,
+            rejected=rejected,
             usage=usage,
-            limited_until=rot.limited.get(name),
-            limited_models=dict(model_limits) if model_limits else {},
-            left_exhausted_at=rot.left_exhausted.get(name),
             capacity=self._capacity[i],
         )
         return view, until
 
     def _policy_view(self, slots: tuple[SlotView, ...]) -> PolicyView:
-        hold = self.rotation.manual_hold
-        return PolicyView(
-            live=None if self.live is None else self.names[self.live],
-            slots=slots,
-            last_switch_at=self.rotation.last_switch_at,
-            manual_hold_slot=None if hold is None else hold.slot,
-            manual_hold_until=None if hold is None else hold.until,
-        )
+        live = None if self.live is None else self.names[self.live]
+        return self.rotation.policy_view(live, slots)
 
     def _health(self, slot: int, now: float) -> str:
         """What check_credential_file would say of the slot file."""
