@@ -22,6 +22,7 @@ The rules it holds:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .policy import REJECTED, Decision, Policy, PolicyView, SlotView, Thresholds, can_serve
@@ -36,15 +37,33 @@ REJECTED_ERRORS = ("authentication_failed", "oauth_org_not_allowed")
 # ---------------------------------------------------------------- what the controller sees
 
 
-@dataclass(frozen=True)
 class Moment:
-    """One turn boundary as the caller read it: `view` after the usage refresh the event
-    asks for (`refreshes`), `blockers` the other sessions mid-turn (and agent locks)."""
+    """One turn boundary as the caller read it: the clock, rotation.json, `blockers` (the
+    other sessions mid-turn, and agent locks) and the policy's view after the refresh the
+    event asks for (`refreshes`). The view may be given as a function: it is read once, and
+    only if the controller looks (nobody reads the slots at a boundary that cannot switch)."""
 
-    now: float
-    view: PolicyView
-    rotation: RotationState
-    blockers: tuple[str, ...] = ()
+    __slots__ = ("now", "rotation", "blockers", "_view", "_read_view")
+
+    def __init__(
+        self,
+        now: float,
+        view: PolicyView | Callable[[], PolicyView],
+        rotation: RotationState,
+        blockers: tuple[str, ...] = (),
+    ) -> None:
+        self.now = now
+        self.rotation = rotation
+        self.blockers = blockers
+        self._view = view if isinstance(view, PolicyView) else None
+        self._read_view = None if isinstance(view, PolicyView) else view
+
+    @property
+    def view(self) -> PolicyView:
+        if self._view is None:
+            assert self._read_view is not None
+            self._view = self._read_view()
+        return self._view
 
 
 def refreshes(event: str) -> bool:
@@ -273,12 +292,13 @@ def _with_changes(
 
 
 def _slot_with(slot: SlotView, state: RotationState, rejected: bool) -> SlotView:
-    changed = replace(
+    return replace(
         slot,
         limited_until=state.limited.get(slot.name),
         limited_models=state.model_limits(slot.name),
+        usable=slot.usable and not rejected,
+        health=REJECTED if rejected else slot.health,
     )
-    return replace(changed, usable=False, health=REJECTED) if rejected else changed
 
 
 __all__ = [

@@ -110,7 +110,7 @@ class BoundaryRunner:
         heal = self.heal()
         moment = self.moment("stop", session_id)
         plan = self.controller.on_stop(moment, answered_on_live=answered_on_live)
-        return self._finish(plan, session_id, heal, moment.view)
+        return self._finish(plan, session_id, heal, moment.view)  # Stop always reads it
 
     def stop_failure(
         self, session_id: str | None, error: object, model: str | None
@@ -135,10 +135,11 @@ class BoundaryRunner:
         return f"subscription: {result.detail}" if result is not None else None
 
     def moment(self, event: str, session_id: str | None) -> Moment:
+        """Who is busy first; the view (and the refresh before it) only when looked at."""
         m = self.m
-        view = m.current_view(refresh=refreshes(event))
         blockers = tuple(m.busy_sessions(exclude=session_id))
-        return Moment(m.clock(), view, m.rotation(), blockers)
+        refresh = refreshes(event)
+        return Moment(m.clock(), lambda: m.current_view(refresh=refresh), m.rotation(), blockers)
 
     def carry_out(self, plan: Plan, session_id: str | None) -> SwitchOutcome | None:
         """The changes, the decision into the log, then the moves until one switches; the

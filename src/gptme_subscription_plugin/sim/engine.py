@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -597,11 +597,17 @@ class Simulator:
     # ------------------------------------------------------------ boundary_runner.py
 
     def _moment(self, si: int, now: float, event: str) -> Moment:
-        """What the runner reads: the view after the event's refresh, who else is busy."""
-        self._flush_observations(now)
-        if refreshes(event):
-            self._refresh(now)
-        return Moment(now, self.view(now), self.rotation, self._blockers(si, now))
+        """What the runner reads: who else is busy, and the view after the event's refresh
+        when the controller looks."""
+        blockers = self._blockers(si, now)
+
+        def read_view() -> PolicyView:
+            self._flush_observations(now)
+            if refreshes(event):
+                self._refresh(now)
+            return self.view(now)
+
+        return Moment(now, read_view, self.rotation, blockers)
 
     def _carry_out(self, plan: Plan, si: int, now: float) -> None:
         for change in plan.changes:
@@ -662,7 +668,7 @@ class Simulator:
                 parsed = parse_statusline_rate_limits(doc, self.names[slot], at)
                 assert parsed is not None  # the weekly window is always there
                 self._statusline_parsed[key] = parsed
-            self.cache[slot].merge(replace(parsed, observed_at=at))
+            self.cache[slot].merge(parsed, at)
             self._changed(slot)
 
     def _refresh(self, now: float) -> None:
@@ -688,7 +694,7 @@ class Simulator:
                 if parsed is None:
                     doc = endpoint_document(a.spec, fractions)
                     parsed = self._endpoint_parsed[key] = parse_oauth_usage(doc, a.name, now)
-                cache.merge(replace(parsed, observed_at=now))
+                cache.merge(parsed, now)
                 cache.poll.succeeded(now)
 
     def _endpoint_fractions(self, i: int) -> dict[str, tuple[float, float | None]]:

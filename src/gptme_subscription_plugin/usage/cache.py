@@ -151,11 +151,14 @@ class SlotRecord:
     windows: dict[str, _Observed] = field(default_factory=dict)
     poll: PollState = field(default_factory=PollState)
 
-    def merge(self, snapshot: UsageSnapshot) -> list[str]:
-        """Per window, the newer observation wins (ties go to the incoming one).
+    def merge(self, snapshot: UsageSnapshot, at: float | None = None) -> list[str]:
+        """Per window, the newer observation wins (ties go to the incoming one). `at`: when
+        the reading was taken, if not `snapshot.observed_at` (the simulator re-dates one
+        memoised parse to every reading with the same content).
 
         Returns the windows whose reset time was not believed (kept as unknown).
         """
+        observed_at = snapshot.observed_at if at is None else at
         ignored = []
         incoming: dict[str, UsageWindow | None] = {
             FIVE_HOUR: snapshot.five_hour,
@@ -164,13 +167,13 @@ class SlotRecord:
         for name, model_window in snapshot.models.items():
             incoming[_MODEL_PREFIX + name] = model_window
         for key, window in incoming.items():
-            plausible = _plausible_reset(window, snapshot.observed_at)
+            plausible = _plausible_reset(window, observed_at)
             if plausible is not window:
                 ignored.append(key)
             window = plausible
             old = self.windows.get(key)
-            if window is not None and (old is None or old.observed_at <= snapshot.observed_at):
-                self.windows[key] = _Observed(window, snapshot.observed_at, snapshot.source)
+            if window is not None and (old is None or old.observed_at <= observed_at):
+                self.windows[key] = _Observed(window, observed_at, snapshot.source)
         models = sorted(
             (k for k in self.windows if k.startswith(_MODEL_PREFIX)),
             key=lambda k: self.windows[k].observed_at,
@@ -179,8 +182,9 @@ class SlotRecord:
             del self.windows[stale]  # the models seen longest ago go first
         return ignored
 
-    def snapshot(self) -> UsageSnapshot | None:
-        """All windows as one snapshot, dated by (and credited to) the newest observation."""
+    def snapshot(self, stale: Callable[[float], bool] | None = None) -> UsageSnapshot | None:
+        """All windows as one snapshot, dated by (and credited to) the newest observation;
+        `stale` says from that date whether it is stale."""
         if not self.windows:
             return None
         newest = max(self.windows.values(), key=lambda o: o.observed_at)
@@ -197,6 +201,7 @@ class SlotRecord:
             five_hour=five.window if five else None,
             seven_day=seven.window if seven else None,
             models=models,
+            stale=stale is not None and stale(newest.observed_at),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,10 +261,7 @@ class UsageRules:
 
     def view(self, record: SlotRecord, now: float) -> UsageSnapshot | None:
         """The record's merged snapshot, stale-marked (None when nothing is known)."""
-        snapshot = record.snapshot()
-        if snapshot is None:
-            return None
-        return replace(snapshot, stale=self.is_stale(record, snapshot.observed_at, now))
+        return record.snapshot(lambda observed_at: self.is_stale(record, observed_at, now))
 
     def max_wait(self) -> float:
         return max(self.max_backoff, MAX_RETRY_AFTER)
