@@ -45,6 +45,7 @@ from .slots import (
     global_config_for,
 )
 from .state import EventLog, StateStore
+from .status_snapshot import StatusSnapshot, take_snapshot
 from .turns import TurnRegistry
 from .usage.cache import PollResult, UsageCache
 from .usage.oauth import SourceBusy, UsageFetchError, fetch_oauth_usage
@@ -567,6 +568,12 @@ class SubscriptionManager:
                 )
             )
         return reports
+
+    def status_snapshot(
+        self, *, refresh: bool = False, exclude: str | None = None
+    ) -> StatusSnapshot:
+        """Everything a status surface shows, read once (status_snapshot.py)."""
+        return take_snapshot(self, refresh=refresh, exclude=exclude)
 
     # ------------------------------------------------------------ acting
 
