@@ -48,3 +48,6 @@ def test_status_and_the_gptme_tool_agree_on_one_state(
     assert any(n.startswith("carol: ") for n in doc["notes"]), doc["notes"]
     assert data["notes"] == doc["notes"]
     assert "carol: " in answer.text and "rejected" in answer.text
+
+    line = sb.run("statusline", stdin="{}", code=0).stdout.strip()  # as Claude Code runs it
+    assert line.startswith(f"slot {doc['live']} ") and line.endswith("-> bob pending"), line
