@@ -8,10 +8,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: `--help` and the hook path stay light
     from .config import Config
+    from .manager import SubscriptionManager, SwitchOutcome
 
 EXIT_CODES = """\
 exit codes:
@@ -26,6 +27,22 @@ exit codes:
 """
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+class InstallReport(Protocol):
+    """What `report_install` prints of an install or uninstall, whichever surface it was for
+    (the Claude Code settings installer or the gptme.toml one)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def changed(self) -> bool: ...
+    @property
+    def backup(self) -> Path | None: ...
+    @property
+    def notes(self) -> list[str]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def change_lines(self) -> list[str]: ...
 
 
 def _print_json(data: Any) -> None:
@@ -261,50 +278,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_status(m: Any, args: argparse.Namespace) -> int:
+def cmd_status(m: SubscriptionManager, args: argparse.Namespace) -> int:
     from .render import decision_line, status_table
 
-    now = m.clock()
-    reports = m.report(refresh=args.refresh)
-    pending = m.pending()
-    busy = m.busy_sessions()
-    decision = m.policy.decide(m.view({r.name: r.usage for r in reports}), now)
-    drift = m.slots.detect_drift()
-    login = m.slots.pending_login()
-    notes = m.notes(reports)
+    snap = m.status_snapshot(refresh=args.refresh)
     if args.json:
-        _print_json(
-            {
-                "live": m.get_active_subscription(),
-                "slots": [r.to_dict() for r in reports],
-                "pending": pending,
-                "pending_login": None if login is None else login.to_dict(),
-                "sessions_mid_turn": busy,
-                "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
-                "decision": decision.to_dict(),
-                "notes": notes,
-                "now": now,
-            }
-        )
+        _print_json(snap.to_dict())
         return EXIT_OK
-    if not reports:
-        print(f"no slots in {m.config.claude_dir}; add one with `gptme-subscription slot add NAME`")
+    if not snap.reports:
+        print(f"no slots in {snap.claude_dir}; add one with `gptme-subscription slot add NAME`")
         return EXIT_PROBLEM
-    print(status_table(reports, now, pending, busy))
-    if drift is not None:
-        print(f"drift: {drift.detail} (run `gptme-subscription heal`)")
+    print(status_table(snap.reports, snap.now, snap.pending, snap.busy))
+    if snap.drift is not None:
+        print(f"drift: {snap.drift.detail} (run `gptme-subscription heal`)")
+    login = snap.pending_login
     if login is not None:
         print(
             f"pending login (refresh {login.refresh_fingerprint}): a login of an account in no "
             "slot; take it with `gptme-subscription slot add NAME`"
         )
-    for note in notes:
+    for note in snap.notes:
         print(f"note: {note}")
-    print(f"policy: {decision_line(decision)}")
+    print(f"policy: {decision_line(snap.decision)}")
     return EXIT_OK
 
 
-def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
+def cmd_check_auth(m: SubscriptionManager, args: argparse.Namespace) -> int:
     rows = []
     ok = True
     names = m.slot_names()
@@ -333,7 +332,7 @@ def cmd_check_auth(m: Any, args: argparse.Namespace) -> int:
     return EXIT_OK if ok and rows else EXIT_PROBLEM
 
 
-def cmd_switch(m: Any, args: argparse.Namespace) -> int:
+def cmd_switch(m: SubscriptionManager, args: argparse.Namespace) -> int:
     if args.dry_run:
         return switch_preview(m, args)
     outcome = m.switch_to(args.slot, reason="switched by hand", mode="manual", force=args.force)
@@ -352,7 +351,7 @@ def cmd_switch(m: Any, args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if outcome.status == "refused" else EXIT_OK
 
 
-def switch_preview(m: Any, args: argparse.Namespace) -> int:
+def switch_preview(m: SubscriptionManager, args: argparse.Namespace) -> int:
     """What `switch SLOT` would do now, from the same checks, with nothing written."""
     from .manager import standing_rejection
 
@@ -393,7 +392,7 @@ def switch_preview(m: Any, args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if status == "refused" else EXIT_OK
 
 
-def rate_limit_from_file(m: Any, args: argparse.Namespace) -> None:
+def rate_limit_from_file(m: SubscriptionManager, args: argparse.Namespace) -> None:
     """0.1.0's `--rate-limit-file`: while it names a future time, the live slot is limited
     until then, recorded as a hook's rate limit is. Content that is not a time is ignored with
     a note (as 0.1.0 ignored it); a path that is not a regular file is a RateLimitFileError."""
@@ -412,7 +411,7 @@ def rate_limit_from_file(m: Any, args: argparse.Namespace) -> None:
         m.record_rate_limit(live, until)
 
 
-def clear_rate_limit_file(args: argparse.Namespace, outcome: Any) -> None:
+def clear_rate_limit_file(args: argparse.Namespace, outcome: SwitchOutcome | None) -> None:
     """After a switch away from the slot it was about, the rate-limit file goes (0.1.0 did)."""
     from .rate_limit_file import clear
 
@@ -421,7 +420,7 @@ def clear_rate_limit_file(args: argparse.Namespace, outcome: Any) -> None:
         clear(path)
 
 
-def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
+def cmd_evaluate(m: SubscriptionManager, args: argparse.Namespace) -> int:
     from .render import decision_line
 
     rate_limit_from_file(m, args)
@@ -444,7 +443,7 @@ def cmd_evaluate(m: Any, args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if outcome is not None and outcome.status == "refused" else EXIT_OK
 
 
-def cmd_heal(m: Any, args: argparse.Namespace) -> int:
+def cmd_heal(m: SubscriptionManager, args: argparse.Namespace) -> int:
     if args.dry_run:  # detection only: it reads the live path and recorded identities
         drift = m.slots.detect_drift()
         detail = "no drift" if drift is None else f"{drift.detail}; `heal` would repair it"
@@ -517,7 +516,7 @@ def reauth_instructions(name: str, login_dir: Path) -> str:
     )
 
 
-def cmd_identity(m: Any, args: argparse.Namespace) -> int:
+def cmd_identity(m: SubscriptionManager, args: argparse.Namespace) -> int:
     from . import accounts
 
     names = [args.slot] if args.slot else m.slot_names()
@@ -535,7 +534,7 @@ def cmd_identity(m: Any, args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
+def cmd_capacity(m: SubscriptionManager, args: argparse.Namespace) -> int:
     from .policy import format_duration
     from .render import capacity
 
@@ -558,7 +557,7 @@ def cmd_capacity(m: Any, args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
-def cmd_slot(m: Any, args: argparse.Namespace) -> int:
+def cmd_slot(m: SubscriptionManager, args: argparse.Namespace) -> int:
     if args.slot_command == "add":
         had_pending = m.slots.pending_login() is not None
         info = m.slots.add(args.name, source=args.source, force=args.force)
@@ -610,7 +609,7 @@ def cmd_slot(m: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_install(m: Any, args: argparse.Namespace) -> int:
+def cmd_install(m: SubscriptionManager, args: argparse.Namespace) -> int:
     if args.target == "gptme":
         return cmd_install_gptme(m, args)
     from .claude_code import installer
@@ -625,7 +624,7 @@ def cmd_install(m: Any, args: argparse.Namespace) -> int:
     return report_install(m, args, result)
 
 
-def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
+def cmd_install_gptme(m: SubscriptionManager, args: argparse.Namespace) -> int:
     """The gptme plugin into (or out of) a workspace's gptme.toml; never imports gptme."""
     from .gptme_plugin import installer
 
@@ -641,7 +640,7 @@ def cmd_install_gptme(m: Any, args: argparse.Namespace) -> int:
     return report_install(m, args, result)
 
 
-def report_install(m: Any, args: argparse.Namespace, result: Any) -> int:
+def report_install(m: SubscriptionManager, args: argparse.Namespace, result: InstallReport) -> int:
     """Log and print an install or uninstall, whatever it edited: the path and our entries
     added or removed, never the file's content (settings may hold secrets in `env`)."""
     m.events.append(
@@ -670,7 +669,7 @@ def report_install(m: Any, args: argparse.Namespace, result: Any) -> int:
     return EXIT_OK
 
 
-def cmd_doctor(m: Any, args: argparse.Namespace) -> int:
+def cmd_doctor(m: SubscriptionManager, args: argparse.Namespace) -> int:
     from .claude_code.doctor import run_checks
 
     checks = run_checks(m, os.environ, (args.project_dir or Path.cwd()).resolve())
@@ -684,7 +683,7 @@ def cmd_doctor(m: Any, args: argparse.Namespace) -> int:
     return EXIT_PROBLEM if failed else EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+COMMANDS: dict[str, Callable[[SubscriptionManager, argparse.Namespace], int]] = {
     "install": cmd_install,
     "uninstall": cmd_install,
     "doctor": cmd_doctor,

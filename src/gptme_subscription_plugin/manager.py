@@ -44,6 +44,7 @@ from .slots import (
     global_config_for,
 )
 from .state import EventLog, StateStore
+from .status_snapshot import StatusSnapshot, take_snapshot
 from .turns import TurnRegistry
 from .usage.cache import PollResult, UsageCache
 from .usage.oauth import SourceBusy, UsageFetchError, fetch_oauth_usage
@@ -335,19 +336,12 @@ class SubscriptionManager:
         deadline = bounds.work_deadline()
         if refresh and deadline is not None and bounds.time_left(deadline, 1.0) < MIN_POLL_S:
             refresh = False  # too little of the budget left to ask anyone
-        fetchers = (
-            {n: self._fetcher(n, deadline, now=now, no_cache=force) for n in wanted}
-            if refresh
-            else {}
-        )
-        to_poll = {n: f for n, f in fetchers.items() if f is not None}
-        polls = self._poll_all(to_poll, now, force, bounds.join_deadline())
+        polls: dict[str, PollResult] = {}
+        if refresh:
+            polls, _ = self._poll_and_note(wanted, now, force, deadline, bounds.join_deadline())
         result: dict[str, UsageSnapshot | None] = {}
-        rejected = self.rotation().rejected if polls else {}
         for name in wanted:
             poll = polls.get(name)
-            if poll is not None:
-                self._note_poll(name, poll, now, rejected)
             snapshot = poll.snapshot if poll is not None else None
             result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
         return result
@@ -375,18 +369,33 @@ class SubscriptionManager:
         without asking again."""
         now = self.clock()
         wanted = list(self.slot_names() if names is None else names)
-        fetchers = {n: self._fetcher(n, now=now, no_cache=True) for n in wanted}
-        to_poll = {n: f for n, f in fetchers.items() if f is not None}
-        polls = self._poll_all(to_poll, now, True, None)
-        rejected = self.rotation().rejected if polls else {}
+        polls, asked = self._poll_and_note(wanted, now, True, None, None)
         source = "usage script" if self.config.usage_script is not None else "usage endpoint"
-        results = {}
-        for name in wanted:
+        return {
+            name: self._probe_result(name, source, name in asked, polls.get(name), now)
+            for name in wanted
+        }
+
+    def _poll_and_note(
+        self,
+        names: Sequence[str],
+        now: float,
+        force: bool,
+        deadline: float | None,
+        join_deadline: float | None,
+    ) -> tuple[dict[str, PollResult], set[str]]:
+        """Poll `names` (those whose credential can be used to ask) in parallel and note
+        what each answer means (`_note_poll`); the polls that ended by `join_deadline`, and
+        which slots were asked. `force` is `check_usage`'s; `deadline` bounds each fetch."""
+        fetchers = {n: self._fetcher(n, deadline, now=now, no_cache=force) for n in names}
+        to_poll = {n: f for n, f in fetchers.items() if f is not None}
+        polls = self._poll_all(to_poll, now, force, join_deadline)
+        rejected = self.rotation().rejected if polls else {}
+        for name in names:
             poll = polls.get(name)
             if poll is not None:
                 self._note_poll(name, poll, now, rejected)
-            results[name] = self._probe_result(name, source, name in to_poll, poll, now)
-        return results
+        return polls, set(to_poll)
 
     def _probe_result(
         self, name: str, source: str, asked: bool, poll: PollResult | None, now: float
@@ -567,6 +576,12 @@ class SubscriptionManager:
                 )
             )
         return reports
+
+    def status_snapshot(
+        self, *, refresh: bool = False, exclude: str | None = None
+    ) -> StatusSnapshot:
+        """Everything a status surface shows, read once (status_snapshot.py)."""
+        return take_snapshot(self, refresh=refresh, exclude=exclude)
 
     # ------------------------------------------------------------ acting
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .policy import (
     Decision,
@@ -19,6 +19,9 @@ from .policy import (
     weekly_reset,
 )
 from .usage.snapshot import UsageWindow
+
+if TYPE_CHECKING:
+    from .manager import SlotReport
 
 BAR_WIDTH = 10
 
@@ -40,7 +43,10 @@ def window_cell(window: UsageWindow | None, now: float) -> str:
 
 
 def status_table(
-    reports: Sequence[Any], now: float, pending: dict[str, Any] | None, busy: Sequence[str]
+    reports: Sequence[SlotReport],
+    now: float,
+    pending: dict[str, Any] | None,
+    busy: Sequence[str],
 ) -> str:
     """The `status` table: one row per slot plus per-model rows, then pending and turns."""
     lines = [

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bounds import run_bounded
 from ..paths import INSIDE_USAGE_SCRIPT_ENV
 from .dispatch import parse_payload
+
+if TYPE_CHECKING:
+    from ..status_snapshot import StatusSnapshot
 
 WRAP_TIMEOUT_S = 5.0
 WRAP_MAX_OUTPUT = 64 * 1024
@@ -40,28 +43,29 @@ def run_wrapped(command: str, stdin_text: str) -> str:
 
 def our_line(payload: Mapping[str, Any], env: Mapping[str, str]) -> str:
     from ..hookstatus import write_hook_status
-    from ..policy import format_duration
-    from ..summary import summarize
     from ..usage.statusline import parse_statusline_rate_limits
     from .hooks import make_manager
 
     m = make_manager(env)
-    now = m.clock()
     live = m.get_active_subscription()
     if live is not None:
-        snap = parse_statusline_rate_limits(payload, live, now)
+        snap = parse_statusline_rate_limits(payload, live, m.clock())
         if snap is not None:
             m.record_usage(snap)
-    view = m.view(m.check_usage(refresh=False))
-    decision = m.policy.decide(view, now)
-    pending = m.pending()
-    summary = summarize(
-        view, decision, m.config.thresholds, now, pending=pending.get("slot") if pending else None
-    )
-    write_hook_status(m.config.state_dir, {**summary.to_dict(), "updated_at": now})
-    slot = view.slot(live)
+    status = m.status_snapshot(refresh=False)
+    write_hook_status(m.config.state_dir, {**status.summary.to_dict(), "updated_at": status.now})
+    return render_line(status)
+
+
+def render_line(snap: StatusSnapshot) -> str:
+    """`slot alice 5h 30% 59m 7d 40% 2d23h -> bob pending`: the live slot's windows and what
+    comes next."""
+    from ..policy import format_duration
+
+    now = snap.now
+    slot = snap.view.slot(snap.live)
     usage = slot.usage if slot else None
-    parts = [f"slot {live or '?'}"]
+    parts = [f"slot {snap.live or '?'}"]
     for label, window in (
         ("5h", usage.five_hour if usage else None),
         ("7d", usage.seven_day if usage else None),
@@ -70,10 +74,10 @@ def our_line(payload: Mapping[str, Any], env: Mapping[str, str]) -> str:
             reset = window.resets_in(now)
             when = f" {format_duration(reset)}" if reset else ""
             parts.append(f"{label} {round(window.effective_utilization(now) * 100)}%{when}")
-    if pending:
-        parts.append(f"-> {pending.get('slot')} pending")
-    elif decision.wants_switch:
-        parts.append(f"-> {decision.target} next")
+    if snap.pending:
+        parts.append(f"-> {snap.pending_slot} pending")
+    elif snap.decision.wants_switch:
+        parts.append(f"-> {snap.decision.target} next")
     return " ".join(parts)
 
 

@@ -38,7 +38,7 @@ from ..policy import (
     rank_candidates,
     slot_pressure,
 )
-from ..summary import summarize
+from ..status_snapshot import StatusSnapshot
 from ..usage.snapshot import UsageSnapshot, UsageWindow
 
 ACTIONS = ("status", "recommend", "switch", "check", "explain")
@@ -302,26 +302,25 @@ def _fits(left: float | None, work: float) -> bool:
 # ---------------------------------------------------------------- actions
 
 
-def status(m: SubscriptionManager, now: float, session_id: str | None = None) -> Answer:
-    reports = m.report(refresh=True)
-    usage = {r.name: r.usage for r in reports}
-    view = m.view(usage)
-    decision = m.policy.decide(view, now)
-    pending = m.pending()
-    busy = m.busy_sessions(exclude=session_id)
-    drift = m.slots.detect_drift()
-    summary = summarize(
-        view, decision, m.config.thresholds, now, pending=pending.get("slot") if pending else None
-    )
-    live = m.get_active_subscription()
+def status(m: SubscriptionManager, session_id: str | None = None) -> Answer:
+    """Every slot, the pending switch and who is mid-turn; our own session is not counted."""
+    return render_status(m.status_snapshot(refresh=True, exclude=session_id))
+
+
+def render_status(snap: StatusSnapshot) -> Answer:
+    now, pending = snap.now, snap.pending
+    reports = snap.reports
     head = (
-        f"subscription status: live {live or 'none'}; {len(reports)} slot(s); "
-        f"{'pending switch to ' + str(pending.get('slot')) if pending else 'no pending switch'}; "
-        f"{len(busy)} other session(s) mid-turn"
+        f"subscription status: live {snap.live or 'none'}; {len(reports)} slot(s); "
+        f"{'pending switch to ' + str(snap.pending_slot) if pending else 'no pending switch'}; "
+        f"{len(snap.busy)} other session(s) mid-turn"
     )
-    lines = [head, summary.text]
+    lines = [head, snap.summary.text]
     slots = []
     for r in reports:
+        verdict = snap.verdict(r.name)
+        health = verdict.health if verdict is not None else r.credential.health.value
+        usable = verdict.usable if verdict is not None else r.credential.health.usable
         until = r.limited_until if r.limited_until is not None and r.limited_until > now else None
         limited = until is not None
         extra = f", rate-limited for {format_duration(until - now)}" if until is not None else ""
@@ -329,14 +328,14 @@ def status(m: SubscriptionManager, now: float, session_id: str | None = None) ->
             extra += f", {model} rate-limited for {format_duration(model_until - now)}"
         lines.append(
             f"{'*' if r.live else ' '} {r.name}: {describe_usage(r.usage, now)}; "
-            f"pressure {_pct(r.pressure)}; credential {r.credential.health.value}{extra}"
+            f"pressure {_pct(r.pressure)}; credential {health}{extra}"
         )
         slots.append(
             {
                 "name": r.name,
                 "live": r.live,
-                "health": r.credential.health.value,
-                "usable": r.credential.health.usable,
+                "health": health,
+                "usable": usable,
                 "detail": r.credential.detail,
                 "pressure": _round(r.pressure),
                 "limited_until": r.limited_until if limited else None,
@@ -346,24 +345,27 @@ def status(m: SubscriptionManager, now: float, session_id: str | None = None) ->
         )
     if not reports:
         lines.append(
-            f"no slots in {m.config.claude_dir}: a person adds one with "
+            f"no slots in {snap.claude_dir}: a person adds one with "
             "`gptme-subscription slot add NAME`"
         )
+    drift = snap.drift
     if drift is not None:
         lines.append(f"drift: {drift.detail}; it is healed at the next turn boundary")
+    lines += [f"note: {note}" for note in snap.notes]
     lines.append(_pending_line(pending, now))
     return Answer(
         "status",
         True,
         "\n".join(lines),
         {
-            "live": live,
+            "live": snap.live,
             "slots": slots,
             "pending": pending,
-            "sessions_mid_turn": busy,
+            "sessions_mid_turn": list(snap.busy),
             "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
-            "decision": _decision(decision),
-            "summary": summary.text,
+            "decision": _decision(snap.decision),
+            "summary": snap.summary.text,
+            "notes": list(snap.notes),
             "now": now,
         },
     )
@@ -677,7 +679,7 @@ def run(
     session_id: str | None = None,
 ) -> Answer:
     if command.action == "status":
-        return status(m, now, session_id)
+        return status(m, session_id)
     if command.action == "recommend":
         return recommend(m, now, command.model, command.work)
     if command.action == "switch":

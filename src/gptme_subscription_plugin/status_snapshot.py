@@ -1,0 +1,97 @@
+"""One read of everything a status surface shows, taken once and only rendered after.
+
+`gptme-subscription status`, the gptme `subscription` tool's `status` answer and the Claude Code
+statusline show the same facts: the live slot, each slot's report and verdict, the policy's
+decision, the pending switch, what was not believed, who is mid-turn. `take_snapshot` reads
+them in one place, so the surfaces cannot disagree about them; each surface formats a
+`StatusSnapshot` and asks the manager nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .credentials import CredentialInfo
+from .policy import Decision, PolicyView, SlotView
+from .slots import Drift
+from .summary import Summary, summarize
+
+if TYPE_CHECKING:
+    from .manager import SlotReport, SubscriptionManager
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the rotation looks like at `now` (no secrets: fingerprints only)."""
+
+    now: float
+    live: str | None
+    reports: tuple[SlotReport, ...]
+    view: PolicyView  # the policy's input, built from the same usage as `reports`
+    decision: Decision  # what the policy would do now (not logged: looking is not deciding)
+    pending: dict[str, Any] | None  # the pending switch, as rotation.json holds it
+    pending_login: CredentialInfo | None  # a login of an account in no slot, kept aside
+    busy: tuple[str, ...]  # sessions (and agent lock files) mid-turn
+    drift: Drift | None
+    notes: tuple[str, ...]  # one line per thing not believed or failed
+    summary: Summary  # the compact paragraph for agents and the hook status file
+    claude_dir: Path  # where the slots live, for "no slots in ..." messages
+
+    @property
+    def pending_slot(self) -> str | None:
+        slot = self.pending.get("slot") if self.pending else None
+        return slot if isinstance(slot, str) else None
+
+    def verdict(self, name: str) -> SlotView | None:
+        """The policy's verdict on one slot: `health` is "rejected" while Anthropic refuses its
+        credential, and `usable` is false then too (the credential file alone looks valid)."""
+        return self.view.slot(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `status --json` document (its shape is a public interface: keep it)."""
+        drift = self.drift
+        return {
+            "live": self.live,
+            "slots": [r.to_dict() for r in self.reports],
+            "pending": self.pending,
+            "pending_login": None if self.pending_login is None else self.pending_login.to_dict(),
+            "sessions_mid_turn": list(self.busy),
+            "drift": None if drift is None else {"kind": drift.kind, "detail": drift.detail},
+            "decision": self.decision.to_dict(),
+            "notes": list(self.notes),
+            "now": self.now,
+        }
+
+
+def take_snapshot(
+    m: SubscriptionManager, *, refresh: bool, exclude: str | None = None
+) -> StatusSnapshot:
+    """Read the status once. `refresh` polls usage within the shared poll budget; `exclude`
+    is the caller's own session, which does not count as another session mid-turn."""
+    now = m.clock()
+    reports = tuple(m.report(refresh=refresh))
+    pending = m.pending()
+    busy = tuple(m.busy_sessions(exclude=exclude))
+    view = m.view({r.name: r.usage for r in reports})
+    decision = m.policy.decide(view, now)
+    pending_slot = pending.get("slot") if pending else None
+    summary = summarize(view, decision, m.config.thresholds, now, pending=pending_slot)
+    return StatusSnapshot(
+        now=now,
+        live=m.get_active_subscription(),
+        reports=reports,
+        view=view,
+        decision=decision,
+        pending=pending,
+        pending_login=m.slots.pending_login(),
+        busy=busy,
+        drift=m.slots.detect_drift(),
+        notes=tuple(m.notes(reports)),
+        summary=summary,
+        claude_dir=m.config.claude_dir,
+    )
+
+
+__all__ = ["StatusSnapshot", "take_snapshot"]
