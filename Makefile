@@ -20,7 +20,7 @@ FAST_MARKERS := not e2e and not storm and not crash
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test fast lint format hooks clean
+.PHONY: help setup test fast lint format hooks clean docs-tables
 
 help:
 	@echo "make test    set up both venvs (once) and run the whole suite, as CI does"
@@ -30,6 +30,7 @@ help:
 	@echo "make hooks   install pre-commit into .venv and its git hook (ruff, mypy on commit)"
 	@echo "make setup   only the set-up: .venv, .venv/e2e-mitmproxy, the mitmdump link"
 	@echo "make clean   remove .venv and the tool caches"
+	@echo "make docs-tables  the tournament table in docs/simulator.md from saved results (RERUN=1: run it first)"
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +66,14 @@ hooks: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist src/*.egg-info
+
+# The tournament table in docs/simulator.md is rendered from saved results, never typed. The
+# tournament runs only when no results are saved or RERUN=1 is given (minutes on 2 cores);
+# TOURNAMENT_JSON names another saved file (e.g. `gptme-subscription simulate --json` output).
+TOURNAMENT_JSON ?= benchmarks/results/tournament.json
+docs-tables: $(DEV_STAMP)
+	@if [ -n "$(RERUN)" ] || [ ! -f "$(TOURNAMENT_JSON)" ]; then \
+		mkdir -p "$(dir $(TOURNAMENT_JSON))" && \
+		$(BIN)/python benchmarks/tournament.py --json "$(TOURNAMENT_JSON)"; \
+	fi
+	$(BIN)/python benchmarks/docs_tables.py --tournament "$(TOURNAMENT_JSON)"
