@@ -12,11 +12,11 @@ from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
     SlotView,
-    Thresholds,
     rank_candidates,
     rank_last_resort,
     rank_untried,
 )
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     UsageSnapshot,
 )

@@ -46,7 +46,7 @@ from .paths import (
     path_from_config_file,
     resolve_state_dir,
 )
-from .policy import Thresholds
+from .thresholds import Thresholds
 
 _DEFAULT = Thresholds()
 

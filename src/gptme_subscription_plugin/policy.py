@@ -34,6 +34,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from .thresholds import Thresholds
 from .usage.snapshot import FIVE_HOUR_S, UsageSnapshot, UsageWindow, model_matches
 
 Action = Literal["stay", "switch", "hold", "defer"]
@@ -47,27 +48,6 @@ UNKNOWN_RESET_WAIT = 3600.0  # a limit with no reset in sight: look again in an 
 # reset Claude Code's /usage screen shows to the minute) leave the choice to the user's
 # fallback_order. Far below the forward-routing margin, which moves load only hours ahead.
 RESET_RESOLUTION = 600.0
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Every tunable number of the policy, in one place (filled from Config)."""
-
-    # tuned in the tournament (benchmarks/tournament.py; README, Routing simulator)
-    weekly_exhausted: float = 0.98
-    five_hour_exhausted: float = 0.90
-    model_weekly_exhausted: float = 0.95
-    five_hour_headroom: float = 0.80
-    rebalance_ahead: float = 0.10
-    forward_route_margin: float = 2 * 3600.0
-    forward_route_min_remaining: float = 0.0
-    rebalance_window: float = 12 * 3600.0  # a rebalance target expires about as soon as this
-    burst_window: float = 48 * 3600.0  # a bigger plan expiring this much later takes a burst
-    min_dwell: float = 900.0
-    manual_hold: float = 8 * 3600.0
-    probe_cooldown: float = 1800.0
-    warn_pressure: float = 0.80
-    usage_max_age: float = 4 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import (
-    Decision,
-    PolicyView,
-    Thresholds,
-    format_duration,
-    rank_candidates,
-    slot_pressure,
-)
+from .policy import Decision, PolicyView, format_duration, rank_candidates, slot_pressure
+from .thresholds import Thresholds
 from .usage.snapshot import UsageWindow
 
 

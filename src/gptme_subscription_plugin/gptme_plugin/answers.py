@@ -30,7 +30,6 @@ from ..policy import (
     Decision,
     PolicyView,
     SlotView,
-    Thresholds,
     can_serve,
     describe_usage,
     forget_old_usage,
@@ -39,6 +38,7 @@ from ..policy import (
     slot_pressure,
 )
 from ..summary import summarize
+from ..thresholds import Thresholds
 from ..usage.snapshot import UsageSnapshot, UsageWindow
 
 ACTIONS = ("status", "recommend", "switch", "check", "explain")

@@ -38,17 +38,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..credentials import tier_capacity
-from ..policy import (
-    REJECTED,
-    Decision,
-    Policy,
-    PolicyView,
-    SlotView,
-    Thresholds,
-    can_serve,
-    rate_limit_marks,
-)
+from ..policy import REJECTED, Decision, Policy, PolicyView, SlotView, can_serve, rate_limit_marks
 from ..rotation_state import RotationState
+from ..thresholds import Thresholds
 from ..usage.cache import fresh_until
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
