@@ -203,8 +203,8 @@ def record_sub_reset_time(
     by default) in `<obs_dir>/<sub>.json`, written atomically under a lock (0600)."""
     import filelock
 
-    from gptme_subscription_plugin.config import validate_slot_name
     from gptme_subscription_plugin.fsutil import atomic_write_text, ensure_private_dir
+    from gptme_subscription_plugin.names import validate_slot_name
 
     ensure_private_dir(Path(obs_dir))
     path = Path(obs_dir) / f"{validate_slot_name(sub)}.json"

@@ -38,6 +38,7 @@ from .fsutil import (
     ensure_private_dir,
     read_private_bytes,
 )
+from .names import validate_slot_name
 from .paths import (
     ENV_PREFIX,
     config_file_path,
@@ -55,7 +56,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_API_BASE = "https://api.anthropic.com"
 CACHE_FILE = "config-cache.json"
 CACHE_VERSION = 1
@@ -68,17 +68,6 @@ PositiveSeconds = Annotated[float, Gt(0)]
 
 class ConfigError(ValueError):
     """A configuration problem, phrased as one line that names the offending key."""
-
-
-def validate_slot_name(name: str) -> str:
-    """Slot names become file name suffixes: plain identifiers only, never a path."""
-    if not isinstance(name, str) or not SLOT_NAME_RE.fullmatch(name):
-        shown = repr(name)[:40]
-        raise ValueError(
-            f"invalid slot name {shown}: use 1-64 letters, digits, '-' or '_' "
-            "(no dots, slashes or spaces)"
-        )
-    return name
 
 
 @dataclass(frozen=True)
