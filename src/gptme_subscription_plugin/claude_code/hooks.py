@@ -11,21 +11,17 @@ a decided switch stays pending until such a boundary.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from ..bounds import RefusedFile, read_bounded
 from ..config import load_config
 from ..hookstatus import write_hook_status
 from ..manager import SubscriptionManager, SwitchOutcome, first_outcome
+from ..overrides import override_warnings
 from ..policy import Decision, rate_limit_marks
 from ..summary import Summary, summarize
 from .transcript import last_model
 
-MAX_SETTINGS_BYTES = 1 << 20  # a settings.json is a few KB; a bigger one is not read
-OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 # StopFailure errors that mean Anthropic refused the live slot's credential itself
 REJECTED_ERRORS = ("authentication_failed", "oauth_org_not_allowed")
 
@@ -71,25 +67,6 @@ def refresh_summary(
     )
     write_hook_status(m.config.state_dir, {**summary.to_dict(), "updated_at": now})
     return summary
-
-
-def override_warnings(
-    env: Mapping[str, str], payload: Mapping[str, Any], claude_dir: Path
-) -> list[str]:
-    """Credentials that outrank the slot files, so a flip would change nothing."""
-    found = [name for name in OVERRIDE_ENV if env.get(name)]
-    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
-    settings = [claude_dir / "settings.json"]
-    if cwd:
-        settings += [Path(cwd) / ".claude/settings.json", Path(cwd) / ".claude/settings.local.json"]
-    for path in settings:
-        try:  # a project's file: bounded, and only a regular file
-            doc = json.loads(read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8"))
-        except (OSError, ValueError, RefusedFile):
-            continue
-        if isinstance(doc, dict) and doc.get("apiKeyHelper"):
-            found.append(f"apiKeyHelper in {path}")
-    return found
 
 
 def outcome_line(outcome: SwitchOutcome | None) -> str | None:

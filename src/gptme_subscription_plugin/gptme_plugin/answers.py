@@ -481,7 +481,7 @@ def check(
     m: SubscriptionManager, env: Mapping[str, str], workspace: Path | None, now: float
 ) -> Answer:
     """Credential health and what to do, offline (no usage request)."""
-    from ..claude_code.hooks import override_warnings
+    from ..overrides import override_warnings
 
     problems: list[str] = []
     rows = []

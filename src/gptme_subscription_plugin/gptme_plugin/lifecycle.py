@@ -222,7 +222,8 @@ class Lifecycle:
     def session_start(
         self, logdir: Path | None, workspace: Path | None, tool_loaded: bool = True
     ) -> list[Note]:
-        from ..claude_code.hooks import override_warnings, refresh_summary
+        from ..claude_code.hooks import refresh_summary
+        from ..overrides import override_warnings
         from .answers import override_problem
 
         m, sess = self._manager(logdir, workspace)
