@@ -102,7 +102,12 @@ class Config:
     min_dwell: Seconds = _DEFAULT.min_dwell
     manual_hold: Seconds = _DEFAULT.manual_hold
     warn_pressure: Fraction = _DEFAULT.warn_pressure
+    warn_pressure_final: Fraction = _DEFAULT.warn_pressure_final
     usage_max_age: PositiveSeconds = _DEFAULT.usage_max_age
+    recovery_margin: Seconds = _DEFAULT.recovery_margin
+    unknown_reset_wait: PositiveSeconds = _DEFAULT.unknown_reset_wait
+    neutral_pressure: Share = _DEFAULT.neutral_pressure
+    reset_resolution: Seconds = _DEFAULT.reset_resolution
 
     @property
     def live_path(self) -> Path:

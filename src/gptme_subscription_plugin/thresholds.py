@@ -27,5 +27,18 @@ class Thresholds:
     min_dwell: float = 900.0
     manual_hold: float = 8 * 3600.0
     probe_cooldown: float = 1800.0
-    warn_pressure: float = 0.80
+    warn_pressure: float = 0.80  # the first pressure level the agents are warned at
+    warn_pressure_final: float = 0.95  # the last one (halfway between the two is the middle)
     usage_max_age: float = 4 * 3600.0
+    # when no slot can serve: switch ahead to one back this much sooner than the live one
+    recovery_margin: float = 600.0
+    # a limit with no reset in sight: look again this much later
+    unknown_reset_wait: float = 3600.0
+    # the pressure a slot with no reading ranks at among candidates (and 1 minus it, the room
+    # it ranks at among last resorts): between a fresh slot and a spent one
+    neutral_pressure: float = 0.5
+    # Reset times this close rank as one: readings of equal quota taken moments apart (a
+    # relative "resets in 3600 s" counted from each poll's own clock read, a script's cached
+    # answer, a reset Claude Code's /usage screen shows to the minute) leave the choice to the
+    # user's fallback_order. Far below forward_route_margin, which moves load hours ahead.
+    reset_resolution: float = 600.0
