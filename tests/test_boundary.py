@@ -15,8 +15,9 @@ from gptme_subscription_plugin.boundary import (
     StartRefusal,
     Switch,
 )
-from gptme_subscription_plugin.policy import REJECTED, DefaultPolicy, PolicyView, Thresholds
+from gptme_subscription_plugin.policy import REJECTED, DefaultPolicy, PolicyView
 from gptme_subscription_plugin.rotation_state import RotationState
+from gptme_subscription_plugin.thresholds import Thresholds
 
 from .support.usage import DAY, NOW, H, slot_view
 

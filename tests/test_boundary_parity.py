@@ -18,12 +18,13 @@ import pytest
 
 from gptme_subscription_plugin.boundary_runner import BoundaryRunner
 from gptme_subscription_plugin.manager import SubscriptionManager
-from gptme_subscription_plugin.policy import DefaultPolicy, Thresholds
+from gptme_subscription_plugin.policy import DefaultPolicy
 from gptme_subscription_plugin.rotation_state import RotationState
 from gptme_subscription_plugin.sim.engine import Simulator
 from gptme_subscription_plugin.sim.fleet import FleetAccount
 from gptme_subscription_plugin.sim.model import DAY, T0, TIERS
 from gptme_subscription_plugin.sim.workload import Request, Session, Turn, Workload
+from gptme_subscription_plugin.thresholds import Thresholds
 
 from .support.credentials import access_token, serve_profile
 from .support.fake_api import FakeAnthropicServer

@@ -612,7 +612,8 @@ def test_reauth_instructions_log_in_apart_and_never_hand_link(tmp_path: Path):
 
 def test_pressure_and_blocked_are_our_policys_answers():
     from gptme_subscription import is_subscription_blocked, subscription_pressure_from_usage
-    from gptme_subscription_plugin.policy import Thresholds, slot_pressure
+    from gptme_subscription_plugin.policy import slot_pressure
+    from gptme_subscription_plugin.thresholds import Thresholds
     from gptme_subscription_plugin.usage.script import parse_script_usage
 
     doc = usage(0.45, 0.49, seven_day_sonnet={"utilization": 0.2, "resets_in_seconds": DAY})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.config import ConfigError, load_config, validate_slot_name
+from gptme_subscription_plugin.config import ConfigError, load_config
+from gptme_subscription_plugin.names import validate_slot_name
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -12,11 +12,11 @@ from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
     SlotView,
-    Thresholds,
     rank_candidates,
     rank_last_resort,
     rank_untried,
 )
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     UsageSnapshot,
 )
@@ -68,7 +68,7 @@ def test_every_ranking_leaves_equal_readings_to_the_preference(skew, order):
     assert [s.name for s in rank_candidates(fresh, t, now, exclude="live")] == order
     assert DefaultPolicy(t).decide(fresh, now).target == order[0]
     spent = view_of(["b", "c"], skew, order, used=0.985)  # past our threshold, under 100 %
-    assert [s.name for s in rank_last_resort(spent, now, exclude="live")] == order
+    assert [s.name for s in rank_last_resort(spent, t, now, exclude="live")] == order
     assert [s.name for s in rank_untried(spent, t, now, exclude="live")] == order
 
 

@@ -278,7 +278,7 @@ def test_paths_from_outside_that_are_not_regular_files_are_refused_without_block
     code = (
         "import sys; from pathlib import Path\n"
         "from gptme_subscription_plugin.claude_code.transcript import last_model\n"
-        "from gptme_subscription_plugin.claude_code.hooks import override_warnings\n"
+        "from gptme_subscription_plugin.overrides import override_warnings\n"
         f"assert last_model({str(target)!r}) is None\n"
         f"print(override_warnings({{}}, {{'cwd': {str(project)!r}}}, Path({str(tmp_path)!r})))\n"
     )

@@ -360,3 +360,17 @@ def test_a_damaged_rotation_json_breaks_no_decision_and_is_written_back_clean(en
     assert doc["manual_hold"] == {"slot": "bob", "until": clock() + m.config.manual_hold}
     assert doc["last_switch_at"] == clock() and "written_by" not in doc
     assert doc["rejected"] == {} and doc["limited_models"] == {} and "clamped" not in doc
+
+
+def test_the_cache_settings_bound_the_backoff_of_a_failing_slot(tmp_path, fake_server):
+    """`usage_max_backoff` caps the wait after failed polls (it doubles from poll_interval)."""
+    box = Sandbox(tmp_path, ("alice",), server=fake_server, expires_at=T0 + 8 * H)
+    clock = Clock(T0)
+    m = box.manager(clock, poll_interval=180, poll_timeout=1.0, usage_max_backoff=400.0)
+    fake_server.set_fault("500")
+    waits = []
+    for _ in range(4):
+        m.check_usage(refresh=True, force=True)
+        waits.append(m.usage.status("alice", clock())["next_poll_in"])
+        clock.now += 1000  # past any wait: the next poll goes out
+    assert waits == [180.0, 360.0, 400.0, 400.0]

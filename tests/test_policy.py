@@ -12,7 +12,6 @@ from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
     SlotView,
-    Thresholds,
     can_serve,
     exhaustion,
     expected_recovery,
@@ -26,6 +25,7 @@ from gptme_subscription_plugin.policy import (
     slot_pressure,
     window_pressure,
 )
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     FIVE_HOUR_S,
     SEVEN_DAY_S,

@@ -6,7 +6,6 @@ from gptme_subscription_plugin.policy import (
     DefaultPolicy,
     PolicyView,
     SlotView,
-    Thresholds,
     can_serve,
     is_limited,
     model_recovery,
@@ -14,6 +13,7 @@ from gptme_subscription_plugin.policy import (
     rate_limit_marks,
     recovery_time,
 )
+from gptme_subscription_plugin.thresholds import Thresholds
 
 from .support.usage import NOW, H, decide
 from .support.usage import slot_view as slot

@@ -9,13 +9,8 @@ policy then captured 4-5 points less than soonest-weekly-reset-first in `stagger
 
 from __future__ import annotations
 
-from gptme_subscription_plugin.policy import (
-    DefaultPolicy,
-    PolicyView,
-    SlotView,
-    Thresholds,
-    forget_old_usage,
-)
+from gptme_subscription_plugin.policy import DefaultPolicy, PolicyView, SlotView, forget_old_usage
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     SEVEN_DAY_S,
 )

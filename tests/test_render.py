@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gptme_subscription_plugin.credentials import CredentialInfo, Health
-from gptme_subscription_plugin.policy import PolicyView, SlotView, Thresholds
+from gptme_subscription_plugin.policy import PolicyView, SlotView
 from gptme_subscription_plugin.render import bar, capacity, status_table
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     UsageSnapshot,
 )

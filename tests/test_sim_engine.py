@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gptme_subscription_plugin.policy import Decision, DefaultPolicy, PolicyView, Thresholds
+from gptme_subscription_plugin.policy import Decision, DefaultPolicy, PolicyView
 from gptme_subscription_plugin.sim.engine import SimOptions, Simulator
 from gptme_subscription_plugin.sim.fleet import FleetAccount
 from gptme_subscription_plugin.sim.model import DAY, HOUR, T0, TIERS, Tier
@@ -18,6 +18,7 @@ from gptme_subscription_plugin.sim.tournament import (
     to_json,
 )
 from gptme_subscription_plugin.sim.workload import Request, Session, Turn, Workload
+from gptme_subscription_plugin.thresholds import Thresholds
 
 
 def req(

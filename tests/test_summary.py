@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from gptme_subscription_plugin.paths import resolve_claude_dir, resolve_state_dir
-from gptme_subscription_plugin.policy import DefaultPolicy, PolicyView, SlotView, Thresholds
+from gptme_subscription_plugin.policy import DefaultPolicy, PolicyView, SlotView
 from gptme_subscription_plugin.summary import pressure_level, summarize, warn_levels
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     UsageSnapshot,
 )

@@ -82,7 +82,7 @@ def format_reauth_instructions(sub: str) -> str:
     import tempfile
 
     from gptme_subscription_plugin.cli import reauth_instructions
-    from gptme_subscription_plugin.config import validate_slot_name
+    from gptme_subscription_plugin.names import validate_slot_name
 
     name = validate_slot_name(sub)
     login_dir = Path(tempfile.mkdtemp(prefix=f"gptme-subscription-reauth-{name}-"))

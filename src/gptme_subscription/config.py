@@ -189,7 +189,7 @@ class Config:
 
     def slot_path(self, sub: str) -> Path:
         """`<creds_dir>/.credentials.json.<sub>`; ValueError for a name that is not a slot name."""
-        from gptme_subscription_plugin.config import validate_slot_name
+        from gptme_subscription_plugin.names import validate_slot_name
         from gptme_subscription_plugin.slots import SLOT_PREFIX
 
         return Path(self.creds_dir) / f"{SLOT_PREFIX}{validate_slot_name(sub)}"

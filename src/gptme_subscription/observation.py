@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._dropped import module_getattr
 
 if TYPE_CHECKING:
-    from gptme_subscription_plugin.policy import Thresholds
+    from gptme_subscription_plugin.thresholds import Thresholds
     from gptme_subscription_plugin.usage.snapshot import UsageSnapshot, UsageWindow
 
 SEVEN_DAY_S = 7 * 24 * 3600
@@ -43,7 +43,7 @@ def thresholds(
     sonnet_weekly_exhausted: float | None = None,
 ) -> Thresholds:
     """Our Thresholds with 0.1.0's three exhaustion levels where given (ours elsewhere)."""
-    from gptme_subscription_plugin.policy import Thresholds
+    from gptme_subscription_plugin.thresholds import Thresholds
 
     given = {
         "weekly_exhausted": weekly_exhausted,
@@ -203,8 +203,8 @@ def record_sub_reset_time(
     by default) in `<obs_dir>/<sub>.json`, written atomically under a lock (0600)."""
     import filelock
 
-    from gptme_subscription_plugin.config import validate_slot_name
     from gptme_subscription_plugin.fsutil import atomic_write_text, ensure_private_dir
+    from gptme_subscription_plugin.names import validate_slot_name
 
     ensure_private_dir(Path(obs_dir))
     path = Path(obs_dir) / f"{validate_slot_name(sub)}.json"

@@ -28,7 +28,8 @@ from .observation import (
 )
 
 if TYPE_CHECKING:
-    from gptme_subscription_plugin.policy import PolicyView, Thresholds
+    from gptme_subscription_plugin.policy import PolicyView
+    from gptme_subscription_plugin.thresholds import Thresholds
 
 TARGET_NOTE = (
     "target_utilization has no equivalent: our pace is the straight line to 100 % at the "
@@ -184,7 +185,8 @@ def ranked(
 ) -> list[str]:
     """Our candidate ranking of the view's slots under `thresholds` (a manager's configured
     ones; ours by default), the ones that cannot serve after them."""
-    from gptme_subscription_plugin.policy import Thresholds, rank_candidates
+    from gptme_subscription_plugin.policy import rank_candidates
+    from gptme_subscription_plugin.thresholds import Thresholds
 
     t = Thresholds() if thresholds is None else thresholds
     best = [s.name for s in rank_candidates(view, t, now, exclude=exclude)]

@@ -19,7 +19,7 @@ _EXPORTS = {
     "Policy": "policy",
     "PolicyView": "policy",
     "SlotView": "policy",
-    "Thresholds": "policy",
+    "Thresholds": "thresholds",
     "can_serve": "policy",
     "exhaustion": "policy",
     "format_duration": "policy",

@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .policy import REJECTED, Decision, Policy, PolicyView, SlotView, Thresholds, can_serve
+from .policy import REJECTED, Decision, Policy, PolicyView, SlotView, can_serve
 from .policy import rate_limit_marks as _rate_limit_marks
 from .rotation_state import RotationState
+from .thresholds import Thresholds
 
 RATE_LIMIT = "rate_limit"
 # StopFailure errors that mean Anthropic refused the live slot's credential itself

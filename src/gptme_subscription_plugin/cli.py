@@ -481,7 +481,7 @@ def cmd_heal(m: SubscriptionManager, args: argparse.Namespace) -> int:
 def cmd_reauth(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .config import validate_slot_name
+    from .names import validate_slot_name
 
     try:
         name = validate_slot_name(args.slot)

@@ -38,6 +38,7 @@ from .fsutil import (
     ensure_private_dir,
     read_private_bytes,
 )
+from .names import validate_slot_name
 from .paths import (
     ENV_PREFIX,
     config_file_path,
@@ -46,7 +47,7 @@ from .paths import (
     path_from_config_file,
     resolve_state_dir,
 )
-from .policy import Thresholds
+from .thresholds import Thresholds
 
 _DEFAULT = Thresholds()
 
@@ -55,7 +56,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DEFAULT_API_BASE = "https://api.anthropic.com"
 CACHE_FILE = "config-cache.json"
 CACHE_VERSION = 1
@@ -68,17 +68,6 @@ PositiveSeconds = Annotated[float, Gt(0)]
 
 class ConfigError(ValueError):
     """A configuration problem, phrased as one line that names the offending key."""
-
-
-def validate_slot_name(name: str) -> str:
-    """Slot names become file name suffixes: plain identifiers only, never a path."""
-    if not isinstance(name, str) or not SLOT_NAME_RE.fullmatch(name):
-        shown = repr(name)[:40]
-        raise ValueError(
-            f"invalid slot name {shown}: use 1-64 letters, digits, '-' or '_' "
-            "(no dots, slashes or spaces)"
-        )
-    return name
 
 
 @dataclass(frozen=True)
@@ -99,6 +88,10 @@ class Config:
     lock_wait: Annotated[float, Ge(0), Le(600)] = 9.0
     backup_keep: Annotated[int, Ge(1), Le(100)] = 5
     session_ttl: PositiveSeconds = 1800.0
+    # the usage cache: the longest wait between polls of a failing slot, and how long a
+    # cache write waits for the slot's lock before it is skipped
+    usage_max_backoff: PositiveSeconds = 3600.0
+    usage_lock_wait: Annotated[float, Ge(0), Le(60)] = 2.0
     # thresholds (fractions 0-1 and seconds); the policy reads them through `thresholds`, and
     # their defaults are the policy's own (`Thresholds`), so they are written down once
     weekly_exhausted: Fraction = _DEFAULT.weekly_exhausted
@@ -113,7 +106,12 @@ class Config:
     min_dwell: Seconds = _DEFAULT.min_dwell
     manual_hold: Seconds = _DEFAULT.manual_hold
     warn_pressure: Fraction = _DEFAULT.warn_pressure
+    warn_pressure_final: Fraction = _DEFAULT.warn_pressure_final
     usage_max_age: PositiveSeconds = _DEFAULT.usage_max_age
+    recovery_margin: Seconds = _DEFAULT.recovery_margin
+    unknown_reset_wait: PositiveSeconds = _DEFAULT.unknown_reset_wait
+    neutral_pressure: Share = _DEFAULT.neutral_pressure
+    reset_resolution: Seconds = _DEFAULT.reset_resolution
 
     @property
     def live_path(self) -> Path:

@@ -165,7 +165,12 @@ class SubscriptionManager:
         self.state = StateStore(config.state_dir)
         self.events = EventLog(config.state_dir)
         self.turns = TurnRegistry(config.state_dir)
-        self.usage = UsageCache(config.state_dir, config.poll_interval)
+        self.usage = UsageCache(
+            config.state_dir,
+            config.poll_interval,
+            max_backoff=config.usage_max_backoff,
+            lock_timeout=config.usage_lock_wait,
+        )
         self.identities = IdentityResolver(
             self.state, config.api_base, config.poll_timeout, clock=clock
         )

@@ -34,40 +34,12 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from .thresholds import Thresholds
 from .usage.snapshot import FIVE_HOUR_S, UsageSnapshot, UsageWindow, model_matches
 
 Action = Literal["stay", "switch", "hold", "defer"]
 
-# Switch ahead to a slot that is back this much sooner than the live one (when none serves).
-RECOVERY_MARGIN = 600.0
 REJECTED = "rejected"  # SlotView.health of a credential Anthropic refused
-UNKNOWN_RESET_WAIT = 3600.0  # a limit with no reset in sight: look again in an hour
-# Reset times this close rank as one: readings of equal quota taken moments apart (a relative
-# "resets in 3600 s" counted from each poll's own clock read, a script's cached answer, a
-# reset Claude Code's /usage screen shows to the minute) leave the choice to the user's
-# fallback_order. Far below the forward-routing margin, which moves load only hours ahead.
-RESET_RESOLUTION = 600.0
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Every tunable number of the policy, in one place (filled from Config)."""
-
-    # tuned in the tournament (benchmarks/tournament.py; README, Routing simulator)
-    weekly_exhausted: float = 0.98
-    five_hour_exhausted: float = 0.90
-    model_weekly_exhausted: float = 0.95
-    five_hour_headroom: float = 0.80
-    rebalance_ahead: float = 0.10
-    forward_route_margin: float = 2 * 3600.0
-    forward_route_min_remaining: float = 0.0
-    rebalance_window: float = 12 * 3600.0  # a rebalance target expires about as soon as this
-    burst_window: float = 48 * 3600.0  # a bigger plan expiring this much later takes a burst
-    min_dwell: float = 900.0
-    manual_hold: float = 8 * 3600.0
-    probe_cooldown: float = 1800.0
-    warn_pressure: float = 0.80
-    usage_max_age: float = 4 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -283,10 +255,11 @@ def expected_recovery(
     usage: UsageSnapshot | None,
     thresholds: Thresholds,
     now: float,
-    default: float = UNKNOWN_RESET_WAIT,
+    default: float | None = None,
 ) -> float:
     """When a slot that just answered 429 should serve again: the soonest reset among its
-    spent windows and its 5-hour window; else `default` seconds from now.
+    spent windows and its 5-hour window; else `default` seconds from now
+    (`thresholds.unknown_reset_wait` unless given).
 
     A 5-hour window read before its reset still bounds the answer: the window that refused
     opened at the first request after that reset, so it resets a whole window later at the
@@ -309,7 +282,9 @@ def expected_recovery(
             resets.append(five.resets_at)
         elif five.resets_at + five.window_seconds > now:  # rolled over since it was read
             resets.append(five.resets_at + five.window_seconds)
-    return min(resets) if resets else now + default
+    if resets:
+        return min(resets)
+    return now + (thresholds.unknown_reset_wait if default is None else default)
 
 
 def pace_gap(window: UsageWindow | None, now: float) -> float | None:
@@ -407,7 +382,7 @@ def model_recovery(
         if window.effective_utilization(now) < thresholds.model_weekly_exhausted:
             continue
         resets = [r for r in (window.resets_at, five_reset) if r is not None and r > now]
-        limits[key] = min(resets) if resets else now + UNKNOWN_RESET_WAIT
+        limits[key] = min(resets) if resets else now + thresholds.unknown_reset_wait
     return limits
 
 
@@ -486,10 +461,12 @@ def reset_ranks(
     slots: Sequence[SlotView],
     reset: Callable[[SlotView], float],
     part: Callable[[SlotView], Hashable] = lambda s: None,
+    *,
+    resolution: float,
 ) -> dict[str, int]:
     """Each slot's reset time as a rank (0 soonest) among the slots of its `part` (those an
-    earlier sort key does not tell apart). A run of resets within RESET_RESOLUTION of its
-    first one shares a rank; unknown (inf) ranks last."""
+    earlier sort key does not tell apart). A run of resets within `resolution` seconds
+    (`Thresholds.reset_resolution`) of its first one shares a rank; unknown (inf) ranks last."""
     parts: dict[Hashable, list[SlotView]] = {}
     for s in slots:
         parts.setdefault(part(s), []).append(s)
@@ -498,7 +475,7 @@ def reset_ranks(
         rank, start = -1, -math.inf
         for s in sorted(members, key=lambda s: (reset(s), s.name)):
             t = reset(s)
-            if rank < 0 or t > start + RESET_RESOLUTION:
+            if rank < 0 or t > start + resolution:
                 rank, start = rank + 1, t
             ranks[s.name] = rank
     return ranks
@@ -523,14 +500,19 @@ def rank_candidates(
         and not in_probe_cooldown(s, thresholds, now)
     ]
     classes = {s.name: rank_class(s, view, thresholds, now) for s in eligible}
-    expiry = reset_ranks(eligible, lambda s: weekly_reset(s.usage, now), lambda s: classes[s.name])
+    expiry = reset_ranks(
+        eligible,
+        lambda s: weekly_reset(s.usage, now),
+        lambda s: classes[s.name],
+        resolution=thresholds.reset_resolution,
+    )
 
     def key(s: SlotView) -> tuple[int, int, int, float, int, str]:
         pressure = slot_pressure(s.usage, thresholds, now, view.model)
         return (
             *classes[s.name],
             expiry[s.name],
-            0.5 if pressure is None else pressure,
+            thresholds.neutral_pressure if pressure is None else pressure,
             preferred(s),
             s.name,
         )
@@ -549,14 +531,22 @@ def rank_class(
     )
 
 
-def rank_last_resort(view: PolicyView, now: float, exclude: str | None = None) -> list[SlotView]:
+def rank_last_resort(
+    view: PolicyView, thresholds: Thresholds, now: float, exclude: str | None = None
+) -> list[SlotView]:
     """Slots past our thresholds but under the hard limit, most room first, then expiry, then
-    the user's preference."""
+    the user's preference. A slot with no reading counts as `neutral_pressure` used."""
     eligible = [s for s in view.slots if s.name != exclude and may_serve(s, now, view.model)]
     preferred = preference_rank(view)
     rooms = {s.name: hard_room(s.usage, now, view.model) for s in eligible}
-    room = {n: -(0.5 if r is None else r) for n, r in rooms.items()}
-    expiry = reset_ranks(eligible, lambda s: weekly_reset(s.usage, now), lambda s: room[s.name])
+    unknown = 1.0 - thresholds.neutral_pressure
+    room = {n: -(unknown if r is None else r) for n, r in rooms.items()}
+    expiry = reset_ranks(
+        eligible,
+        lambda s: weekly_reset(s.usage, now),
+        lambda s: room[s.name],
+        resolution=thresholds.reset_resolution,
+    )
     return sorted(eligible, key=lambda s: (room[s.name], expiry[s.name], preferred(s), s.name))
 
 
@@ -578,7 +568,7 @@ def rank_untried(
         for s in view.slots
         if s.name != exclude and s.usable and not is_limited(s, now, view.model)
     ]
-    soonest = reset_ranks(eligible, lambda s: backs[s.name])
+    soonest = reset_ranks(eligible, lambda s: backs[s.name], resolution=thresholds.reset_resolution)
     return sorted(eligible, key=lambda s: (soonest[s.name], preferred(s), s.name))
 
 
@@ -791,7 +781,7 @@ class DefaultPolicy:
                 f"{live.name} ({describe_usage(live.usage, now)})",
                 urgent=True,
             )
-        last = rank_last_resort(view, now, exclude=view.live)
+        last = rank_last_resort(view, t, now, exclude=view.live)
         if last:
             best = last[0]
             return make(
@@ -829,11 +819,11 @@ class DefaultPolicy:
             )
         live_back = math.inf if live is None else backs[live.name]
         others = [s for s in view.slots if s.name != view.live]
-        soonest = reset_ranks(others, lambda s: backs[s.name])
+        soonest = reset_ranks(others, lambda s: backs[s.name], resolution=t.reset_resolution)
         preferred = preference_rank(view)
         others.sort(key=lambda s: (soonest[s.name], preferred(s), s.name))
         back = backs[others[0].name] if others else math.inf
-        if back != math.inf and back + RECOVERY_MARGIN < live_back:
+        if back != math.inf and back + t.recovery_margin < live_back:
             name = others[0].name
             return make(
                 "switch",

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from .policy import (
     Decision,
     PolicyView,
-    Thresholds,
     can_serve,
     forget_old_usage,
     format_duration,
@@ -18,6 +17,7 @@ from .policy import (
     weekly_remaining,
     weekly_reset,
 )
+from .thresholds import Thresholds
 from .usage.snapshot import UsageWindow
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from typing import Any
 
 from . import fsutil
 from .claude_locks import claude_credential_lock, reclaim_dead_locks
-from .config import validate_slot_name
 from .crashpoints import crash_point
 from .credentials import (
     AccountIdentity,
@@ -37,6 +36,7 @@ from .credentials import (
     read_credential_bytes,
 )
 from .identity import IdentityResolver
+from .names import validate_slot_name
 from .ownership import SlotRecord, Verdict, owner_of
 from .state import StateStore
 

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,11 +31,11 @@ from .fsutil import (
     open_private_read,
     read_private_bytes,
 )
+from .names import check_name
 from .redact import REDACTED, has_token
 
 log = logging.getLogger(__name__)
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 EVENTS_FILE = "events.jsonl"
 MAX_EVENT_LINE = 4096
 MAX_EVENTS_BYTES = 5 * 1024 * 1024
@@ -56,11 +55,7 @@ class StateUnwritable(OSError):
 
 def validate_name(name: str) -> str:
     """Document names become file names: letters, digits, `_` and `-` only, so no path tricks."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ValueError(
-            f"invalid state document name {name!r}: use 1-64 letters, digits, '_' or '-'"
-        )
-    return name
+    return check_name(name, "state document name")
 
 
 class StateStore:

@@ -11,21 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import (
-    Decision,
-    PolicyView,
-    Thresholds,
-    format_duration,
-    rank_candidates,
-    slot_pressure,
-)
+from .policy import Decision, PolicyView, format_duration, rank_candidates, slot_pressure
+from .thresholds import Thresholds
 from .usage.snapshot import UsageWindow
 
 
 def warn_levels(thresholds: Thresholds) -> list[float]:
-    """Pressure crossings worth one warning each: warn_pressure, then halfway to 1, then 0.95."""
+    """Pressure crossings worth one warning each: warn_pressure, then halfway to 1, then
+    warn_pressure_final."""
     first = thresholds.warn_pressure
-    return sorted({round(first, 4), round((first + 1.0) / 2, 4), 0.95} - {1.0})
+    last = round(thresholds.warn_pressure_final, 4)
+    return sorted({round(first, 4), round((first + 1.0) / 2, 4), last} - {1.0})
 
 
 def pressure_level(pressure: float | None, levels: list[float]) -> int:

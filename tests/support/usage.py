@@ -12,13 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from gptme_subscription_plugin.policy import (
-    Decision,
-    DefaultPolicy,
-    PolicyView,
-    SlotView,
-    Thresholds,
-)
+from gptme_subscription_plugin.policy import Decision, DefaultPolicy, PolicyView, SlotView
+from gptme_subscription_plugin.thresholds import Thresholds
 from gptme_subscription_plugin.usage.snapshot import (
     FIVE_HOUR_S,
     SEVEN_DAY_S,

@@ -18,7 +18,7 @@ from typing import Any
 from ..claude_locks import lock_status
 from ..installfiles import InstallError
 from ..manager import SubscriptionManager
-from .hooks import override_warnings
+from ..overrides import OVERRIDE_ENV, override_warnings
 from .installer import (
     HOOK_SPECS,
     installed_events,
@@ -218,7 +218,7 @@ def check_environment(
 
 # `env` keys in a settings file that make Claude Code authenticate with something other than
 # the live slot credential: a credential of its own, or another provider.
-SETTINGS_CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+SETTINGS_CREDENTIAL_ENV = OVERRIDE_ENV
 SETTINGS_PROVIDER_ENV = (
     "CLAUDE_CODE_USE_BEDROCK",
     "CLAUDE_CODE_USE_VERTEX",

@@ -11,19 +11,14 @@ a decided switch stays pending until such a boundary.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ..boundary_runner import BoundaryResult, BoundaryRunner
-from ..bounds import RefusedFile, read_bounded
 from ..config import load_config
 from ..manager import SubscriptionManager
+from ..overrides import override_warnings
 from .transcript import last_model
-
-MAX_SETTINGS_BYTES = 1 << 20  # a settings.json is a few KB; a bigger one is not read
-OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 
 
 def make_manager(env: Mapping[str, str]) -> SubscriptionManager:
@@ -42,25 +37,6 @@ def context_output(event: str, text: str, system_message: str | None = None) -> 
 def session_of(payload: Mapping[str, Any]) -> str | None:
     sid = payload.get("session_id")
     return sid if isinstance(sid, str) and sid else None
-
-
-def override_warnings(
-    env: Mapping[str, str], payload: Mapping[str, Any], claude_dir: Path
-) -> list[str]:
-    """Credentials that outrank the slot files, so a flip would change nothing."""
-    found = [name for name in OVERRIDE_ENV if env.get(name)]
-    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
-    settings = [claude_dir / "settings.json"]
-    if cwd:
-        settings += [Path(cwd) / ".claude/settings.json", Path(cwd) / ".claude/settings.local.json"]
-    for path in settings:
-        try:  # a project's file: bounded, and only a regular file
-            doc = json.loads(read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8"))
-        except (OSError, ValueError, RefusedFile):
-            continue
-        if isinstance(doc, dict) and doc.get("apiKeyHelper"):
-            found.append(f"apiKeyHelper in {path}")
-    return found
 
 
 def _lines(result: BoundaryResult, *extra: str | None) -> list[str]:
@@ -144,4 +120,4 @@ HANDLERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, str]], dict[str, A
     "stop-failure": stop_failure,
 }
 
-__all__ = ["HANDLERS", "override_warnings"]
+__all__ = ["HANDLERS"]

@@ -30,7 +30,6 @@ from ..policy import (
     Decision,
     PolicyView,
     SlotView,
-    Thresholds,
     can_serve,
     describe_usage,
     forget_old_usage,
@@ -39,6 +38,7 @@ from ..policy import (
     slot_pressure,
 )
 from ..status_snapshot import StatusSnapshot
+from ..thresholds import Thresholds
 from ..usage.snapshot import UsageSnapshot, UsageWindow
 
 ACTIONS = ("status", "recommend", "switch", "check", "explain")
@@ -483,7 +483,7 @@ def check(
     m: SubscriptionManager, env: Mapping[str, str], workspace: Path | None, now: float
 ) -> Answer:
     """Credential health and what to do, offline (no usage request)."""
-    from ..claude_code.hooks import override_warnings
+    from ..overrides import override_warnings
 
     problems: list[str] = []
     rows = []

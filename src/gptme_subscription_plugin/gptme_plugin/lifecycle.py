@@ -224,7 +224,7 @@ class Lifecycle:
     def session_start(
         self, logdir: Path | None, workspace: Path | None, tool_loaded: bool = True
     ) -> list[Note]:
-        from ..claude_code.hooks import override_warnings
+        from ..overrides import override_warnings
         from .answers import override_problem
 
         m, sess = self._manager(logdir, workspace)

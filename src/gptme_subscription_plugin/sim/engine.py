@@ -46,8 +46,9 @@ from ..boundary import (
     refreshes,
 )
 from ..credentials import tier_capacity
-from ..policy import Policy, PolicyView, SlotView, Thresholds
+from ..policy import Policy, PolicyView, SlotView
 from ..rotation_state import RotationState
+from ..thresholds import Thresholds
 from ..usage.cache import SlotRecord, UsageRules, fresh_until
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot
@@ -71,6 +72,7 @@ class SimOptions:
 
     poll_interval: float = 180.0
     session_ttl: float = 1800.0
+    usage_max_backoff: float = 3600.0
     cache_ttl: float = 300.0
     outages: tuple[tuple[float, float], ...] = ()  # the usage endpoint answers 429 in these
 
@@ -311,7 +313,7 @@ class Simulator:
         self.names = [a.name for a in fleet]
         self.index = {n: i for i, n in enumerate(self.names)}
         self.cache = [SlotRecord(n) for n in self.names]
-        self.usage_rules = UsageRules(self.opt.poll_interval)  # UsageCache's defaults
+        self.usage_rules = UsageRules(self.opt.poll_interval, self.opt.usage_max_backoff)
         self.controller = BoundaryController.for_policy(policy, self.thresholds)
         self.sessions = [_SessionState(i, s) for i, s in enumerate(workload.sessions)]
         # hook-pack state: the live link, rotation.json (the manager's own type) and the

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..policy import DefaultPolicy, Policy, Thresholds
+from ..policy import DefaultPolicy, Policy
+from ..thresholds import Thresholds
 from .engine import RunMetrics, Simulator
 from .oracle import ClairvoyantPolicy, flow_bound
 from .rivals import (

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..fsutil import atomic_write_text, check_private, private_subdir, read_private_bytes
+from ..names import is_valid_name, validate_slot_name
 from .oauth import SourceBusy, UsageFetchError, UsageParseError
 from .snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 
@@ -42,8 +42,6 @@ RESET_SLACK = 1.25
 # a slot's cache is a few KB; a bigger one is read as empty and rewritten at the next poll
 MAX_CACHE_BYTES = 256 * 1024
 MIN_BACKOFF = 1.0
-# Same rule as config.SLOT_NAME_RE, repeated so hot paths need not import pydantic.
-_SLOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MODEL_PREFIX = "model:"
 
 
@@ -55,9 +53,7 @@ def fresh_until(observed_at: float, poll_interval: float) -> float:
 
 def _check_slot(slot: str) -> str:
     """Slot names become file names here: plain identifiers only."""
-    if not isinstance(slot, str) or not _SLOT_RE.fullmatch(slot):
-        raise ValueError(f"invalid slot name {repr(slot)[:40]}")
-    return slot
+    return validate_slot_name(slot)
 
 
 def _opt_float(value: Any) -> float | None:
@@ -335,7 +331,7 @@ class UsageCache:
             names = [p.name[: -len(".json")] for p in self.dir.glob("*.json")]
         except OSError:
             return []
-        return sorted(n for n in names if _SLOT_RE.fullmatch(n))
+        return sorted(n for n in names if is_valid_name(n))
 
     def _read(self, slot: str) -> SlotRecord:
         path = self.path(slot)  # a bad slot name raises here, before the lenient read

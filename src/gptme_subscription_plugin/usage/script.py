@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..bounds import RefusedFile, read_bounded, run_bounded
 from ..fsutil import ForeignPathError, atomic_write_bytes, check_runnable
+from ..overrides import OVERRIDE_ENV
 from ..paths import INSIDE_USAGE_SCRIPT_ENV
 from ..redact import clean_external
 from .oauth import UsageFetchError, UsageParseError, json_number
@@ -41,7 +42,7 @@ MAX_OUTPUT_BYTES = 1024 * 1024
 SCRIPT_MODEL_WINDOWS = {"seven_day_sonnet": "sonnet", "seven_day_opus": "opus"}
 # Environment credentials outrank the credential file and would make the script report the
 # wrong account (reference/claude-code.md section 0, finding 8).
-OVERRIDING_ENV = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"})
+OVERRIDING_ENV = frozenset(OVERRIDE_ENV)
 # Told to the script: which slot it is asked about, and that slot's credential file (the
 # second is the upstream script's own override, which keys its cache by that file).
 SLOT_ENV = "GPTME_SUBSCRIPTION_SLOT"
