@@ -31,7 +31,8 @@ from .boundary import (
 from .hookstatus import write_hook_status
 from .manager import SubscriptionManager, SwitchOutcome
 from .policy import Decision, PolicyView
-from .summary import Summary, summarize
+from .status_snapshot import agent_summary
+from .summary import Summary
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,7 @@ def publish_summary(
         view = m.view(m.check_usage(refresh=refresh))
     decision = decision or m.policy.decide(view, now)
     pending = m.rotation().pending
-    summary = summarize(
-        view, decision, m.config.thresholds, now, pending=pending.slot if pending else None
-    )
+    summary = agent_summary(m, view, decision, now, pending.slot if pending else None)
     write_hook_status(m.config.state_dir, {**summary.to_dict(), "updated_at": now})
     return summary
 

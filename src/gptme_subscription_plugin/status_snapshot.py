@@ -77,7 +77,7 @@ def take_snapshot(
     view = m.view({r.name: r.usage for r in reports})
     decision = m.policy.decide(view, now)
     pending_slot = pending.get("slot") if pending else None
-    summary = summarize(view, decision, m.config.thresholds, now, pending=pending_slot)
+    summary = agent_summary(m, view, decision, now, pending_slot)
     return StatusSnapshot(
         now=now,
         live=m.get_active_subscription(),
@@ -94,4 +94,12 @@ def take_snapshot(
     )
 
 
-__all__ = ["StatusSnapshot", "take_snapshot"]
+def agent_summary(
+    m: SubscriptionManager, view: PolicyView, decision: Decision, now: float, pending: str | None
+) -> Summary:
+    """The compact paragraph for agents: the snapshot's, and the one the turn-boundary hooks
+    publish for the PreToolUse fast path (they build only the view, not the whole status)."""
+    return summarize(view, decision, m.config.thresholds, now, pending=pending)
+
+
+__all__ = ["StatusSnapshot", "agent_summary", "take_snapshot"]
