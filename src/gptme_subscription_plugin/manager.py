@@ -16,9 +16,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from filelock import Timeout
 
@@ -26,6 +25,7 @@ from . import bounds, fsutil
 from .config import Config
 from .credentials import Credential, CredentialError, CredentialInfo, load_credential
 from .identity import IdentityResolver
+from .outcomes import ProbeResult, SlotReport, SwitchOutcome, first_outcome
 from .policy import (
     Decision,
     DefaultPolicy,
@@ -57,95 +57,7 @@ MIN_POLL_S = 0.3
 MIN_SCRIPT_S = 1.0
 # `status` mentions a clamped rotation time for this long after it happened.
 NOTE_TTL = 86400.0
-SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class SwitchOutcome:
-    """What a switch request came to.
-
-    Truthy when `slot` is live once the call returns: "switched", or "unchanged" (it already
-    was). A "pending" switch is falsy: nothing changed yet, it lands at a later turn boundary
-    (and may be dropped there if its target can no longer serve); test `.status == "pending"`
-    to tell it from a "refused" one. So `if manager.switch_to(...)` means what it says.
-    """
-
-    status: SwitchStatus
-    slot: str | None
-    detail: str
-    previous: str | None = None
-    blockers: tuple[str, ...] = ()
-    heal: HealResult | None = None
-
-    def __bool__(self) -> bool:
-        return self.status in ("switched", "unchanged")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "slot": self.slot,
-            "previous": self.previous,
-            "detail": self.detail,
-            "blockers": list(self.blockers),
-            "heal": self.heal.detail if self.heal else None,
-        }
-
-
-ProbeStatus = Literal["ok", "FAIL", "skipped"]
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """What a probe found for one slot, and which source said so (no secrets)."""
-
-    slot: str
-    status: ProbeStatus
-    source: str  # "usage script" or "usage endpoint"
-    detail: str
-    needs_login: bool = False  # the source refused the credential itself (401 / 403)
-
-    @property
-    def ok(self) -> bool:
-        """A skipped probe (a token this tool must not refresh) is no failure."""
-        return self.status != "FAIL"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "status": self.status,
-            "source": self.source,
-            "detail": self.detail,
-            "needs_login": self.needs_login,
-        }
-
-
-@dataclass
-class SlotReport:
-    """Everything `status` shows for one slot (no secrets)."""
-
-    name: str
-    live: bool
-    credential: CredentialInfo
-    usage: UsageSnapshot | None
-    pressure: float | None
-    limited_until: float | None
-    poll: dict[str, Any] = field(default_factory=dict)
-    rejected: dict[str, Any] | None = None  # Anthropic refused this very credential
-    limited_models: dict[str, float] = field(default_factory=dict)  # per-model 429s in force
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "live": self.live,
-            "credential": self.credential.to_dict(),
-            "usage": self.usage.to_dict() if self.usage else None,
-            "pressure": self.pressure,
-            "limited_until": self.limited_until,
-            "limited_models": self.limited_models,
-            "poll": self.poll,
-            "rejected": self.rejected,
-        }
 
 
 class SubscriptionManager:
@@ -769,12 +681,6 @@ class SubscriptionManager:
         self.events.append(
             "switch", now, slot=slot, previous=previous, mode=mode, reason=reason, forced=forced
         )
-
-
-def first_outcome(*outcomes: SwitchOutcome | None) -> SwitchOutcome | None:
-    """The first outcome that exists. Not `a or b`: a pending or refused outcome is falsy,
-    and it is still the one to report."""
-    return next((o for o in outcomes if o is not None), None)
 
 
 def _flipped_away(slot: str, live: LiveState) -> bool:
