@@ -19,26 +19,20 @@ from typing import Any, TypeVar
 
 from . import fsutil
 from .config import Config
-from .credentials import CredentialInfo
 from .identity import IdentityResolver
-from .outcomes import ProbeResult, SlotReport, SwitchOutcome, first_outcome
-from .policy import (
-    Decision,
-    DefaultPolicy,
-    Policy,
-    PolicyView,
-    format_duration,
-    slot_pressure,
+from .outcomes import (
+    ProbeResult,
+    SlotReport,
+    SwitchOutcome,
+    credential_key,
+    first_outcome,
+    standing_rejection,
 )
+from .policy import Decision, DefaultPolicy, Policy, PolicyView
 from .rotation_state import Rejection, RotationState
-from .slots import (
-    HealResult,
-    SlotError,
-    SlotStore,
-    global_config_for,
-)
+from .slots import HealResult, SlotError, SlotStore, global_config_for
 from .state import EventLog, StateStore
-from .status_snapshot import StatusSnapshot, take_snapshot
+from .status_snapshot import StatusSnapshot, slot_reports, status_notes, take_snapshot
 from .turns import TurnRegistry
 from .usage.cache import UsageCache
 from .usage.oauth import UsageFetchError
@@ -46,8 +40,6 @@ from .usage.snapshot import UsageSnapshot
 from .usage_polls import UsagePoller
 
 ROTATION_DOC = "rotation"
-# `status` mentions a clamped rotation time for this long after it happened.
-NOTE_TTL = 86400.0
 _T = TypeVar("_T")
 
 
@@ -206,24 +198,6 @@ class SubscriptionManager:
         if stepped:
             self.events.append("clamped", now, fields=list(stepped), reason="time in the future")
 
-    def notes(self, reports: Sequence[SlotReport]) -> list[str]:
-        """One line per thing `status` should admit: failed polls, values not believed."""
-        now = self.clock()
-        lines = []
-        for r in reports:
-            error, note = r.poll.get("last_error"), r.poll.get("note")
-            if error:
-                lines.append(f"{r.name}: last usage poll failed: {error}")
-            if note:
-                lines.append(f"{r.name}: {note}")
-        clamped = self.rotation().clamped
-        if clamped is not None and 0 <= now - clamped.at < NOTE_TTL:
-            lines.append(
-                f"rotation: {', '.join(clamped.fields)} lay in the future (the clock stepped "
-                f"back); set to now {format_duration(now - clamped.at)} ago"
-            )
-        return lines
-
     def evaluate(
         self, *, refresh: bool = True, model: str | None = None, log: bool = True
     ) -> Decision:
@@ -258,29 +232,12 @@ class SubscriptionManager:
         )
 
     def report(self, *, refresh: bool = False) -> list[SlotReport]:
-        now = self.clock()
-        usage = self.check_usage(refresh=refresh)
-        rot = self.rotation()
-        live = self.get_active_subscription()
-        reports = []
-        for name in self.slot_names():
-            info = self.slots.check(name)
-            reports.append(
-                SlotReport(
-                    name=name,
-                    live=name == live,
-                    credential=info,
-                    usage=usage.get(name),
-                    pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
-                    limited_until=rot.limited.get(name),
-                    poll=self.usage.status(name, now),
-                    rejected=standing_rejection(rot, name, info),
-                    limited_models={
-                        m: until for m, until in rot.model_limits(name).items() if until > now
-                    },
-                )
-            )
-        return reports
+        """Every slot's report, as `status` shows it (status_snapshot.py)."""
+        return slot_reports(self, refresh=refresh)
+
+    def notes(self, reports: Sequence[SlotReport]) -> list[str]:
+        """One line per thing `status` should admit (status_snapshot.py)."""
+        return status_notes(self, reports)
 
     def status_snapshot(
         self, *, refresh: bool = False, exclude: str | None = None
@@ -471,20 +428,6 @@ class SubscriptionManager:
         )
 
 
-def credential_key(info: CredentialInfo) -> str | None:
-    """Which credential a rejection was about: its refresh token's fingerprint (or the access
-    token's when it has none), so a new login into the slot clears the rejection."""
-    return info.refresh_fingerprint or info.access_fingerprint
-
-
-def standing_rejection(
-    rotation: RotationState, slot: str, info: CredentialInfo
-) -> dict[str, Any] | None:
-    """The rejection record while the slot still holds the very credential that was refused."""
-    entry = rotation.standing_rejection(slot, credential_key(info))
-    return None if entry is None else {"at": entry.at, "source": entry.source}
-
-
 def _decision_fields(decision: Decision) -> dict[str, Any]:
     fields = decision.to_dict()
     fields["decision"] = fields.pop("action")
@@ -523,5 +466,7 @@ __all__ = [
     "SubscriptionManager",
     "SwitchOutcome",
     "UsageFetchError",
+    "credential_key",
     "first_outcome",
+    "standing_rejection",
 ]

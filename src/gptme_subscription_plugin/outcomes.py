@@ -1,4 +1,5 @@
-"""What the manager's requests come to: a switch's outcome, a probe's verdict, a slot's report.
+"""What the manager's requests come to: a switch's outcome, a probe's verdict, a slot's report
+(with the rejection it shows while a refused credential is still in the slot).
 
 Plain values with no behaviour beyond rendering themselves (`to_dict`), so the surfaces that
 show them and the code that builds them share one shape.
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .credentials import CredentialInfo
+from .rotation_state import RotationState
 from .slots import HealResult
 from .usage.snapshot import UsageSnapshot
 
@@ -109,11 +111,27 @@ def first_outcome(*outcomes: SwitchOutcome | None) -> SwitchOutcome | None:
     return next((o for o in outcomes if o is not None), None)
 
 
+def credential_key(info: CredentialInfo) -> str | None:
+    """Which credential a rejection was about: its refresh token's fingerprint (or the access
+    token's when it has none), so a new login into the slot clears the rejection."""
+    return info.refresh_fingerprint or info.access_fingerprint
+
+
+def standing_rejection(
+    rotation: RotationState, slot: str, info: CredentialInfo
+) -> dict[str, Any] | None:
+    """The rejection record while the slot still holds the very credential that was refused."""
+    entry = rotation.standing_rejection(slot, credential_key(info))
+    return None if entry is None else {"at": entry.at, "source": entry.source}
+
+
 __all__ = [
     "ProbeResult",
     "ProbeStatus",
     "SlotReport",
     "SwitchOutcome",
     "SwitchStatus",
+    "credential_key",
     "first_outcome",
+    "standing_rejection",
 ]
