@@ -70,35 +70,6 @@ class StatusSnapshot:
         }
 
 
-def take_snapshot(
-    m: SubscriptionManager, *, refresh: bool, exclude: str | None = None
-) -> StatusSnapshot:
-    """Read the status once. `refresh` polls usage within the shared poll budget; `exclude`
-    is the caller's own session, which does not count as another session mid-turn."""
-    now = m.clock()
-    reports = tuple(m.report(refresh=refresh))
-    pending = m.pending()
-    busy = tuple(m.busy_sessions(exclude=exclude))
-    view = m.view({r.name: r.usage for r in reports})
-    decision = m.policy.decide(view, now)
-    pending_slot = pending.get("slot") if pending else None
-    summary = summarize(view, decision, m.config.thresholds, now, pending=pending_slot)
-    return StatusSnapshot(
-        now=now,
-        live=m.get_active_subscription(),
-        reports=reports,
-        view=view,
-        decision=decision,
-        pending=pending,
-        pending_login=m.slots.pending_login(),
-        busy=busy,
-        drift=m.slots.detect_drift(),
-        notes=tuple(m.notes(reports)),
-        summary=summary,
-        claude_dir=m.config.claude_dir,
-    )
-
-
 def slot_reports(m: SubscriptionManager, *, refresh: bool = False) -> list[SlotReport]:
     """Every slot's report, as `status` shows it; `refresh` polls usage first."""
     now = m.clock()
@@ -145,4 +116,33 @@ def status_notes(m: SubscriptionManager, reports: Sequence[SlotReport]) -> list[
     return lines
 
 
-__all__ = ["NOTE_TTL", "StatusSnapshot", "slot_reports", "status_notes", "take_snapshot"]
+def take_snapshot(
+    m: SubscriptionManager, *, refresh: bool, exclude: str | None = None
+) -> StatusSnapshot:
+    """Read the status once. `refresh` polls usage within the shared poll budget; `exclude`
+    is the caller's own session, which does not count as another session mid-turn."""
+    now = m.clock()
+    reports = tuple(m.report(refresh=refresh))
+    pending = m.pending()
+    busy = tuple(m.busy_sessions(exclude=exclude))
+    view = m.view({r.name: r.usage for r in reports})
+    decision = m.policy.decide(view, now)
+    pending_slot = pending.get("slot") if pending else None
+    summary = summarize(view, decision, m.config.thresholds, now, pending=pending_slot)
+    return StatusSnapshot(
+        now=now,
+        live=m.get_active_subscription(),
+        reports=reports,
+        view=view,
+        decision=decision,
+        pending=pending,
+        pending_login=m.slots.pending_login(),
+        busy=busy,
+        drift=m.slots.detect_drift(),
+        notes=tuple(m.notes(reports)),
+        summary=summary,
+        claude_dir=m.config.claude_dir,
+    )
+
+
+__all__ = ["StatusSnapshot", "take_snapshot"]
