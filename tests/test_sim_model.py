@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gptme_subscription_plugin.sim.engine import _Account
+from gptme_subscription_plugin.sim.accounts import Account
 from gptme_subscription_plugin.sim.fleet import FleetAccount
 from gptme_subscription_plugin.sim.model import (
     COSTS,
@@ -63,7 +63,7 @@ def test_cold_cache_rebills_the_cached_prefix_as_a_write():
     assert model_family("claude-3-5-haiku") == "haiku"
 
 
-def _account(**kw) -> _Account:
+def _account(**kw) -> Account:
     spec = FleetAccount(
         name="a",
         tier=TIERS["max5"],
@@ -72,7 +72,7 @@ def _account(**kw) -> _Account:
         model_caps=kw.pop("model_caps", ()),
         **kw,
     )
-    return _Account(spec)
+    return Account(spec)
 
 
 def test_ground_truth_windows_open_close_and_count_before_the_reset():

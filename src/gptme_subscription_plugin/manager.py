@@ -13,139 +13,34 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from filelock import Timeout
-
-from . import bounds, fsutil
+from . import fsutil
 from .config import Config
-from .credentials import Credential, CredentialError, CredentialInfo, load_credential
 from .identity import IdentityResolver
-from .policy import (
-    Decision,
-    DefaultPolicy,
-    Policy,
-    PolicyView,
-    format_duration,
-    slot_pressure,
+from .outcomes import (
+    ProbeResult,
+    SlotReport,
+    SwitchOutcome,
+    credential_key,
+    first_outcome,
+    standing_rejection,
 )
+from .policy import Decision, DefaultPolicy, Policy, PolicyView
 from .rotation_state import Rejection, RotationState
-from .slots import (
-    HealResult,
-    LiveKind,
-    LiveState,
-    SlotError,
-    SlotStore,
-    global_config_for,
-)
+from .slots import HealResult, SlotError, SlotStore, global_config_for
 from .state import EventLog, StateStore
-from .status_snapshot import StatusSnapshot, take_snapshot
+from .status_snapshot import StatusSnapshot, slot_reports, status_notes, take_snapshot
 from .turns import TurnRegistry
-from .usage.cache import PollResult, UsageCache
-from .usage.oauth import SourceBusy, UsageFetchError, fetch_oauth_usage
+from .usage.cache import UsageCache
+from .usage.oauth import UsageFetchError
 from .usage.snapshot import UsageSnapshot
+from .usage_polls import UsagePoller
 
 ROTATION_DOC = "rotation"
-# Inside a hook, no poll starts with less of the budget left than this.
-MIN_POLL_S = 0.3
-# A usage script is not started with less time left than this (after waiting its turn).
-MIN_SCRIPT_S = 1.0
-# `status` mentions a clamped rotation time for this long after it happened.
-NOTE_TTL = 86400.0
-SwitchStatus = Literal["switched", "pending", "refused", "unchanged"]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class SwitchOutcome:
-    """What a switch request came to.
-
-    Truthy when `slot` is live once the call returns: "switched", or "unchanged" (it already
-    was). A "pending" switch is falsy: nothing changed yet, it lands at a later turn boundary
-    (and may be dropped there if its target can no longer serve); test `.status == "pending"`
-    to tell it from a "refused" one. So `if manager.switch_to(...)` means what it says.
-    """
-
-    status: SwitchStatus
-    slot: str | None
-    detail: str
-    previous: str | None = None
-    blockers: tuple[str, ...] = ()
-    heal: HealResult | None = None
-
-    def __bool__(self) -> bool:
-        return self.status in ("switched", "unchanged")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "slot": self.slot,
-            "previous": self.previous,
-            "detail": self.detail,
-            "blockers": list(self.blockers),
-            "heal": self.heal.detail if self.heal else None,
-        }
-
-
-ProbeStatus = Literal["ok", "FAIL", "skipped"]
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """What a probe found for one slot, and which source said so (no secrets)."""
-
-    slot: str
-    status: ProbeStatus
-    source: str  # "usage script" or "usage endpoint"
-    detail: str
-    needs_login: bool = False  # the source refused the credential itself (401 / 403)
-
-    @property
-    def ok(self) -> bool:
-        """A skipped probe (a token this tool must not refresh) is no failure."""
-        return self.status != "FAIL"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "status": self.status,
-            "source": self.source,
-            "detail": self.detail,
-            "needs_login": self.needs_login,
-        }
-
-
-@dataclass
-class SlotReport:
-    """Everything `status` shows for one slot (no secrets)."""
-
-    name: str
-    live: bool
-    credential: CredentialInfo
-    usage: UsageSnapshot | None
-    pressure: float | None
-    limited_until: float | None
-    poll: dict[str, Any] = field(default_factory=dict)
-    rejected: dict[str, Any] | None = None  # Anthropic refused this very credential
-    limited_models: dict[str, float] = field(default_factory=dict)  # per-model 429s in force
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "live": self.live,
-            "credential": self.credential.to_dict(),
-            "usage": self.usage.to_dict() if self.usage else None,
-            "pressure": self.pressure,
-            "limited_until": self.limited_until,
-            "limited_models": self.limited_models,
-            "poll": self.poll,
-            "rejected": self.rejected,
-        }
 
 
 class SubscriptionManager:
@@ -182,6 +77,16 @@ class SubscriptionManager:
             lock_wait=config.lock_wait,
             clock=clock,
             resolver=self.identities,
+        )
+        self.poller = UsagePoller(
+            config,
+            self.usage,
+            self.slots,
+            self.events,
+            clock,
+            rejections=lambda: self.rotation().rejected,
+            reject=self.record_rejection,
+            accept=self._clear_rejection_after_success,
         )
         self.repair()
 
@@ -239,233 +144,20 @@ class SubscriptionManager:
         ]
         return busy + _alive_lock_holders(self.config.lock_glob)
 
-    def _fetcher(
-        self,
-        name: str,
-        deadline: float | None = None,
-        *,
-        now: float | None = None,
-        no_cache: bool = False,
-    ) -> Callable[[], UsageSnapshot] | None:
-        """How to poll one slot now, or None when its credential cannot be used to ask.
-
-        Whatever the fetch starts ends by `deadline` (a monotonic time; None: no hook budget):
-        the request's whole transfer, or the script with its process group. `now` is the
-        observation's one clock read: relative resets ("in 3600 s") of every slot polled
-        together count from the same moment. `no_cache` asks a usage script for a fresh
-        reading (`--no-cache`).
-        """
-        path = self.slots.slot_path(name)
-        now = self.clock() if now is None else now
-        try:
-            cred = load_credential(path)
-        except CredentialError:
-            return None
-        if self.config.usage_script is not None:
-            return self._script_fetcher(name, path, cred, deadline, now, no_cache)
-        if cred.expired(now):
-            return None  # never refresh a token to look at usage: Claude Code owns refreshing
-        token = cred.access_token
-        timeout = bounds.time_left(deadline, self.config.poll_timeout)
-        return lambda: fetch_oauth_usage(self.config.api_base, token, name, timeout, now)
-
-    def _script_fetcher(
-        self,
-        name: str,
-        path: Path,
-        cred: Credential,
-        deadline: float | None,
-        now: float,
-        no_cache: bool,
-    ) -> Callable[[], UsageSnapshot] | None:
-        """The usage script about one slot, in the user's own environment (usage/script.py):
-        the live slot in Claude Code's own config dir, any other in a throwaway one."""
-        from .usage import script as usage_script
-
-        live_slot = self.slots.active_slot()
-        if live_slot is not None and self.slots.slot_path(live_slot) != path:
-            live_slot = None  # the slot asked about is not the live one
-        live = live_slot is not None
-        if not live and cred.expired(now + usage_script.REFRESH_MARGIN_S):
-            return None  # its `claude` would refresh the slot's token where the slot loses it
-        context = usage_script.ScriptContext(
-            home=self.config.home,
-            claude_dir=self.config.claude_dir,
-            global_config=self.slots.global_config,
-            live=live,
-        )
-        script = self.config.usage_script
-        assert script is not None
-        timeout = bounds.time_left(deadline, usage_script.time_limit(self.config.poll_timeout))
-
-        def fetch() -> UsageSnapshot:
-            # One script run at a time across every process: a script such as 0.1.0's
-            # scrapes a `claude` TUI under a global lock of its own, and runs that overlap
-            # fail or pile up.
-            started = time.monotonic()
-            lock = self.usage.source_lock()
-            try:
-                lock.acquire(timeout=max(0.0, timeout - MIN_SCRIPT_S))
-            except Timeout:
-                raise SourceBusy from None
-            try:
-                left = timeout - (time.monotonic() - started)
-                if left < MIN_SCRIPT_S:
-                    raise SourceBusy
-                snapshot = usage_script.run_usage_script(
-                    script, name, path, left, now, no_cache, context=context
-                )
-                if live_slot is not None and _flipped_away(live_slot, self.slots.live_state()):
-                    raise UsageFetchError("script", "the live slot changed while the script ran")
-                return snapshot
-            finally:
-                lock.release()
-
-        return fetch
-
     def check_usage(
         self, *, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None
     ) -> dict[str, UsageSnapshot | None]:
         """Usage per slot: cached, refreshed within the shared poll budget when asked.
 
         `force` asks past the poll interval and error backoff (never a rate-limit wait), and a
-        usage script past its own cache (`--no-cache`).
-
-        Slots are polled in parallel, so a refresh takes one `poll_timeout` at worst, not one
-        per slot. Inside a hook every poll ends by the hook budget's work deadline, and the
-        polls are waited for only until then: a slot whose poll has not finished reads from
-        the cache, and the poll itself ends at that deadline, so nothing outlives the hook.
+        usage script past its own cache (`--no-cache`). The polls: usage_polls.py.
         """
-        now = self.clock()
-        wanted = list(self.slot_names() if names is None else names)
-        deadline = bounds.work_deadline()
-        if refresh and deadline is not None and bounds.time_left(deadline, 1.0) < MIN_POLL_S:
-            refresh = False  # too little of the budget left to ask anyone
-        polls: dict[str, PollResult] = {}
-        if refresh:
-            polls, _ = self._poll_and_note(wanted, now, force, deadline, bounds.join_deadline())
-        result: dict[str, UsageSnapshot | None] = {}
-        for name in wanted:
-            poll = polls.get(name)
-            snapshot = poll.snapshot if poll is not None else None
-            result[name] = snapshot if snapshot is not None else self.usage.get(name, now)
-        return result
-
-    def _note_poll(
-        self, name: str, poll: PollResult, now: float, rejected: dict[str, Rejection]
-    ) -> None:
-        """What a poll's answer means beyond the cache, for every poll (hook, CLI or probe):
-        an error is logged, a 401 marks the credential rejected, a success lifts a rejection
-        the probe cooldown after it was made. `rejected`: the rotation state's rejections."""
-        if poll.error_kind is not None:
-            self.events.append(
-                "usage-error", now, slot=name, error=poll.error_kind, reason=poll.reason
-            )
-            if poll.error_kind == "rejected":
-                self.record_rejection(name, "the usage endpoint answered 401")
-        elif poll.polled and name in rejected:
-            self._clear_rejection_after_success(name, rejected[name], now)
+        wanted = self.slot_names() if names is None else names
+        return self.poller.check_usage(wanted, refresh=refresh, force=force)
 
     def probe(self, *, names: Iterable[str] | None = None) -> dict[str, ProbeResult]:
-        """Ask every slot's usage source once, now (`check-auth --probe`): past the poll
-        interval and error backoff, never past a rate-limit wait; a usage script with
-        `--no-cache`. One request per slot, no more. Its readings go to the usage cache and
-        its verdicts to the rotation state, as any poll's do, so a later evaluate sees both
-        without asking again."""
-        now = self.clock()
-        wanted = list(self.slot_names() if names is None else names)
-        polls, asked = self._poll_and_note(wanted, now, True, None, None)
-        source = "usage script" if self.config.usage_script is not None else "usage endpoint"
-        return {
-            name: self._probe_result(name, source, name in asked, polls.get(name), now)
-            for name in wanted
-        }
-
-    def _poll_and_note(
-        self,
-        names: Sequence[str],
-        now: float,
-        force: bool,
-        deadline: float | None,
-        join_deadline: float | None,
-    ) -> tuple[dict[str, PollResult], set[str]]:
-        """Poll `names` (those whose credential can be used to ask) in parallel and note
-        what each answer means (`_note_poll`); the polls that ended by `join_deadline`, and
-        which slots were asked. `force` is `check_usage`'s; `deadline` bounds each fetch."""
-        fetchers = {n: self._fetcher(n, deadline, now=now, no_cache=force) for n in names}
-        to_poll = {n: f for n, f in fetchers.items() if f is not None}
-        polls = self._poll_all(to_poll, now, force, join_deadline)
-        rejected = self.rotation().rejected if polls else {}
-        for name in names:
-            poll = polls.get(name)
-            if poll is not None:
-                self._note_poll(name, poll, now, rejected)
-        return polls, set(to_poll)
-
-    def _probe_result(
-        self, name: str, source: str, asked: bool, poll: PollResult | None, now: float
-    ) -> ProbeResult:
-        if not asked:
-            why = (
-                "the access token expires within minutes and the slot is not live: a `claude` "
-                "the script starts would refresh it outside the slot"
-                if self.config.usage_script is not None
-                else "the access token expired; Claude Code refreshes it on use"
-            )
-            return ProbeResult(name, "skipped", source, why)
-        if poll is None:
-            return ProbeResult(name, "FAIL", source, f"the {source} gave no answer")
-        if poll.error_kind == "rejected":
-            text = f"{_error_text(poll)}; marked rejected until a new login"
-            return ProbeResult(name, "FAIL", source, text, needs_login=True)
-        if poll.error_kind == "auth":
-            return ProbeResult(name, "FAIL", source, _error_text(poll), needs_login=True)
-        if poll.error_kind is not None:
-            return ProbeResult(name, "FAIL", source, _error_text(poll))
-        if poll.polled:
-            answered = (
-                "the usage script answered"
-                if self.config.usage_script is not None
-                else "the usage endpoint accepted the token"
-            )
-            return ProbeResult(name, "ok", source, answered)
-        if poll.reason == "fresh":  # another process asked at this very moment
-            return ProbeResult(name, "ok", source, f"the {source} answered another process now")
-        if poll.reason == "backoff":  # only a 429's Retry-After holds a probe back
-            until = self.usage.status(name, now).get("rate_limited_until")
-            wait = f" for {format_duration(until - now)}" if isinstance(until, float) else ""
-            return ProbeResult(name, "FAIL", source, f"not asked: rate limited{wait}")
-        if poll.reason == "in-flight elsewhere":
-            return ProbeResult(name, "FAIL", source, "not asked: another process is asking now")
-        return ProbeResult(name, "FAIL", source, f"not asked: {poll.reason}")
-
-    def _poll_all(
-        self,
-        fetchers: dict[str, Callable[[], UsageSnapshot]],
-        now: float,
-        force: bool,
-        deadline: float | None,
-    ) -> dict[str, PollResult]:
-        """Poll every slot in its own daemon thread; wait for them until `deadline` at most
-        (a monotonic time; None: until they end, each within its fetch's own bound).
-
-        Daemon threads, not a pool: an executor joins its threads at exit, so one stuck
-        poll would hold the hook past its budget.
-        """
-        polls: dict[str, PollResult] = {}
-
-        def run(name: str, fetch: Callable[[], UsageSnapshot]) -> None:
-            polls[name] = self.usage.poll(name, fetch, now, force=force)
-
-        threads = [
-            threading.Thread(target=run, args=item, name=f"poll-{item[0]}", daemon=True)
-            for item in fetchers.items()
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return dict(polls)
+        """Ask every slot's usage source once, now (`check-auth --probe`; usage_polls.py)."""
+        return self.poller.probe(self.slot_names() if names is None else names)
 
     def view(
         self, usage: dict[str, UsageSnapshot | None] | None = None, *, model: str | None = None
@@ -506,24 +198,6 @@ class SubscriptionManager:
         if stepped:
             self.events.append("clamped", now, fields=list(stepped), reason="time in the future")
 
-    def notes(self, reports: Sequence[SlotReport]) -> list[str]:
-        """One line per thing `status` should admit: failed polls, values not believed."""
-        now = self.clock()
-        lines = []
-        for r in reports:
-            error, note = r.poll.get("last_error"), r.poll.get("note")
-            if error:
-                lines.append(f"{r.name}: last usage poll failed: {error}")
-            if note:
-                lines.append(f"{r.name}: {note}")
-        clamped = self.rotation().clamped
-        if clamped is not None and 0 <= now - clamped.at < NOTE_TTL:
-            lines.append(
-                f"rotation: {', '.join(clamped.fields)} lay in the future (the clock stepped "
-                f"back); set to now {format_duration(now - clamped.at)} ago"
-            )
-        return lines
-
     def evaluate(
         self, *, refresh: bool = True, model: str | None = None, log: bool = True
     ) -> Decision:
@@ -558,29 +232,12 @@ class SubscriptionManager:
         )
 
     def report(self, *, refresh: bool = False) -> list[SlotReport]:
-        now = self.clock()
-        usage = self.check_usage(refresh=refresh)
-        rot = self.rotation()
-        live = self.get_active_subscription()
-        reports = []
-        for name in self.slot_names():
-            info = self.slots.check(name)
-            reports.append(
-                SlotReport(
-                    name=name,
-                    live=name == live,
-                    credential=info,
-                    usage=usage.get(name),
-                    pressure=slot_pressure(usage.get(name), self.config.thresholds, now),
-                    limited_until=rot.limited.get(name),
-                    poll=self.usage.status(name, now),
-                    rejected=standing_rejection(rot, name, info),
-                    limited_models={
-                        m: until for m, until in rot.model_limits(name).items() if until > now
-                    },
-                )
-            )
-        return reports
+        """Every slot's report, as `status` shows it (status_snapshot.py)."""
+        return slot_reports(self, refresh=refresh)
+
+    def notes(self, reports: Sequence[SlotReport]) -> list[str]:
+        """One line per thing `status` should admit (status_snapshot.py)."""
+        return status_notes(self, reports)
 
     def status_snapshot(
         self, *, refresh: bool = False, exclude: str | None = None
@@ -771,41 +428,10 @@ class SubscriptionManager:
         )
 
 
-def first_outcome(*outcomes: SwitchOutcome | None) -> SwitchOutcome | None:
-    """The first outcome that exists. Not `a or b`: a pending or refused outcome is falsy,
-    and it is still the one to report."""
-    return next((o for o in outcomes if o is not None), None)
-
-
-def _flipped_away(slot: str, live: LiveState) -> bool:
-    """Does the live link now name another slot than `slot`? A link replaced by a file is
-    Claude Code refreshing the live token (the script's own `claude` may do it): not a flip."""
-    return live.kind is LiveKind.LINK and live.slot != slot
-
-
-def credential_key(info: CredentialInfo) -> str | None:
-    """Which credential a rejection was about: its refresh token's fingerprint (or the access
-    token's when it has none), so a new login into the slot clears the rejection."""
-    return info.refresh_fingerprint or info.access_fingerprint
-
-
-def standing_rejection(
-    rotation: RotationState, slot: str, info: CredentialInfo
-) -> dict[str, Any] | None:
-    """The rejection record while the slot still holds the very credential that was refused."""
-    entry = rotation.standing_rejection(slot, credential_key(info))
-    return None if entry is None else {"at": entry.at, "source": entry.source}
-
-
 def _decision_fields(decision: Decision) -> dict[str, Any]:
     fields = decision.to_dict()
     fields["decision"] = fields.pop("action")
     return fields
-
-
-def _error_text(poll: PollResult) -> str:
-    """A failed poll's message, without the cache's "error: " prefix."""
-    return poll.reason.removeprefix("error: ")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -840,5 +466,7 @@ __all__ = [
     "SubscriptionManager",
     "SwitchOutcome",
     "UsageFetchError",
+    "credential_key",
     "first_outcome",
+    "standing_rejection",
 ]

@@ -9,17 +9,22 @@ them in one place, so the surfaces cannot disagree about them; each surface form
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .credentials import CredentialInfo
-from .policy import Decision, PolicyView, SlotView
+from .outcomes import SlotReport, standing_rejection
+from .policy import Decision, PolicyView, SlotView, format_duration, slot_pressure
 from .slots import Drift
 from .summary import Summary, summarize
 
+# `status` mentions a clamped rotation time for this long after it happened.
+NOTE_TTL = 86400.0
+
 if TYPE_CHECKING:
-    from .manager import SlotReport, SubscriptionManager
+    from .manager import SubscriptionManager
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,52 @@ class StatusSnapshot:
             "notes": list(self.notes),
             "now": self.now,
         }
+
+
+def slot_reports(m: SubscriptionManager, *, refresh: bool = False) -> list[SlotReport]:
+    """Every slot's report, as `status` shows it; `refresh` polls usage first."""
+    now = m.clock()
+    usage = m.check_usage(refresh=refresh)
+    rot = m.rotation()
+    live = m.get_active_subscription()
+    reports = []
+    for name in m.slot_names():
+        info = m.slots.check(name)
+        reports.append(
+            SlotReport(
+                name=name,
+                live=name == live,
+                credential=info,
+                usage=usage.get(name),
+                pressure=slot_pressure(usage.get(name), m.config.thresholds, now),
+                limited_until=rot.limited.get(name),
+                poll=m.usage.status(name, now),
+                rejected=standing_rejection(rot, name, info),
+                limited_models={
+                    model: until for model, until in rot.model_limits(name).items() if until > now
+                },
+            )
+        )
+    return reports
+
+
+def status_notes(m: SubscriptionManager, reports: Sequence[SlotReport]) -> list[str]:
+    """One line per thing `status` should admit: failed polls, values not believed."""
+    now = m.clock()
+    lines = []
+    for r in reports:
+        error, note = r.poll.get("last_error"), r.poll.get("note")
+        if error:
+            lines.append(f"{r.name}: last usage poll failed: {error}")
+        if note:
+            lines.append(f"{r.name}: {note}")
+    clamped = m.rotation().clamped
+    if clamped is not None and 0 <= now - clamped.at < NOTE_TTL:
+        lines.append(
+            f"rotation: {', '.join(clamped.fields)} lay in the future (the clock stepped "
+            f"back); set to now {format_duration(now - clamped.at)} ago"
+        )
+    return lines
 
 
 def take_snapshot(

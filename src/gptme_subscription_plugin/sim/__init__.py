@@ -6,7 +6,8 @@
 
 Modules: `model` (tiers, quota units, cache cost, window arithmetic), `workload` (sessions,
 turns, requests; the seeded generator), `transcripts` (replay of Claude Code transcripts),
-`fleet` (accounts per run), `engine` (the simulator and the hook pack), `rivals` (the
+`fleet` (accounts per run), `accounts` (their ground truth and the usage endpoint's answers),
+`engine` (the simulator and the hook pack), `metrics` (a run's results), `rivals` (the
 anchors' policies), `oracle` (hindsight oracle, flow bound), `scenarios`, `tournament`,
 `plot`, `cli` (`gptme-subscription simulate`). Importing this package imports nothing heavy.
 """

@@ -1,7 +1,7 @@
 """The discrete-event simulator: a fleet, a workload, the hook pack, and any Policy.
 
-Ground truth (what Anthropic counts) lives in `_Account`; the policy never sees it. What the
-policy sees is built the way production builds it:
+Ground truth (what Anthropic counts) lives in `Account` (accounts.py); the policy never sees it.
+What the policy sees is built the way production builds it:
 
 - the statusline records the live slot's 5-hour and weekly use after each response of a
   session that runs it (0-100 percentages, parsed by the production parser);
@@ -18,7 +18,11 @@ way the runner does on files: the rotation edits on production's `RotationState`
 deferrals as `manager.switch_to` / `manager.defer` do them. One live credential serves every
 session; a request is bound to the account that is live when it starts. A flip while any
 session is mid-turn or mid-request is counted as a violation (the controller never orders
-one; the count checks it).
+one; the count checks it). The run's results are metrics.py's.
+
+Over 500 lines on purpose: the event loop, the hooks, the runner's carry-out and the view
+cache all read and write one run's state (sessions, live link, rotation state, usage records),
+and split apart they would pass that state through every call on the hot path.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
 from ..boundary import (
@@ -53,13 +56,20 @@ from ..usage.cache import SlotRecord, UsageRules, fresh_until
 from ..usage.oauth import parse_oauth_usage
 from ..usage.snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot
 from ..usage.statusline import parse_statusline_rate_limits
+from .accounts import (
+    ENDPOINT_RETRY_AFTER,
+    REFRESH_BUFFER,
+    TOKEN_LIFETIME,
+    Account,
+    endpoint_document,
+    endpoint_fractions,
+    endpoint_percent,
+)
 from .fleet import FleetAccount
-from .model import FIVE_HOURS, HOUR, WEEK
+from .metrics import RunMetrics, RunResult
+from .model import HOUR
 from .workload import Request, Session, Workload
 
-TOKEN_LIFETIME = 8 * HOUR  # Claude Code's OAuth access tokens (reference: ~8 h)
-REFRESH_BUFFER = 300.0  # Claude Code refreshes when a token expires within 5 minutes
-ENDPOINT_RETRY_AFTER = 3600.0  # the usage endpoint's Retry-After when it rate-limits
 MAX_TURN_RETRY = 1800.0
 SAMPLE_EVERY = 900.0
 
@@ -75,128 +85,6 @@ class SimOptions:
     usage_max_backoff: float = 3600.0
     cache_ttl: float = 300.0
     outages: tuple[tuple[float, float], ...] = ()  # the usage endpoint answers 429 in these
-
-
-@dataclass
-class RunMetrics:
-    """Everything one run measured; `capture` counts useful quota only (see README)."""
-
-    capture: float = 0.0
-    served: float = 0.0
-    stalls: int = 0  # refused requests while another account could have served them
-    refused: int = 0
-    rate_limited: int = 0  # 429s seen by sessions
-    auth_errors: int = 0
-    stall_hours: float = 0.0  # time sessions waited on refused requests
-    swaps: int = 0
-    swaps_per_day: float = 0.0
-    mid_turn_swaps: int = 0
-    mid_request_swaps: int = 0
-    violations: int = 0
-    cache_extra: float = 0.0  # units spent re-writing caches left warm on another account
-    cache_extra_pct: float = 0.0  # the same, as a share of served useful units
-    wait_cache_extra: float = 0.0  # units re-writing caches that expired while a session waited
-    polls: int = 0
-    decisions: int = 0
-    requests: int = 0
-    closed_windows: int = 0
-
-    def to_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class RunResult:
-    metrics: RunMetrics
-    switches: list[tuple[float, str | None, str, str]] = field(default_factory=list)
-    samples: list[tuple[float, str | None, tuple[tuple[float, float], ...]]] = field(
-        default_factory=list
-    )
-    windows: list[tuple[str, float, float, float, float]] = field(default_factory=list)
-    # with record=True: (session, turn index, start, end, account) of every served request
-    requests: list[tuple[str, int, float, float, str]] = field(default_factory=list)
-
-
-class _Account:
-    """Ground truth of one account (never shown to the policy)."""
-
-    __slots__ = (
-        "spec",
-        "name",
-        "c5",
-        "c7",
-        "caps",
-        "week_end",
-        "week_used",
-        "week_useful",
-        "model_used",
-        "five_until",
-        "five_used",
-        "broken_at",
-        "token_exp",
-        "closed",
-    )
-
-    def __init__(self, spec: FleetAccount):
-        self.spec = spec
-        self.name = spec.name
-        self.c5 = spec.five_hour_cap
-        self.c7 = spec.weekly_cap
-        self.caps = dict(spec.model_caps)
-        self.week_end = spec.first_reset
-        self.week_used = self.week_useful = spec.initial_weekly * self.c7
-        initial = dict(spec.initial_models)
-        self.model_used = {m: initial.get(m, 0.0) * cap for m, cap in self.caps.items()}
-        self.five_until: float | None = None
-        self.five_used = 0.0
-        self.broken_at = spec.broken_at
-        self.token_exp = spec.token_expires_at
-        self.closed: list[tuple[float, float, float, float]] = []  # end, useful, used, cap
-
-    def roll(self, t: float, horizon: float) -> None:
-        """Advance the windows to `t`: close a 5-hour window, close weekly windows."""
-        if self.five_until is not None and t >= self.five_until:
-            self.five_until = None
-            self.five_used = 0.0
-        while t >= self.week_end:
-            if self.week_end <= horizon:
-                self.closed.append((self.week_end, self.week_useful, self.week_used, self.c7))
-            self.week_used = self.week_useful = 0.0
-            for m in self.model_used:
-                self.model_used[m] = 0.0
-            self.week_end += WEEK
-
-    def broken(self, t: float) -> bool:
-        return self.broken_at is not None and t >= self.broken_at
-
-    def admits(self, model: str) -> str | None:
-        """None while every window that applies is under 100%, else the spent window.
-
-        A request admitted under the limit completes and is charged in full, so use can end
-        slightly above 100% (the endpoint reports such values); capture is capped at 100%.
-        """
-        if self.five_used >= self.c5:
-            return FIVE_HOUR
-        if self.week_used >= self.c7:
-            return SEVEN_DAY
-        cap = self.caps.get(model)
-        if cap is not None and self.model_used[model] >= cap:
-            return f"seven_day_{model}"
-        return None
-
-    def charge(self, t: float, cost: float, useful: float, model: str) -> None:
-        if self.five_until is None:
-            self.five_until = t + FIVE_HOURS
-        self.five_used += cost
-        self.week_used += cost
-        self.week_useful += useful
-        if model in self.model_used:
-            self.model_used[model] += cost
-
-    def fractions(self) -> tuple[float, float | None, float, float]:
-        """(5h use, 5h reset or None, weekly use, weekly reset) as headers would say."""
-        u5 = self.five_used / self.c5 if self.five_until is not None else 0.0
-        return u5, self.five_until, self.week_used / self.c7, self.week_end
 
 
 class _SessionState:
@@ -230,63 +118,6 @@ class _SessionState:
         self.next_in_lane: _SessionState | None = None
 
 
-_ISO: dict[float, str] = {}
-
-
-def _iso(ts: float) -> str:
-    text = _ISO.get(ts)
-    if text is None:
-        if len(_ISO) > 100_000:
-            _ISO.clear()
-        text = _ISO[ts] = datetime.fromtimestamp(ts, timezone.utc).isoformat()
-    return text
-
-
-def endpoint_percent(fraction: float) -> float:
-    """A window's utilization as the usage endpoint shows it (0-100, to 0.1)."""
-    return round(fraction * 100.0, 1)
-
-
-def endpoint_document(
-    acct: FleetAccount, fractions: dict[str, tuple[float, float | None]]
-) -> dict[str, Any]:
-    """What `/api/oauth/usage` answers for the windows given as (fraction, reset)."""
-
-    def window(key: str) -> dict[str, Any] | None:
-        if key not in fractions:
-            return None
-        frac, reset = fractions[key]
-        return {
-            "utilization": endpoint_percent(frac),
-            "resets_at": None if reset is None else _iso(reset),
-        }
-
-    doc: dict[str, Any] = {
-        "five_hour": window(FIVE_HOUR),
-        "seven_day": window(SEVEN_DAY),
-        "seven_day_opus": window("opus"),
-        "seven_day_sonnet": window("sonnet"),
-        "seven_day_oauth_apps": None,
-        "extra_usage": None,
-        "limits": [],
-    }
-    for model, _ in acct.model_caps:
-        if model in ("opus", "sonnet"):
-            continue
-        frac, reset = fractions[model]
-        doc["limits"].append(
-            {
-                "kind": "weekly_scoped",
-                "group": "weekly",
-                "percent": round(frac * 100.0),
-                "resets_at": None if reset is None else _iso(reset),
-                "scope": {"model": {"id": None, "display_name": model.title()}},
-                "is_active": False,
-            }
-        )
-    return doc
-
-
 class Simulator:
     """One run: `Simulator(workload, fleet, policy).run()` -> RunResult. Deterministic."""
 
@@ -308,7 +139,7 @@ class Simulator:
         self.sample = sample
         self.record = record
         self.end = workload.end
-        self.accounts = [_Account(a) for a in fleet]
+        self.accounts = [Account(a) for a in fleet]
         self.specs = fleet
         self.names = [a.name for a in fleet]
         self.index = {n: i for i, n in enumerate(self.names)}
@@ -447,7 +278,7 @@ class Simulator:
         """What the usage endpoint would answer for `slot` at `t` (its ground truth)."""
         i = self.index[slot]
         self.accounts[i].roll(t, self.end)
-        return endpoint_document(self.accounts[i].spec, self._endpoint_fractions(i))
+        return endpoint_document(self.accounts[i].spec, endpoint_fractions(self.accounts[i]))
 
     # ------------------------------------------------------------ sessions
 
@@ -689,7 +520,7 @@ class Simulator:
             elif any(lo <= now < hi for lo, hi in self.opt.outages):
                 rules.fail(cache.poll, now, "rate_limited", "429", ENDPOINT_RETRY_AFTER)
             else:
-                fractions = self._endpoint_fractions(i)
+                fractions = endpoint_fractions(a)
                 # each window as the document shows it (or finer): equal keys, equal documents
                 key = (i, *((k, endpoint_percent(f), r) for k, (f, r) in fractions.items()))
                 parsed = self._endpoint_parsed.get(key)
@@ -698,17 +529,6 @@ class Simulator:
                     parsed = self._endpoint_parsed[key] = parse_oauth_usage(doc, a.name, now)
                 cache.merge(parsed, now)
                 cache.poll.succeeded(now)
-
-    def _endpoint_fractions(self, i: int) -> dict[str, tuple[float, float | None]]:
-        a = self.accounts[i]
-        u5, r5, u7, r7 = a.fractions()
-        fractions: dict[str, tuple[float, float | None]] = {
-            FIVE_HOUR: (u5, r5),
-            SEVEN_DAY: (u7, r7),
-        }
-        for model, cap in a.caps.items():
-            fractions[model] = (a.model_used[model] / cap, r7)
-        return fractions
 
     def view(self, now: float) -> PolicyView:
         """The policy's whole input, as manager.view builds it (model unknown at Stop).
@@ -811,3 +631,6 @@ class Simulator:
         m.violations = m.mid_turn_swaps + m.mid_request_swaps
         days = (end - self.workload.start) / (24 * HOUR)
         m.swaps_per_day = m.swaps / days if days else 0.0
+
+
+__all__ = ["RunMetrics", "RunResult", "SimOptions", "Simulator"]
