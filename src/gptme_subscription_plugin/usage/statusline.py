@@ -7,7 +7,7 @@ the session's last API call. It costs nothing, so it is the first source the cac
 
 from __future__ import annotations
 
-from .oauth import UsageParseError, json_number
+from .oauth_document import UsageParseError, json_number
 from .snapshot import (
     FIVE_HOUR,
     FIVE_HOUR_S,
