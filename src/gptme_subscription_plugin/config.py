@@ -112,6 +112,8 @@ class Config:
     unknown_reset_wait: PositiveSeconds = _DEFAULT.unknown_reset_wait
     neutral_pressure: Share = _DEFAULT.neutral_pressure
     reset_resolution: Seconds = _DEFAULT.reset_resolution
+    launch_session_cap: Annotated[float, Ge(1), Le(1000)] = _DEFAULT.launch_session_cap
+    launch_window: Seconds = _DEFAULT.launch_window
 
     @property
     def live_path(self) -> Path:

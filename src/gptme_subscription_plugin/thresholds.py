@@ -42,3 +42,7 @@ class Thresholds:
     # answer, a reset Claude Code's /usage screen shows to the minute) leave the choice to the
     # user's fallback_order. Far below forward_route_margin, which moves load hours ahead.
     reset_resolution: float = 600.0
+    # New sessions (launch.py): how many sessions one slot carries at an empty 5-hour window
+    # (fewer as it fills), and how long a launch counts as load before its session shows up
+    launch_session_cap: float = 8.0
+    launch_window: float = 60.0
