@@ -10,8 +10,12 @@ account, so a read or write of the wrong dir shows up as the wrong token or a ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
+import signal
 import threading
 import time
 from pathlib import Path
@@ -157,8 +161,9 @@ def test_the_main_dir_locks_do_not_hold_up_a_profile_refresh(
 
     (refresh,) = fake_api.token_refreshes()
     assert refresh.account == "alice"
-    assert alice.sandbox.read_credentials(alice.credentials)["refreshToken"] == (
-        fake_api.current_tokens("alice")[1]
+    assert (
+        alice.sandbox.read_credentials(alice.credentials)["refreshToken"]
+        == (fake_api.current_tokens("alice")[1])
     )
     assert all(path.is_dir() for path in held)
 
@@ -208,7 +213,7 @@ def test_a_profile_reads_and_rotates_only_its_own_credential(
 def test_a_profile_reads_and_writes_its_own_claude_json(
     alice: Profile, fake_api: FakeAnthropicServer, refresh_proxy: RefreshProxy
 ) -> None:
-    """P/.claude.json (not ~/.claude.json) holds onboarding, MCP servers and `oauthAccount`."""
+    """P/.claude.json (not ~/.claude.json) holds MCP servers and gets alice's `oauthAccount`."""
     sandbox = alice.sandbox
     started = sandbox.root / "mcp-started"
     started.mkdir()
@@ -223,9 +228,11 @@ def test_a_profile_reads_and_writes_its_own_claude_json(
     _write_private(sandbox.claude_json, json.dumps(main_doc, indent=2) + "\n")
     main_before = snapshot(sandbox.claude_json)
     expire_alice(alice, refresh_proxy)
-    fake_api.script_each_turn(end_turn("ok"))
+    # A tool call gives the asynchronous `oauthAccount` write (after the profile fetch) time
+    # to land before a one-answer `-p` run exits.
+    fake_api.script_each_turn(bash("echo hi"), end_turn("ok"))
 
-    alice.run("hi").check()
+    alice.run("say hi").check()
 
     assert sorted(p.name for p in started.iterdir()) == ["profile"]
     doc = alice.read_claude_json()
@@ -233,6 +240,7 @@ def test_a_profile_reads_and_writes_its_own_claude_json(
     assert account["emailAddress"] == "alice@example.invalid"
     assert account["accountUuid"] == fake_api.account("alice").account_uuid
     assert doc["hasCompletedOnboarding"] is True and doc["userID"]
+    assert doc["mcpServers"] == mcp("profile")
     assert snapshot(sandbox.claude_json) == main_before
     assert not (sandbox.home / ".claude.json.lock").exists()
 
@@ -240,19 +248,19 @@ def test_a_profile_reads_and_writes_its_own_claude_json(
 def test_a_profile_without_claude_json_does_not_fall_back_to_the_main_one(
     alice: Profile, fake_api: FakeAnthropicServer
 ) -> None:
-    """With no P/.claude.json, Claude Code makes a fresh one in P; ~/.claude.json stays."""
+    """With no P/.claude.json, `-p` still runs and starts a fresh one; ~/.claude.json stays."""
     alice.claude_json.unlink()
     main_before = snapshot(alice.sandbox.claude_json)
     fake_api.script_each_turn(end_turn("ok"))
 
-    run = alice.run("hi")
+    alice.run("hi").check()
 
-    print(run.describe())
-    print(sorted(os.listdir(alice.dir)))
     assert snapshot(alice.sandbox.claude_json) == main_before
-    assert alice.claude_json.is_file()
     doc = alice.read_claude_json()
-    print(json.dumps(doc, indent=1)[:3000])
+    assert doc["userID"] and doc["firstStartTime"]
+    # nothing of the main one was copied: no onboarding flag, no trusted projects, no account
+    assert not {"hasCompletedOnboarding", "projects", "oauthAccount"} & set(doc)
+    assert alice.claude_json.stat().st_mode & 0o777 == 0o600
 
 
 # ---------------------------------------------------------------- fact 14: --resume
@@ -275,9 +283,10 @@ def test_resume_in_a_profile_does_not_find_a_main_dir_session(
 
     run = alice.run("what did I ask?", extra_args=["--resume", first.session_id])
 
-    print(run.describe())
-    assert not run.ok
+    assert run.returncode == 1
+    assert f"No conversation found with session ID: {first.session_id}" in run.stderr
     assert fake_api.messages_calls() == []
+    assert not list((alice.dir / "projects").glob(f"*/{first.session_id}.jsonl"))
 
 
 def test_resume_in_a_profile_finds_a_main_dir_session_through_a_projects_symlink(
@@ -324,16 +333,68 @@ def test_hooks_from_a_symlinked_settings_json_run_and_see_the_config_dir(
     run = alice.run("say hi").check()
 
     ran = sorted(p.stem for p in out.glob("*.env"))
-    print(ran)
+    # every hook ran; the statusline is a part of the interactive screen and never runs in -p
     assert ran == sorted(["PreToolUse", "SessionEnd", "SessionStart", "Stop", "UserPromptSubmit"])
     for event in ran:
         env = dict(
-            line.split("=", 1) for line in (out / f"{event}.env").read_text().splitlines()
+            line.split("=", 1)
+            for line in (out / f"{event}.env").read_text().splitlines()
             if "=" in line
         )
         assert env["CLAUDE_CONFIG_DIR"] == str(alice.dir)
         doc = json.loads((out / f"{event}.json").read_text())
         assert doc["session_id"] == run.session_id
-        print(event, doc["transcript_path"])
+        assert Path(doc["transcript_path"]).parent.parent == alice.dir / "projects"
     assert (alice.dir / "settings.json").is_symlink()
     assert snapshot(sandbox.settings_path) == settings_before
+
+
+def test_the_statusline_from_a_symlinked_settings_json_runs_in_an_interactive_profile_session(
+    alice: Profile, fake_api: FakeAnthropicServer
+) -> None:
+    """The statusline needs the interactive screen: Claude Code on a pty, killed once it ran."""
+    sandbox = alice.sandbox
+    out = sandbox.root / "statusline"
+    out.mkdir()
+    script = sandbox.write_script(
+        "statusline", f'cat > "{out}/stdin.json"; env > "{out}/env"; echo STATUS-MARK\n'
+    )
+    sandbox.write_settings({"statusLine": {"type": "command", "command": str(script)}})
+    (alice.dir / "settings.json").symlink_to(sandbox.settings_path)
+    env = sandbox.env({**alice.env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+
+    screen = run_on_a_pty(sandbox, env, until=out / "env", timeout=RUN_TIMEOUT)
+
+    assert (out / "env").exists(), screen[-2000:]
+    assert f"CLAUDE_CONFIG_DIR={alice.dir}" in (out / "env").read_text().splitlines()
+    doc = json.loads((out / "stdin.json").read_text())
+    assert Path(doc["transcript_path"]).parent.parent == alice.dir / "projects"
+    assert (alice.dir / "settings.json").is_symlink()
+
+
+def run_on_a_pty(sandbox: ClaudeSandbox, env: dict[str, str], until: Path, timeout: float) -> str:
+    """Start interactive `claude` in the project on a pty; kill it once `until` exists.
+
+    Returns what it drew. The child carries the sandbox's marker, so `close()` reaps anything
+    it left behind.
+    """
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become Claude Code
+        os.chdir(sandbox.project)
+        os.execve(sandbox.claude_bin, [sandbox.claude_bin], env)
+    screen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until.exists():
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:  # the child is gone
+                    break
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return screen.decode(errors="replace")
