@@ -140,6 +140,35 @@ def test_a_profile_refresh_waits_for_the_profile_locks(
     assert not (alice.dir.parent / "alice.lock").exists()
 
 
+def test_a_profile_writes_the_rotated_pair_under_its_storage_write_lock(
+    alice: Profile, fake_api: FakeAnthropicServer, refresh_proxy: RefreshProxy
+) -> None:
+    """`P/.storage-write.lock` guards the write of P/.credentials.json itself."""
+    expire_alice(alice, refresh_proxy)
+    fake_api.script_each_turn(bash("echo hi"), end_turn("ok"))
+    held = alice.dir / ".storage-write.lock"
+    held.mkdir()
+    released: list[float] = []
+
+    def release() -> None:
+        held.rmdir()
+        released.append(time.time())
+
+    timer = threading.Timer(2.0, release)
+    timer.start()
+    try:
+        alice.run("say hi").check()
+    finally:
+        timer.cancel()
+
+    assert released and alice.credentials.stat().st_mtime >= released[0]
+    assert (
+        alice.sandbox.read_credentials(alice.credentials)["refreshToken"]
+        == (fake_api.current_tokens("alice")[1])
+    )
+    assert len(fake_api.token_refreshes()) == 1 and fake_api.invalid_grant_events() == []
+
+
 def test_the_main_dir_locks_do_not_hold_up_a_profile_refresh(
     alice: Profile, fake_api: FakeAnthropicServer, refresh_proxy: RefreshProxy
 ) -> None:
