@@ -1,11 +1,12 @@
 """Pin docs/facts.md facts 11-15: what Claude Code does with `CLAUDE_CONFIG_DIR=P`.
 
-Profiles (issue 15) give each slot its own config dir P, with everything but the credential and
+A profile gives a slot its own config dir P, with everything but the credential and
 `.claude.json` shared with the main dir by symlink. That is safe only if a process in P keeps
-to P for the things that hold a token chain (locks, credential, `.claude.json`) and still
-finds the shared parts (settings and hooks, `projects/` for `--resume`). Each test runs the
-real `claude -p` with `CLAUDE_CONFIG_DIR=P` in a sandbox HOME whose main dir holds another
-account, so a read or write of the wrong dir shows up as the wrong token or a changed file.
+to P for what holds a token chain (locks, credential, `.claude.json`) and still finds the
+shared parts (settings, hooks and the statusline; `projects/` for `--resume`). Each test runs
+the real Claude Code (`claude -p`; for the statusline, interactive on a pty) with
+`CLAUDE_CONFIG_DIR=P` in a sandbox HOME whose main dir is logged in as another account (bob),
+so a read or write of the wrong dir shows up as the wrong token or a changed file.
 """
 
 from __future__ import annotations
@@ -376,6 +377,22 @@ def test_hooks_from_a_symlinked_settings_json_run_and_see_the_config_dir(
         assert Path(doc["transcript_path"]).parent.parent == alice.dir / "projects"
     assert (alice.dir / "settings.json").is_symlink()
     assert snapshot(sandbox.settings_path) == settings_before
+
+
+def test_hooks_of_a_main_dir_session_see_no_config_dir(
+    main_dir: ClaudeSandbox, fake_api: FakeAnthropicServer
+) -> None:
+    """Without CLAUDE_CONFIG_DIR, Claude Code does not set one for its hooks."""
+    out = main_dir.root / "hook-env"
+    out.mkdir()
+    dump = main_dir.write_script("dump-env", f'cat >/dev/null; env > "{out}/$1.env"\n')
+    main_dir.add_hook("SessionStart", f"{dump} SessionStart")
+    fake_api.script_each_turn(end_turn("ok"))
+
+    main_dir.run("hi", timeout=RUN_TIMEOUT).check()
+
+    env = (out / "SessionStart.env").read_text().splitlines()
+    assert not [line for line in env if line.startswith("CLAUDE_CONFIG_DIR=")]
 
 
 def test_the_statusline_from_a_symlinked_settings_json_runs_in_an_interactive_profile_session(
