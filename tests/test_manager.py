@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gptme_subscription_plugin.boundary import DropPending
+from gptme_subscription_plugin.boundary import Defer, DropPending, Plan
 from gptme_subscription_plugin.boundary_runner import BoundaryRunner
 from gptme_subscription_plugin.credentials import load_credential
 from gptme_subscription_plugin.manager import SubscriptionManager
@@ -290,6 +290,21 @@ def test_a_401_from_the_usage_endpoint_marks_the_slot_rejected_until_a_new_login
     write_slot(m.config.claude_dir, "bob", credential_bytes("bob", 2, expires_at=T0 + 8 * H))
     bob = m.view().slot("bob")
     assert (bob.usable, bob.health) == (True, "valid")
+
+
+def test_a_deferred_switch_is_refused_like_a_switch_when_its_target_is_rejected(env):
+    """A plan's deferral goes through the same checks as a switch: no pending switch to a
+    slot Anthropic refused, and a deferral whose blockers went idle flips at once."""
+    m, clock, _ = env
+    m.record_rejection("bob", "StopFailure authentication_failed")
+    m.turns.mark_busy("other", clock())
+    runner = BoundaryRunner(m)
+    out = runner.carry_out(Plan(moves=(Defer("bob", "why", "exhausted", ("other",)),)), "me")
+    assert out is not None and out.status == "refused"
+    assert m.pending() is None and m.get_active_subscription() == "alice"
+    m.turns.mark_idle("other", clock())
+    out = runner.carry_out(Plan(moves=(Defer("carol", "why", "exhausted", ("other",)),)), "me")
+    assert out is not None and out.status == "switched" and m.get_active_subscription() == "carol"
 
 
 def test_a_rejection_is_lifted_by_a_successful_poll_after_the_probe_cooldown(env):

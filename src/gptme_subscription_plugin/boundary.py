@@ -134,7 +134,8 @@ class Switch:
 
 @dataclass(frozen=True)
 class Defer:
-    """Record a pending switch to `slot`: `blockers` are mid-turn."""
+    """A switch to `slot` that waits as pending: `blockers` are mid-turn (the executor looks
+    again, and flips if they are not any more)."""
 
     slot: str
     reason: str
@@ -216,9 +217,9 @@ class BoundaryController:
 
     def on_stop_failure(self, moment: Moment, error: object, model: str | None) -> Plan:
         """The turn ended on an API error; `model` is the session's, when known."""
-        live = moment.view.live
         if not matters(error):
-            return Plan()
+            return Plan()  # decided without reading the view
+        live = moment.view.live
         changes: tuple[Change, ...] = ()
         if live is not None and error == RATE_LIMIT:
             changes = self._rate_limited(moment, live, model)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from .boundary import (
     BoundaryController,
     Change,
-    Defer,
     DropPending,
     EndRefusal,
     MarkLimited,
@@ -178,8 +177,8 @@ class BoundaryRunner:
             m.drop_pending(change.slot, change.mode, "target can no longer serve")
 
     def _move(self, move: Move, session_id: str | None) -> SwitchOutcome:
-        if isinstance(move, Defer):
-            return self.m.defer(move.slot, move.reason, mode=move.mode, blockers=move.blockers)
+        """A switch and a deferral alike go through `switch_to`: it refuses an unusable or
+        rejected target, looks at who is mid-turn again, and defers or flips."""
         return self.m.switch_to(move.slot, move.reason, mode=move.mode, session_id=session_id)
 
 

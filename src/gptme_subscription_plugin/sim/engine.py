@@ -36,7 +36,6 @@ from typing import Any
 from ..boundary import (
     BoundaryController,
     Change,
-    Defer,
     DropPending,
     EndRefusal,
     MarkLimited,
@@ -468,13 +467,11 @@ class Simulator:
             self._changed(self.index[slot])
 
     def _move(self, move: Move, si: int, now: float) -> str:
-        """manager.defer / manager.switch_to: the status of the outcome."""
+        """manager.switch_to, which carries out a switch and a deferral alike: the status of
+        the outcome."""
         target = self.index.get(move.slot)
         if target is None or (self.rotation.rejected and self._rejected(target)):
             return "refused"
-        if isinstance(move, Defer):
-            self.rotation.set_pending(move.slot, move.reason, move.mode, now)
-            return "pending"
         if self.live == target:
             self.rotation.clear_pending(move.slot)
             return "unchanged"
