@@ -51,9 +51,17 @@ class BoundaryResult:
     def switched_line(self) -> str | None:
         """One line for the person when the live slot changed."""
         o = self.outcome
-        if o is None or o.status != "switched":
+        if o is None or not self.switched:
             return None
         return f"subscription: switched {o.previous or '?'} -> {o.slot} ({o.detail})"
+
+    def stop_line(self, lands: str = "") -> str | None:
+        """The line a turn's end tells the person: the switch, or an urgent switch left
+        pending on other sessions (`lands`: the surface's words for when it lands)."""
+        o = self.outcome
+        if self.plan.urgent_wait and o is not None and o.status == "pending":
+            return f"subscription: {o.detail}{lands}"
+        return self.switched_line()
 
 
 def publish_summary(

@@ -91,10 +91,7 @@ def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] |
     if sid:
         m.turns.mark_idle(sid, m.clock())
     result = BoundaryRunner(m).stop(sid, answered_on_live=True)
-    line = result.switched_line()
-    if result.plan.urgent_wait and result.outcome is not None:
-        line = f"subscription: {result.outcome.detail}"
-    notes = _lines(result, line)
+    notes = _lines(result, result.stop_line())
     return {"systemMessage": "; ".join(notes)} if notes else None
 
 

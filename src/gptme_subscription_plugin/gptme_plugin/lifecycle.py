@@ -304,9 +304,7 @@ class Lifecycle:
         m, sess = self._manager(logdir)
         self._mark_idle(sess)
         result = BoundaryRunner(m).stop(sess.session_id, answered_on_live=False)
-        line = result.switched_line()
-        if result.plan.urgent_wait and result.outcome is not None:
-            line = f"subscription: {result.outcome.detail}; it lands when they are between turns"
+        line = result.stop_line("; it lands when they are between turns")
         return [Note(text) for text in (result.heal, line) if text]
 
     def session_end(self, logdir: Path | None) -> list[Note]:
