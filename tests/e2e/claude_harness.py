@@ -34,9 +34,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -581,6 +582,25 @@ class ClaudeSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def lock_held_for(path: Path, seconds: float = 2.0) -> Iterator[list[float]]:
+    """Hold Claude Code's mkdir lock `path` for `seconds` (a timer releases it); the list
+    yielded gets the time of the release, to check that the guarded work came after it."""
+    path.mkdir()
+    released: list[float] = []
+
+    def release() -> None:
+        path.rmdir()
+        released.append(time.time())
+
+    timer = threading.Timer(seconds, release)
+    timer.start()
+    try:
+        yield released
+    finally:
+        timer.cancel()
 
 
 def _write_private(path: Path, text: str) -> None:

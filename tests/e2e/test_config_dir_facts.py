@@ -17,7 +17,6 @@ import os
 import pty
 import select
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from ..support.fake_api import FakeAnthropicServer, bash, end_turn
-from .claude_harness import ClaudeRun, ClaudeSandbox, RefreshProxy, _write_private
+from .claude_harness import ClaudeRun, ClaudeSandbox, RefreshProxy, _write_private, lock_held_for
 
 pytestmark = pytest.mark.e2e
 
@@ -119,20 +118,8 @@ def test_a_profile_refresh_waits_for_the_profile_locks(
     """`P/.oauth_refresh.lock` and `P.lock` (beside P, not in HOME) guard a refresh in P."""
     expire_alice(alice, refresh_proxy)
     fake_api.script_each_turn(end_turn("ok"))
-    held = alice.dir / lock
-    held.mkdir()
-    released: list[float] = []
-
-    def release() -> None:
-        held.rmdir()
-        released.append(time.time())
-
-    timer = threading.Timer(2.0, release)
-    timer.start()
-    try:
+    with lock_held_for(alice.dir / lock) as released:
         alice.run("hi").check()
-    finally:
-        timer.cancel()
 
     (refresh,) = fake_api.token_refreshes()
     assert released and refresh.received_at >= released[0]
@@ -147,20 +134,8 @@ def test_a_profile_writes_the_rotated_pair_under_its_storage_write_lock(
     """`P/.storage-write.lock` guards the write of P/.credentials.json itself."""
     expire_alice(alice, refresh_proxy)
     fake_api.script_each_turn(bash("echo hi"), end_turn("ok"))
-    held = alice.dir / ".storage-write.lock"
-    held.mkdir()
-    released: list[float] = []
-
-    def release() -> None:
-        held.rmdir()
-        released.append(time.time())
-
-    timer = threading.Timer(2.0, release)
-    timer.start()
-    try:
+    with lock_held_for(alice.dir / ".storage-write.lock") as released:
         alice.run("say hi").check()
-    finally:
-        timer.cancel()
 
     assert released and alice.credentials.stat().st_mtime >= released[0]
     assert (

@@ -7,7 +7,6 @@ hooks here are throwaway shell scripts written by the test.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ..support.fake_api import (
     make_profile_doc,
     ratelimit_headers,
 )
-from .claude_harness import ClaudeSandbox, RefreshProxy
+from .claude_harness import ClaudeSandbox, RefreshProxy, lock_held_for
 
 pytestmark = pytest.mark.e2e
 
@@ -317,19 +316,8 @@ def test_claude_code_waits_for_a_held_refresh_lock(
     fake_api.script_each_turn(end_turn("ok"))
     claude_sandbox.use_proxy(refresh_proxy)
     held = claude_sandbox.home / lock
-    held.mkdir()
-    released: list[float] = []
-
-    def release() -> None:
-        held.rmdir()
-        released.append(time.time())
-
-    timer = threading.Timer(2.0, release)
-    timer.start()
-    try:
+    with lock_held_for(held) as released:
         claude_sandbox.run("hi", timeout=45).check()
-    finally:
-        timer.cancel()
 
     (refresh,) = fake_api.token_refreshes()
     assert released and refresh.received_at >= released[0]
