@@ -50,14 +50,6 @@ class LaunchChoice:
     load: Mapping[str, int] = field(default_factory=dict)  # by slot, candidates only
     cap: Mapping[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "slot": self.slot,
-            "reason": self.reason,
-            "load": dict(self.load),
-            "cap": dict(self.cap),
-        }
-
 
 def session_cap(slot: SlotView, thresholds: Thresholds, now: float) -> int:
     """Sessions `slot` may carry: the full cap at an empty 5-hour window, down to one as the
