@@ -76,6 +76,7 @@ class Config:
 
     claude_dir: Path = field(default_factory=lambda: default_claude_dir(os.environ))
     state_dir: Path = field(default_factory=lambda: default_state_dir(os.environ))
+    profiles_dir: Path | None = None  # None: `<state_dir>/profiles`
     home: Path = field(default_factory=lambda: Path(os.environ.get("HOME") or Path.home()))
     slots: list[str] = field(default_factory=list)  # empty: every slot file found
     fallback_order: list[str] = field(default_factory=list)  # tie-break preference
@@ -120,6 +121,11 @@ class Config:
         return self.claude_dir / ".credentials.json"
 
     @property
+    def profiles_path(self) -> Path:
+        """Where the per-slot config dirs live: `profiles_dir`, else `<state_dir>/profiles`."""
+        return self.profiles_dir or self.state_dir / "profiles"
+
+    @property
     def thresholds(self) -> Thresholds:
         return Thresholds(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Thresholds)})
 
@@ -141,7 +147,7 @@ class Config:
 
 
 FIELDS = {f.name for f in dataclasses.fields(Config)}
-PATH_FIELDS = {"claude_dir", "state_dir", "home", "usage_script"}
+PATH_FIELDS = {"claude_dir", "state_dir", "profiles_dir", "home", "usage_script"}
 LIST_FIELDS = {"slots", "fallback_order"}
 # Names of gptme-subscription 0.1.0 (environment `GPTME_SUBSCRIPTION_<NAME>`, config file
 # keys) for our fields. Where both are given, our own name wins.
@@ -171,7 +177,7 @@ def _env_values(env: Mapping[str, str]) -> Sourced:
             continue
         if name in LIST_FIELDS:
             values[name] = ([p.strip() for p in raw.split(",") if p.strip()], key)
-        elif raw == "" and name == "usage_script":
+        elif raw == "" and name in ("usage_script", "profiles_dir"):
             values[name] = (None, key)
         else:
             values[name] = (raw, key)
@@ -274,6 +280,7 @@ def _normalize(config: Config) -> Config:
         state_dir=config.state_dir.expanduser(),
         home=config.home.expanduser(),
         usage_script=config.usage_script.expanduser() if config.usage_script else None,
+        profiles_dir=config.profiles_dir.expanduser() if config.profiles_dir else None,
         api_base=config.api_base.rstrip("/"),
     )
 
