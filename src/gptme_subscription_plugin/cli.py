@@ -460,6 +460,44 @@ def cmd_slot(m: SubscriptionManager, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profile(m: SubscriptionManager, args: argparse.Namespace) -> int:
+    """`profile enable|disable [SLOT...]`: a refusal is a ProfileError (one line, exit 1)."""
+    from .profiles import Profiles
+
+    profiles = Profiles(m.slots, m.config.profiles_path, m.busy_sessions)
+    act = profiles.enable if args.profile_command == "enable" else profiles.disable
+    changes = act(args.slots, dry_run=args.dry_run)
+    if not args.dry_run:
+        for c in changes:
+            m.events.append(
+                f"profile-{args.profile_command}",
+                m.clock(),
+                slot=c.slot,
+                refresh_fingerprint=c.refresh_fingerprint,
+            )
+    if args.json:
+        _print_json(
+            {
+                "action": args.profile_command,
+                "dry_run": args.dry_run,
+                "profiles_dir": str(m.config.profiles_path),
+                "slots": [c.to_dict() for c in changes],
+            }
+        )
+        return EXIT_OK
+    if not changes:
+        print(f"nothing to {args.profile_command}")
+    for c in changes:
+        verb = c.action.replace("would-", "would ")
+        shared = f"; shared: {', '.join(c.linked)}" if c.linked else ""
+        print(f"{verb} {c.slot}: {c.profile} (refresh {c.refresh_fingerprint or '-'}){shared}")
+        for note in c.notes:
+            print(f"note: {note}")
+    if args.dry_run:
+        print("dry run: nothing changed")
+    return EXIT_OK
+
+
 def cmd_install(m: SubscriptionManager, args: argparse.Namespace) -> int:
     if args.target == "gptme":
         return cmd_install_gptme(m, args)
@@ -546,6 +584,7 @@ COMMANDS: dict[str, Callable[[SubscriptionManager, argparse.Namespace], int]] = 
     "identity": cmd_identity,
     "capacity": cmd_capacity,
     "slot": cmd_slot,
+    "profile": cmd_profile,
 }
 
 

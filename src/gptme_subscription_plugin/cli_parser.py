@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--json", action="store_true")
     sl = slot_sub.add_parser("list", help="list slots with credential health")
     sl.add_argument("--json", action="store_true")
+    p = add("profile", "move slots into their own Claude Code config dirs (profiles) and back")
+    profile_sub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    for action, help_text in (
+        (
+            "enable",
+            "move SLOT's credential into <profiles dir>/SLOT (default: every slot not live)",
+        ),
+        ("disable", "move SLOT's credential back to its slot file (default: every profile)"),
+    ):
+        pa = profile_sub.add_parser(action, help=help_text, description=help_text)
+        pa.add_argument("slots", nargs="*", metavar="SLOT")
+        pa.add_argument(
+            "--dry-run", action="store_true", help="say what it would do, change nothing"
+        )
+        pa.add_argument("--json", action="store_true", help="machine-readable output")
     p = add(
         "install",
         "claude-code: the hooks (and statusline) into a settings.json; "

@@ -35,7 +35,15 @@ from .slots import SlotStore, validate_slot_name_or_fail
 
 GLOBAL_CONFIG_NAME = ".claude.json"
 # Entries of the main claude dir a profile shares by a symlink, when the main dir has them.
-SHARED_ENTRIES = ("settings.json", "CLAUDE.md", "commands", "agents", "skills", "plugins", "projects")
+SHARED_ENTRIES = (
+    "settings.json",
+    "CLAUDE.md",
+    "commands",
+    "agents",
+    "skills",
+    "plugins",
+    "projects",
+)
 # Keys of the main `.claude.json` a new profile starts with; never `oauthAccount` (per account).
 SEED_KEYS = ("hasCompletedOnboarding", "lastOnboardingVersion", "mcpServers")
 SEED_PROJECT_KEYS = (
