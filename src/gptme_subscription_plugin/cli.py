@@ -466,7 +466,7 @@ def cmd_profile(m: SubscriptionManager, args: argparse.Namespace) -> int:
 
     profiles = Profiles(m.slots, m.config.profiles_path, m.busy_sessions)
     act = profiles.enable if args.profile_command == "enable" else profiles.disable
-    changes = act(args.slots, dry_run=args.dry_run)
+    changes = act(args.names, dry_run=args.dry_run)
     if not args.dry_run:
         for c in changes:
             m.events.append(

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", "move SLOT's credential back to its slot file (default: every profile)"),
     ):
         pa = profile_sub.add_parser(action, help=help_text, description=help_text)
-        pa.add_argument("slots", nargs="*", metavar="SLOT")
+        pa.add_argument("names", nargs="*", metavar="SLOT")
         pa.add_argument(
             "--dry-run", action="store_true", help="say what it would do, change nothing"
         )
