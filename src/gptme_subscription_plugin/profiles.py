@@ -193,8 +193,8 @@ class Profiles:
 
     def _enable_one(self, name: str) -> ProfileChange:
         profile = self.profile_dir(name)
+        made = [d for d in (self.dir, profile) if not _lexists(d)]
         fsutil.ensure_private_dir(self.dir, "profiles dir")
-        created = not profile.exists()
         fsutil.ensure_private_dir(profile, "profile dir", follow=False)
         change = ProfileChange(name, "enabled", profile)
         try:
@@ -210,9 +210,9 @@ class Profiles:
                 change.seeded = self._seed_global_config(profile)
                 self._link_shared(profile, change)
         except BaseException:
-            if created:
+            for directory in reversed(made):  # rmdir: only what is still empty goes
                 with contextlib.suppress(OSError):
-                    profile.rmdir()  # only when still empty: nothing half-made is left
+                    directory.rmdir()
             raise
         return change
 
