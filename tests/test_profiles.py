@@ -17,7 +17,7 @@ import pytest
 
 from gptme_subscription_plugin import fsutil
 from gptme_subscription_plugin.credentials import load_credential
-from gptme_subscription_plugin.profiles import Profiles, ProfileError, seed_global_config
+from gptme_subscription_plugin.profiles import ProfileError, Profiles, seed_global_config
 from gptme_subscription_plugin.turns import TurnRegistry
 
 from .support.credentials import credential_bytes, refresh_token, write_slot
@@ -270,9 +270,10 @@ def test_json_shape(sb: Sandbox) -> None:
     }
     assert change["action"] == "enabled" and change["seeded"] is True
     assert change["profile"] == str(profiles_dir(sb) / "bob")
-    assert change["refresh_fingerprint"] == load_credential(
-        profiles_dir(sb) / "bob" / ".credentials.json"
-    ).refresh_fingerprint
+    assert (
+        change["refresh_fingerprint"]
+        == load_credential(profiles_dir(sb) / "bob" / ".credentials.json").refresh_fingerprint
+    )
     assert "sk-ant" not in json.dumps(doc)
 
 
