@@ -47,13 +47,6 @@ def _our_state_dirs(root):
     return [d for d in root.rglob("state") if d.is_dir() and not d.is_symlink()]
 
 
-def _profile_credential(state, path):
-    """A slot's one home in its profile (`<state>/profiles/<slot>/.credentials.json`, the
-    default profiles dir): a token belongs there."""
-    parts = path.relative_to(state).parts
-    return len(parts) == 3 and parts[0] == "profiles" and parts[2] == ".credentials.json"
-
-
 def _leaks_and_modes(root):
     """Files our tool wrote that hold a token, or are not 0600 / 0700."""
     import stat as stat_mod
@@ -69,7 +62,7 @@ def _leaks_and_modes(root):
             elif path.is_file():
                 if mode != 0o600:
                     problems.append(f"{path}: file mode {oct(mode)}")
-                if SECRET_MARK in path.read_bytes() and not _profile_credential(state, path):
+                if SECRET_MARK in path.read_bytes():
                     problems.append(f"{path}: holds a token")
     for path in root.rglob("*"):
         if SECRET_MARK.decode() in path.name:

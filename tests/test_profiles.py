@@ -52,7 +52,7 @@ def sb(tmp_path: Path) -> Sandbox:
 
 
 def profiles_dir(sb: Sandbox) -> Path:
-    return sb.state / "profiles"
+    return sb.home / ".claude-profiles"
 
 
 def mode(path: Path) -> int:

@@ -76,7 +76,7 @@ class Config:
 
     claude_dir: Path = field(default_factory=lambda: default_claude_dir(os.environ))
     state_dir: Path = field(default_factory=lambda: default_state_dir(os.environ))
-    profiles_dir: Path | None = None  # None: `<state_dir>/profiles`
+    profiles_dir: Path | None = None  # None: `<home>/.claude-profiles`
     home: Path = field(default_factory=lambda: Path(os.environ.get("HOME") or Path.home()))
     slots: list[str] = field(default_factory=list)  # empty: every slot file found
     fallback_order: list[str] = field(default_factory=list)  # tie-break preference
@@ -122,8 +122,9 @@ class Config:
 
     @property
     def profiles_path(self) -> Path:
-        """Where the per-slot config dirs live: `profiles_dir`, else `<state_dir>/profiles`."""
-        return self.profiles_dir or self.state_dir / "profiles"
+        """Where the per-slot config dirs live: `profiles_dir`, else `~/.claude-profiles`
+        (beside the claude dir, not in the state dir: they hold credentials, the state never)."""
+        return self.profiles_dir or self.home / ".claude-profiles"
 
     @property
     def thresholds(self) -> Thresholds:
