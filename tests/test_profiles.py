@@ -290,7 +290,7 @@ def test_the_profiles_dir_setting_is_honoured(sb: Sandbox) -> None:
 
 def test_home_of_names_each_home(sb: Sandbox) -> None:
     m = sb.manager()
-    profiles = Profiles(m.slots, m.config.profiles_path, m.busy_sessions)
+    profiles = Profiles(m.slots, m.busy_sessions)
     profiles.enable(["bob"])
 
     assert profiles.home_of("alice") == "link"
@@ -304,7 +304,7 @@ def test_home_of_names_each_home(sb: Sandbox) -> None:
 
 def test_a_profile_that_kept_its_own_files_is_kept_with_a_note(sb: Sandbox) -> None:
     m = sb.manager()
-    profiles = Profiles(m.slots, m.config.profiles_path, m.busy_sessions)
+    profiles = Profiles(m.slots, m.busy_sessions)
     profiles.enable(["bob"])
     profile = profiles.profile_dir("bob")
     (profile / "backups").mkdir(mode=0o700)  # Claude Code's own, made while a session ran there

@@ -43,6 +43,7 @@ class Row:
     limited_until: float | None = None
     rejected: dict | None = None
     limited_models: dict = field(default_factory=dict)
+    home: str = "link"
 
 
 def test_status_table_shows_everything_a_person_needs():

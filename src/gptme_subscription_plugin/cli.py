@@ -464,7 +464,7 @@ def cmd_profile(m: SubscriptionManager, args: argparse.Namespace) -> int:
     """`profile enable|disable [SLOT...]`: a refusal is a ProfileError (one line, exit 1)."""
     from .profiles import Profiles
 
-    profiles = Profiles(m.slots, m.config.profiles_path, m.busy_sessions)
+    profiles = Profiles(m.slots, m.busy_sessions)
     act = profiles.enable if args.profile_command == "enable" else profiles.disable
     changes = act(args.names, dry_run=args.dry_run)
     if not args.dry_run:

@@ -77,6 +77,7 @@ class SubscriptionManager:
             lock_wait=config.lock_wait,
             clock=clock,
             resolver=self.identities,
+            profiles_dir=config.profiles_path,
         )
         self.poller = UsagePoller(
             config,
@@ -160,22 +161,31 @@ class SubscriptionManager:
         return self.poller.probe(self.slot_names() if names is None else names)
 
     def view(
-        self, usage: dict[str, UsageSnapshot | None] | None = None, *, model: str | None = None
+        self,
+        usage: dict[str, UsageSnapshot | None] | None = None,
+        *,
+        model: str | None = None,
+        home: str | None = "link",
     ) -> PolicyView:
-        """The policy's whole input, built from files and state (no network)."""
+        """The policy's whole input, built from files and state (no network): the slots
+        whose home is `home` ("link": what the live link may serve; None: every slot)."""
         rot = self.rotation()
         usage = usage if usage is not None else self.check_usage(refresh=False)
         views = []
         for name in self.slot_names():
+            where = self.slots.home_of(name) or "link"
+            if home is not None and where != home:
+                continue
             info = self.slots.check(name)
             views.append(
                 rot.slot_view(
                     name,
-                    usable=info.health.usable,
-                    health=info.health.value,
+                    usable=info.health.usable and where != "ambiguous",
+                    health="two homes" if where == "ambiguous" else info.health.value,
                     rejected=standing_rejection(rot, name, info) is not None,
                     usage=usage.get(name),
                     capacity=info.capacity,
+                    home=where,
                 )
             )
         return rot.policy_view(

@@ -90,11 +90,13 @@ class SlotReport:
     poll: dict[str, Any] = field(default_factory=dict)
     rejected: dict[str, Any] | None = None  # Anthropic refused this very credential
     limited_models: dict[str, float] = field(default_factory=dict)  # per-model 429s in force
+    home: str = "link"  # link | profile | ambiguous (slot_files.SlotFiles.home_of)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "live": self.live,
+            "home": self.home,
             "credential": self.credential.to_dict(),
             "usage": self.usage.to_dict() if self.usage else None,
             "pressure": self.pressure,

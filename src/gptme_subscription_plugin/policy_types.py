@@ -7,7 +7,7 @@ Split from `policy.py` so the pressure math, the ranking and the rules can each 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from .usage.snapshot import UsageSnapshot
@@ -30,6 +30,7 @@ class SlotView:
     limited_models: Mapping[str, float] = field(default_factory=dict)
     left_exhausted_at: float | None = None  # when we last left it because it ran out
     capacity: float | None = None  # size of its plan's windows, Pro = 1 (None: not known)
+    home: str = "link"  # "profile": its own config dir serves it; the live link never does
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class PolicyView:
             if s.name == name:
                 return s
         return None
+
+    def homed(self, home: str) -> PolicyView:
+        """This view with only the slots whose home is `home`: the live link's policy sees
+        the "link" slots, the launcher the "profile" ones."""
+        return replace(self, slots=tuple(s for s in self.slots if s.home == home))
 
 
 @dataclass(frozen=True)

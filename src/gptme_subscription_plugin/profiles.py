@@ -90,14 +90,11 @@ class ProfileChange:
 class Profiles:
     """The profiles dir over one slot store; `busy` says who is mid-turn (the turn registry)."""
 
-    def __init__(
-        self,
-        store: SlotStore,
-        profiles_dir: Path,
-        busy: Callable[[], Sequence[str]],
-    ) -> None:
+    def __init__(self, store: SlotStore, busy: Callable[[], Sequence[str]]) -> None:
+        if store.profiles_dir is None:
+            raise ProfileError("no profiles dir is configured")
         self.store = store
-        self.dir = Path(profiles_dir)
+        self.dir = store.profiles_dir
         self.busy = busy
 
     # ------------------------------------------------------------ where a chain lives
@@ -114,16 +111,10 @@ class Profiles:
 
     def home_of(self, slot: str) -> Home | None:
         """Where the slot's chain lives: its main-dir slot file, its profile, both, or nowhere."""
-        in_main = _lexists(self._main_slot_path(slot))
-        in_profile = _lexists(self.credential_path(slot))
-        if in_main and in_profile:
-            return "ambiguous"
-        if in_profile:
-            return "profile"
-        return "link" if in_main else None
+        return self.store.home_of(slot)  # type: ignore[return-value]
 
     def enabled(self) -> list[str]:
-        """Slots whose credential is in a profile."""
+        """Slots whose credential is in a profile, and those with two homes."""
         try:
             names = sorted(p.name for p in self.dir.iterdir() if p.is_dir() and not p.is_symlink())
         except OSError:
@@ -293,12 +284,9 @@ class Profiles:
             self._check_disable(name)  # again, under the locks
             self._check_idle()
             source = profile / LIVE_NAME
-            data = read_credential_bytes(source)  # refreshed in place: the newest pair
-            cred = parse_credential(data)
-            self.store.write_slot(name, data)
-            self.store.record_lineage(name, cred)
-            source.unlink()
-            fsutil.fsync_dir(profile)
+            cred = parse_credential(read_credential_bytes(source))  # refreshed in place
+            self.store.record_lineage(name, cred)  # the backup ring keeps a copy
+            _move_file(source, self._main_slot_path(name))  # one step: never two homes
             change.refresh_fingerprint = cred.refresh_fingerprint
             for entry in self._ours_to_remove(profile):
                 (profile / entry).unlink()

@@ -63,6 +63,10 @@ def status_table(
             cred += f", limited {format_duration(r.limited_until - now)}"
         for model, until in sorted(r.limited_models.items()):
             cred += f", {model} limited {format_duration(until - now)}"
+        if r.home == "profile":
+            cred += ", in its profile"
+        elif r.home == "ambiguous":
+            cred += ", TWO HOMES (main file and profile): keep one"
         if usage is not None and usage.stale:
             cred += ", usage stale"
         if usage is None:

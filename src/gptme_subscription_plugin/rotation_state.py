@@ -254,6 +254,7 @@ class RotationState:
         rejected: bool,
         usage: UsageSnapshot | None,
         capacity: float | None,
+        home: str = "link",
     ) -> SlotView:
         """The policy's view of slot `name`: what its credential file says (`usable`,
         `health`, `capacity`), its usage, and what this state holds of it. A standing
@@ -267,6 +268,7 @@ class RotationState:
             limited_models=self.model_limits(name),
             left_exhausted_at=self.left_exhausted.get(name),
             capacity=capacity,
+            home=home,
         )
 
     def policy_view(

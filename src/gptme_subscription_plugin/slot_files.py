@@ -77,6 +77,7 @@ class SlotFiles:
         lock_wait: float = 9.0,
         clock: Callable[[], float] | None = None,
         resolver: IdentityResolver | None = None,
+        profiles_dir: Path | None = None,
     ):
         import time
 
@@ -87,6 +88,7 @@ class SlotFiles:
         self.lock_wait = lock_wait
         self.clock = clock or time.time
         self.resolver = resolver
+        self.profiles_dir = profiles_dir  # None: no slot lives in a profile
 
     # ------------------------------------------------------------ paths and listing
 
@@ -114,14 +116,67 @@ class SlotFiles:
         return path
 
     def slot_path(self, name: str) -> Path:
-        """The file holding slot `name`; an alias (a link to another slot) names its target."""
+        """The file holding slot `name`: its main-dir file (an alias names its target), else
+        its profile's credential when that is its one home (`home_of`)."""
         try:
             validate_slot_name(name)
         except ValueError as exc:
             raise SlotError(str(exc)) from None
         path = self.claude_dir / f"{SLOT_PREFIX}{name}"
         target = self._alias_target(path)
-        return self.claude_dir / f"{SLOT_PREFIX}{target}" if target else path
+        if target:
+            return self.claude_dir / f"{SLOT_PREFIX}{target}"
+        if not os.path.lexists(path) and self.home_of(name) == "profile":
+            return self.profiles_dir / name / LIVE_NAME  # type: ignore[operator]
+        return path
+
+    def profile_dir(self, name: str) -> Path | None:
+        """Slot `name`'s own config dir, when profiles are configured."""
+        if self.profiles_dir is None:
+            return None
+        try:
+            return self.profiles_dir / validate_slot_name(name)
+        except ValueError as exc:
+            raise SlotError(str(exc)) from None
+
+    def profile_credential(self, name: str) -> Path | None:
+        directory = self.profile_dir(name)
+        return None if directory is None else directory / LIVE_NAME
+
+    def home_of(self, name: str) -> str | None:
+        """Where slot `name`'s token chain lives: "link" (its main-dir file, reached through
+        the live link), "profile" (its profile's credential), "ambiguous" (both: two
+        refreshers of one chain, so neither moves until a person keeps one), or None.
+
+        A profile credential that is not a regular file ours alone, in a dir ours alone, is
+        no home: it is never read as a slot.
+        """
+        profiled = self.profile_credential(name)  # SlotError on a bad name
+        in_main = os.path.lexists(self.claude_dir / f"{SLOT_PREFIX}{name}")
+        in_profile = profiled is not None and os.path.lexists(profiled)
+        if in_main and in_profile:
+            return "ambiguous"
+        if in_profile and _trusted_profile_file(profiled):  # type: ignore[arg-type]
+            return "profile"
+        return "link" if in_main else None
+
+    def profile_slots(self) -> list[str]:
+        """Slots whose one home is their profile (an ambiguous slot is not one)."""
+        if self.profiles_dir is None:
+            return []
+        try:
+            entries = list(self.profiles_dir.iterdir())
+        except OSError:
+            return []
+        names = []
+        for entry in entries:
+            try:
+                name = validate_slot_name(entry.name)
+            except ValueError:
+                continue
+            if self.home_of(name) == "profile":
+                names.append(name)
+        return sorted(names)
 
     def _alias_target(self, path: Path) -> str | None:
         """The slot a slot file links to, when it is a link to another slot of this dir."""
@@ -141,7 +196,11 @@ class SlotFiles:
         return name if resolved.is_file() and not resolved.is_symlink() else None
 
     def list_slots(self) -> list[str]:
-        """Names of slot files present, each account once (aliases of another slot left out)."""
+        """Every slot, each account once: main-dir slot files (aliases of another slot left
+        out) and slots whose home is their profile."""
+        return sorted(set(self._main_slots()) | set(self.profile_slots()))
+
+    def _main_slots(self) -> list[str]:
         names = []
         try:
             entries = list(self.claude_dir.iterdir())
@@ -449,6 +508,19 @@ class SlotFiles:
             cred.refresh_fingerprint and cred.refresh_fingerprint not in lineage
         ):
             self._remember(name, cred, live=True)
+
+
+def _trusted_profile_file(path: Path) -> bool:
+    """A profile credential we may read: a regular file, ours alone, in a dir ours alone
+    that is not a link (anything else is never taken for a slot's home)."""
+    try:
+        st = path.lstat()
+        dst = path.parent.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or not stat.S_ISDIR(dst.st_mode):
+        return False
+    return fsutil.untrusted_reason(st) is None and fsutil.untrusted_reason(dst) is None
 
 
 def refresh_fingerprint_at(path: Path) -> str | None:

@@ -333,6 +333,7 @@ class SlotStore(SlotFiles):
 
     def flip(self, name: str) -> FlipResult:
         """Make `name` the live slot: heal first, refuse a broken slot, relink, touch."""
+        self._refuse_profile_home(name, "linked")
         info = self.check(name)
         if not info.health.usable:
             raise SlotError(f"slot {name} is {info.health.value} ({info.detail}); not linked")
@@ -340,7 +341,8 @@ class SlotStore(SlotFiles):
         with self.locked():
             previous = self.active_slot()
             heal = self._heal_locked() if self.detect_drift() else None
-            info = self.check(name)  # re-check under the lock
+            self._refuse_profile_home(name, "linked")  # re-check under the lock
+            info = self.check(name)
             if not info.health.usable:
                 raise SlotError(f"slot {name} is {info.health.value} ({info.detail}); not linked")
             if previous is None and heal is not None and heal.owner:
@@ -352,6 +354,21 @@ class SlotStore(SlotFiles):
             with contextlib.suppress(CredentialError):
                 self._remember(name, load_credential(self.slot_path(name)), live=True)
             return FlipResult(slot=name, previous=previous, heal=heal)
+
+    def _refuse_profile_home(self, name: str, what: str, *, ambiguous: bool = True) -> None:
+        """A slot in its profile is refreshed there, under that dir's lock: linking or writing
+        it from the main dir would give its chain a second, unsynchronized home."""
+        home = self.home_of(name)
+        if home == "profile":
+            raise SlotError(
+                f"slot {name} lives in its profile {self.profile_dir(name)}; not {what} "
+                f"(`gptme-subscription profile disable {name}` brings it back to the link)"
+            )
+        if home == "ambiguous" and ambiguous:
+            raise SlotError(
+                f"slot {name} has two homes ({self.claude_dir / (SLOT_PREFIX + name)} and "
+                f"{self.profile_credential(name)}); not {what}: keep the newer one, remove the other"
+            )
 
     def _refuse_to_discard_live(self) -> None:
         """Replacing the live path must never drop the only copy of a refresh token.
@@ -391,6 +408,7 @@ class SlotStore(SlotFiles):
         The live credential is linked to the new slot when it was a regular file; the slot's
         identity is asked of the profile endpoint before the lock is taken.
         """
+        self._refuse_profile_home(name, "replaced")
         path = self.slot_path(name)
         src = source
         if src is None:
@@ -406,6 +424,7 @@ class SlotStore(SlotFiles):
             raise SlotError(f"cannot add {name}: {src} is {exc.health.value} ({exc})") from None
         identity = self.resolver.resolve(cred, retry_failures=True) if self.resolver else None
         with self.locked():
+            self._refuse_profile_home(name, "replaced")
             try:
                 data = read_credential_bytes(src)
                 cred = parse_credential(data)
@@ -440,6 +459,8 @@ class SlotStore(SlotFiles):
         """Delete a slot (its last content stays in the backup ring); never the live one."""
         path = self.claude_dir / f"{SLOT_PREFIX}{validate_slot_name_or_fail(name)}"
         with self.locked():
+            # removing the main-dir file of a slot with two homes is how a person keeps one
+            self._refuse_profile_home(name, "removed", ambiguous=False)
             if not path.exists() and not path.is_symlink():
                 raise SlotError(f"no slot named {name}")
             if self.live_state().slot == name:

@@ -34,7 +34,7 @@ class StatusSnapshot:
     now: float
     live: str | None
     reports: tuple[SlotReport, ...]
-    view: PolicyView  # the policy's input, built from the same usage as `reports`
+    view: PolicyView  # every slot (its `home` says which), from the same usage as `reports`
     decision: Decision  # what the policy would do now (not logged: looking is not deciding)
     pending: dict[str, Any] | None  # the pending switch, as rotation.json holds it
     pending_login: CredentialInfo | None  # a login of an account in no slot, kept aside
@@ -83,6 +83,7 @@ def slot_reports(m: SubscriptionManager, *, refresh: bool = False) -> list[SlotR
             SlotReport(
                 name=name,
                 live=name == live,
+                home=m.slots.home_of(name) or "link",
                 credential=info,
                 usage=usage.get(name),
                 pressure=slot_pressure(usage.get(name), m.config.thresholds, now),
@@ -125,10 +126,11 @@ def take_snapshot(
     reports = tuple(m.report(refresh=refresh))
     pending = m.pending()
     busy = tuple(m.busy_sessions(exclude=exclude))
-    view = m.view({r.name: r.usage for r in reports})
-    decision = m.policy.decide(view, now)
+    view = m.view({r.name: r.usage for r in reports}, home=None)
+    link_view = view.homed("link")  # what the live link may serve: the policy's input
+    decision = m.policy.decide(link_view, now)
     pending_slot = pending.get("slot") if pending else None
-    summary = agent_summary(m, view, decision, now, pending_slot)
+    summary = agent_summary(m, link_view, decision, now, pending_slot)
     return StatusSnapshot(
         now=now,
         live=m.get_active_subscription(),

@@ -152,9 +152,22 @@ def check_slots(m: SubscriptionManager) -> list[Check]:
         ]
     checks = []
     for name in names:
+        home = m.slots.home_of(name)
+        if home == "ambiguous":
+            checks.append(
+                Check(
+                    "FAIL",
+                    f"slot {name}",
+                    f"two homes: {m.slots.claude_dir / ('.credentials.json.' + name)} and "
+                    f"{m.slots.profile_credential(name)} (two refreshers of one token chain)",
+                    "keep the newer file and remove the other",
+                )
+            )
+            continue
         info = m.slots.check(name)
+        where = f" (in its profile {m.slots.profile_dir(name)})" if home == "profile" else ""
         if info.health.usable:
-            checks.append(Check("OK", f"slot {name}", info.detail))
+            checks.append(Check("OK", f"slot {name}", info.detail + where))
         else:
             checks.append(
                 Check(
@@ -293,7 +306,11 @@ def check_permissions(m: SubscriptionManager) -> list[Check]:
     readable by others gives away a refresh token, a dir writable by others lets anyone swap
     the live link."""
     slots = m.slots
-    problems = [_mode_problem(d, True) for d in (m.config.claude_dir, slots.backup_dir)]
+    dirs = [m.config.claude_dir, slots.backup_dir]
+    profiled = slots.profile_slots()
+    if profiled:
+        dirs += [m.config.profiles_path] + [slots.profile_dir(n) for n in profiled]  # type: ignore[misc]
+    problems = [_mode_problem(d, True) for d in dirs]
     files = [slots.slot_path(name) for name in m.slot_names()]
     if _is_regular(slots.live_path):  # drift: a file, not the link; it holds a credential
         files.append(slots.live_path)
