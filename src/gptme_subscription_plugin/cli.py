@@ -211,8 +211,11 @@ def switch_preview(m: SubscriptionManager, args: argparse.Namespace) -> int:
     blockers = m.busy_sessions()
     drift = m.slots.detect_drift()
     rejected = standing_rejection(m.rotation(), slot, info)
+    home_problem = _home_problem(m, slot)
     if slot not in m.slot_names():
         status, detail = "refused", f"no slot named {slot}"
+    elif home_problem is not None:
+        status, detail = "refused", home_problem
     elif not info.health.usable:
         status, detail = "refused", f"slot {slot} is {info.health.value} ({info.detail})"
     elif rejected is not None and not args.force:
@@ -241,6 +244,17 @@ def switch_preview(m: SubscriptionManager, args: argparse.Namespace) -> int:
     else:
         print(f"dry run: {detail}; nothing changed")
     return EXIT_PROBLEM if status == "refused" else EXIT_OK
+
+
+def _home_problem(m: SubscriptionManager, slot: str) -> str | None:
+    """Why the live link may not serve `slot` (it lives in its profile), or None."""
+    from .slots import SlotError
+
+    try:
+        m.slots.require_link_home(slot, "linked")
+    except SlotError as exc:
+        return str(exc)
+    return None
 
 
 def rate_limit_from_file(m: SubscriptionManager, args: argparse.Namespace) -> None:
@@ -339,6 +353,10 @@ def cmd_reauth(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gptme-subscription: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    profile = _profile_home(args, name)
+    if profile is not None:
+        print(profile_reauth_instructions(name, profile))
+        return EXIT_OK
     try:  # fresh and 0700: a fixed /tmp name could be pre-planted by anyone on the machine
         login_dir = Path(tempfile.mkdtemp(prefix=f"gptme-subscription-reauth-{name}-"))
     except OSError as exc:
@@ -363,6 +381,33 @@ def reauth_instructions(name: str, login_dir: Path) -> str:
             "     (the old slot content is kept in the backup ring)",
             f"  3. rm -rf {login_dir}",
             f"  4. gptme-subscription identity baseline {name}",
+        ]
+    )
+
+
+def _profile_home(args: argparse.Namespace, name: str) -> Path | None:
+    """Slot `name`'s profile dir when its credential lives there (no manager: reauth must
+    work when nothing else does)."""
+    from .config import ConfigError
+    from .slot_files import LIVE_NAME, trusted_profile_file
+
+    try:
+        profile = config_from_args(args).profiles_path / name
+    except ConfigError:
+        return None
+    return profile if trusted_profile_file(profile / LIVE_NAME) else None
+
+
+def profile_reauth_instructions(name: str, profile: Path) -> str:
+    """A slot in its profile logs in there: Claude Code writes the new login into the slot's
+    one home under that dir's own lock, and nothing else is touched."""
+    return "\n".join(
+        [
+            f"Re-login for slot {name}, which lives in its profile {profile}:",
+            f"  1. CLAUDE_CONFIG_DIR={profile} claude auth login",
+            f"     sign in as the account that belongs to {name}.",
+            "     Do not run /logout in any other session: it can revoke that account's token.",
+            f"  2. gptme-subscription identity baseline {name}",
         ]
     )
 

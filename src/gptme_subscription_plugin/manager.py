@@ -274,6 +274,10 @@ class SubscriptionManager:
             return self._refuse(slot, str(exc))
         if slot not in self.slot_names():
             return self._refuse(slot, f"no slot named {slot}")
+        try:
+            self.slots.require_link_home(slot, "linked")
+        except SlotError as exc:
+            return self._refuse(slot, str(exc))
         if not info.health.usable:
             return self._refuse(
                 slot,

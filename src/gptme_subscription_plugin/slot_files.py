@@ -156,7 +156,7 @@ class SlotFiles:
         in_profile = profiled is not None and os.path.lexists(profiled)
         if in_main and in_profile:
             return "ambiguous"
-        if in_profile and _trusted_profile_file(profiled):  # type: ignore[arg-type]
+        if in_profile and trusted_profile_file(profiled):  # type: ignore[arg-type]
             return "profile"
         return "link" if in_main else None
 
@@ -510,7 +510,7 @@ class SlotFiles:
             self._remember(name, cred, live=True)
 
 
-def _trusted_profile_file(path: Path) -> bool:
+def trusted_profile_file(path: Path) -> bool:
     """A profile credential we may read: a regular file, ours alone, in a dir ours alone
     that is not a link (anything else is never taken for a slot's home)."""
     try:

@@ -333,7 +333,7 @@ class SlotStore(SlotFiles):
 
     def flip(self, name: str) -> FlipResult:
         """Make `name` the live slot: heal first, refuse a broken slot, relink, touch."""
-        self._refuse_profile_home(name, "linked")
+        self.require_link_home(name, "linked")
         info = self.check(name)
         if not info.health.usable:
             raise SlotError(f"slot {name} is {info.health.value} ({info.detail}); not linked")
@@ -341,7 +341,7 @@ class SlotStore(SlotFiles):
         with self.locked():
             previous = self.active_slot()
             heal = self._heal_locked() if self.detect_drift() else None
-            self._refuse_profile_home(name, "linked")  # re-check under the lock
+            self.require_link_home(name, "linked")  # re-check under the lock
             info = self.check(name)
             if not info.health.usable:
                 raise SlotError(f"slot {name} is {info.health.value} ({info.detail}); not linked")
@@ -355,7 +355,7 @@ class SlotStore(SlotFiles):
                 self._remember(name, load_credential(self.slot_path(name)), live=True)
             return FlipResult(slot=name, previous=previous, heal=heal)
 
-    def _refuse_profile_home(self, name: str, what: str, *, ambiguous: bool = True) -> None:
+    def require_link_home(self, name: str, what: str, *, ambiguous: bool = True) -> None:
         """A slot in its profile is refreshed there, under that dir's lock: linking or writing
         it from the main dir would give its chain a second, unsynchronized home."""
         home = self.home_of(name)
@@ -408,7 +408,7 @@ class SlotStore(SlotFiles):
         The live credential is linked to the new slot when it was a regular file; the slot's
         identity is asked of the profile endpoint before the lock is taken.
         """
-        self._refuse_profile_home(name, "replaced")
+        self.require_link_home(name, "replaced")
         path = self.slot_path(name)
         src = source
         if src is None:
@@ -424,7 +424,7 @@ class SlotStore(SlotFiles):
             raise SlotError(f"cannot add {name}: {src} is {exc.health.value} ({exc})") from None
         identity = self.resolver.resolve(cred, retry_failures=True) if self.resolver else None
         with self.locked():
-            self._refuse_profile_home(name, "replaced")
+            self.require_link_home(name, "replaced")
             try:
                 data = read_credential_bytes(src)
                 cred = parse_credential(data)
@@ -460,7 +460,7 @@ class SlotStore(SlotFiles):
         path = self.claude_dir / f"{SLOT_PREFIX}{validate_slot_name_or_fail(name)}"
         with self.locked():
             # removing the main-dir file of a slot with two homes is how a person keeps one
-            self._refuse_profile_home(name, "removed", ambiguous=False)
+            self.require_link_home(name, "removed", ambiguous=False)
             if not path.exists() and not path.is_symlink():
                 raise SlotError(f"no slot named {name}")
             if self.live_state().slot == name:
