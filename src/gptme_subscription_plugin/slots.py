@@ -367,7 +367,7 @@ class SlotStore(SlotFiles):
         if home == "ambiguous" and ambiguous:
             raise SlotError(
                 f"slot {name} has two homes ({self.claude_dir / (SLOT_PREFIX + name)} and "
-                f"{self.profile_credential(name)}); not {what}: keep the newer one, remove the other"
+                f"{self.profile_credential(name)}); not {what}: keep the newer, remove the other"
             )
 
     def _refuse_to_discard_live(self) -> None:
