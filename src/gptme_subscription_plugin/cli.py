@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .cli_launch import cmd_env, cmd_run
 from .cli_parser import (
     EXIT_BUSY,
     EXIT_OK,
@@ -630,6 +631,8 @@ COMMANDS: dict[str, Callable[[SubscriptionManager, argparse.Namespace], int]] = 
     "capacity": cmd_capacity,
     "slot": cmd_slot,
     "profile": cmd_profile,
+    "run": cmd_run,
+    "env": cmd_env,
 }
 
 

@@ -26,6 +26,14 @@ exit codes:
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
 
+def _count(text: str) -> int:
+    """A count of 0 or more (argparse says "invalid _count value" on anything else)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gptme-subscription",
@@ -122,6 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
             "--dry-run", action="store_true", help="say what it would do, change nothing"
         )
         pa.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add(
+        "run",
+        "start Claude Code in the profile of the slot routing picks (or --slot): "
+        "gptme-subscription run [--slot S] -- claude ARGS...",
+        json_flag=False,
+    )
+    p.add_argument("--slot", help="this slot, not the routed one (it must be in its profile)")
+    p.add_argument(
+        "--retry-on-limit",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="a headless `claude -p` that ends on a rate limit resumes on another slot, N times",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say which slot and why, start nothing")
+    p.add_argument(
+        "--json", action="store_true", help="the launch as JSON (on stderr; stdout with --dry-run)"
+    )
+    p.add_argument("claude_argv", nargs=argparse.REMAINDER, metavar="-- claude ARGS")
+    p = add("env", "print the exports that start Claude Code in the routed slot's profile")
+    p.add_argument("--slot", help="this slot, not the routed one (it must be in its profile)")
+    p.add_argument("--dry-run", action="store_true", help="reserve nothing (a preview)")
     p = add(
         "install",
         "claude-code: the hooks (and statusline) into a settings.json; "

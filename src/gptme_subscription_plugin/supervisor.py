@@ -1,0 +1,195 @@
+"""`run --retry-on-limit N`: a headless `claude -p` that ends on a rate limit goes on elsewhere.
+
+A session in a profile never changes account while it runs. When its slot runs dry the run
+ends (Claude Code gives the turn up: StopFailure `rate_limit`, exit 1); the supervisor then
+resumes the same session (`--resume ID`, the transcript is shared through `projects/`) in the
+profile of another slot the launch rule picks, at most N times, and says so on stderr.
+
+"Ended on a rate limit" is read from two places, either enough: the run's own output (its last
+64 KiB, which the supervisor passes through unchanged) names a rate limit or a 429, or the
+rotation state holds a limit on the slot recorded since the run started (our StopFailure hook
+records it when the hook pack is installed). Any other failure is the run's own and ends the
+supervision with its exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING
+
+from .launcher import Launch, Launcher
+
+if TYPE_CHECKING:
+    from .manager import SubscriptionManager
+
+TAIL_BYTES = 64 * 1024
+LIMIT_MARKERS = re.compile(
+    rb"rate[_ ]limit|usage limit|\b429\b|too many requests|limit reached", re.IGNORECASE
+)
+PRINT_FLAGS = ("-p", "--print")
+RESUME_FLAGS = ("-r", "--resume")
+SESSION_FLAG = "--session-id"
+
+
+@dataclass
+class SessionArgs:
+    """A Claude Code command line, and the session it starts or resumes."""
+
+    argv: list[str]
+    session: str | None = None  # --session-id or --resume value
+    resuming: bool = False
+    headless: bool = False
+
+    @classmethod
+    def parse(cls, argv: Sequence[str]) -> SessionArgs:
+        out = cls(list(argv))
+        args = out.argv[1:]
+        for i, arg in enumerate(args):
+            name, eq, value = arg.partition("=")
+            if arg in PRINT_FLAGS:
+                out.headless = True
+            if name in RESUME_FLAGS + (SESSION_FLAG,):
+                if not eq:
+                    value = args[i + 1] if i + 1 < len(args) else ""
+                if value and not value.startswith("-"):
+                    out.session = value
+                    out.resuming = name in RESUME_FLAGS
+        return out
+
+    def with_session(self) -> SessionArgs:
+        """This command line with a session id of our own when it has none (to resume it)."""
+        if self.session is not None:
+            return self
+        session = str(uuid.uuid4())
+        argv = [self.argv[0], SESSION_FLAG, session, *self.argv[1:]]
+        return SessionArgs(argv, session, False, self.headless)
+
+    def resumed(self) -> list[str]:
+        """The command line that resumes this session: `--session-id X` becomes `--resume X`
+        (Claude Code refuses both together), an existing `--resume X` stays."""
+        if self.resuming or self.session is None:
+            return list(self.argv)
+        out, skip = [self.argv[0]], False
+        for i, arg in enumerate(self.argv[1:], start=1):
+            if skip:
+                skip = False
+                continue
+            if arg == SESSION_FLAG:
+                skip = i + 1 < len(self.argv)
+                continue
+            if arg.startswith(SESSION_FLAG + "="):
+                continue
+            out.append(arg)
+        return [out[0], "--resume", self.session, *out[1:]]
+
+
+@dataclass
+class Attempt:
+    slot: str
+    code: int
+    limited: bool
+    tail: bytes = field(default=b"", repr=False)
+
+
+def run_with_retries(
+    m: SubscriptionManager,
+    args: SessionArgs,
+    first: Launch,
+    retries: int,
+    env: Mapping[str, str],
+    *,
+    say: Callable[[str], None],
+    spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+) -> tuple[int, list[Attempt]]:
+    """Run `args` on `first`; after a run that ended on a rate limit, resume the session on
+    another slot, at most `retries` times. The last run's exit status, and every attempt."""
+    launcher = Launcher(m)
+    launch, attempts = first, []
+    argv = args.argv
+    while True:
+        started = m.clock()
+        code, tail = _run_once(argv, {**env, **launch.env}, spawn)
+        limited = code != 0 and (
+            bool(LIMIT_MARKERS.search(tail)) or _limited_since(m, launch.slot, started)
+        )
+        attempts.append(Attempt(launch.slot, code, limited, tail))
+        if not limited:
+            return code, attempts
+        until = _record_limit(m, launch.slot)
+        if len(attempts) > retries:
+            say(f"{launch.slot} hit its rate limit; no retries left (--retry-on-limit {retries})")
+            return code, attempts
+        try:
+            [launch] = launcher.plan(resume=args.session, session=args.session)
+        except Exception as exc:  # no slot can serve: the run's own failure stands
+            say(f"{attempts[-1].slot} hit its rate limit; not resumed: {exc}")
+            return code, attempts
+        argv = args.resumed()
+        say(
+            f"{attempts[-1].slot} hit its rate limit (limited for {until:.0f} s); resuming "
+            f"session {args.session} on {launch.slot} "
+            f"(retry {len(attempts)} of {retries}): {launch.reason}"
+        )
+
+
+def _run_once(
+    argv: Sequence[str], env: Mapping[str, str], spawn: Callable[..., subprocess.Popen[bytes]]
+) -> tuple[int, bytes]:
+    """Run one attempt, passing its output through; its exit status and the output's tail."""
+    proc = spawn(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tails: list[bytearray] = []
+    pumps = []
+    for source, sink in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
+        tail = bytearray()
+        tails.append(tail)
+        pump = threading.Thread(target=_pump, args=(source, sink, tail), daemon=True)
+        pump.start()
+        pumps.append(pump)
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for pump in pumps:
+        pump.join()
+    return code, bytes(tails[0]) + b"\n" + bytes(tails[1])
+
+
+def _pump(source: IO[bytes] | None, sink: IO[bytes], tail: bytearray) -> None:
+    if source is None:
+        return
+    while chunk := os.read(source.fileno(), 65536):
+        sink.write(chunk)
+        sink.flush()
+        tail.extend(chunk)
+        del tail[:-TAIL_BYTES]
+    source.close()
+
+
+def _limited_since(m: SubscriptionManager, slot: str, started: float) -> bool:
+    """A limit on `slot` recorded since `started` (our StopFailure hook's record)."""
+    events = m.events.tail(50, kinds={"rate-limited"})
+    return any(e.get("slot") == slot and float(e.get("ts", 0)) >= started for e in events)
+
+
+def _record_limit(m: SubscriptionManager, slot: str) -> float:
+    """Keep the slot out of the next choice: the limit a hook recorded, else our own for
+    `unknown_reset_wait`. How long from now it lasts."""
+    now = m.clock()
+    until = m.rotation().limited.get(slot)
+    if until is None or until <= now:
+        until = now + m.config.unknown_reset_wait
+        m.record_rate_limit(slot, until)
+    return until - now

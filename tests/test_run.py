@@ -1,0 +1,231 @@
+"""`run` and `env`: a new session starts in the profile of the slot routing picks.
+
+Real processes throughout: our CLI as a subprocess, and in place of Claude Code a small script
+that reports the config dir and arguments it was started with (and, when told, ends the way
+Claude Code ends a turn refused for a rate limit: the error on stdout, exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .support.fake_api import FakeAnthropicServer
+from .support.sandbox import Sandbox, tree
+
+SLOTS = ("alice", "bob", "carol", "dave")
+
+FAKE_CLAUDE = """\
+import json, os, sys
+log = os.environ["FAKE_CLAUDE_LOG"]
+config = os.environ.get("CLAUDE_CONFIG_DIR", "")
+with open(log, "a") as f:
+    f.write(json.dumps({"config": config, "argv": sys.argv[1:]}) + "\\n")
+limited = os.environ.get("FAKE_CLAUDE_LIMITED", "").split(",")
+if os.path.basename(config) in limited:
+    print('{"type":"result","is_error":true,"result":"API Error: 429 rate_limit_error"}')
+    sys.exit(1)
+print("served from " + os.path.basename(config))
+sys.exit(int(os.environ.get("FAKE_CLAUDE_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def sb(tmp_path: Path, fake_server: FakeAnthropicServer) -> Sandbox:
+    """alice live; bob, carol and dave in their profiles, all with room."""
+    sandbox = Sandbox(tmp_path, SLOTS, server=fake_server, usage=(10.0, 20.0))
+    sandbox.run("profile", "enable", code=0)
+    claude = tmp_path / "claude"
+    claude.write_text(f"#!{sys.executable}\n{FAKE_CLAUDE}")
+    claude.chmod(0o700)
+    sandbox.env["FAKE_CLAUDE_LOG"] = str(tmp_path / "claude.log")
+    return sandbox
+
+
+def claude(sb: Sandbox) -> str:
+    return str(sb.root / "claude")
+
+
+def started(sb: Sandbox) -> list[dict[str, object]]:
+    log = sb.root / "claude.log"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def profile(sb: Sandbox, slot: str) -> str:
+    return str(sb.home / ".claude-profiles" / slot)
+
+
+def refused(sb: Sandbox, *args: str, code: int = 1, **env: str) -> str:
+    """Exit `code`, one line on stderr, nothing on stdout, no file changed, nothing started."""
+    before = tree(sb.root)
+    proc = sb.run(*args, code=code, **env)
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert tree(sb.root) == before
+    assert started(sb) == []
+    return lines[0]
+
+
+def test_run_starts_the_command_in_the_routed_slots_profile(sb: Sandbox) -> None:
+    proc = sb.run("run", "--", claude(sb), "-p", "hi", code=0)
+
+    [start] = started(sb)
+    slot = Path(str(start["config"])).name
+    assert start["config"] == profile(sb, slot) and slot in ("bob", "carol", "dave")
+    assert start["argv"] == ["-p", "hi"]  # nothing added without --retry-on-limit
+    assert proc.stdout.strip() == f"served from {slot}"
+    assert f"on {slot}" in proc.stderr
+    assert sb.live() == "alice"  # the live link is not the launcher's business
+
+
+def test_run_passes_the_exit_status_through(sb: Sandbox) -> None:
+    sb.run("run", "--slot", "carol", "--", claude(sb), code=7, FAKE_CLAUDE_EXIT="7")
+    assert [s["config"] for s in started(sb)] == [profile(sb, "carol")]
+
+
+def test_concurrent_launches_spread_over_the_profile_slots(sb: Sandbox) -> None:
+    def env_once(_: int) -> str:
+        out = sb.run("env", "--json", code=0).stdout
+        return str(json.loads(out)["slot"])
+
+    with ThreadPoolExecutor(12) as pool:
+        slots = Counter(pool.map(env_once, range(12)))
+
+    # each launch is recorded in the locked update that chose it: the twelve see each other,
+    # and the best ranked slot takes one only while it carries at most one more than the least
+    assert set(slots) == {"bob", "carol", "dave"}
+    assert max(slots.values()) - min(slots.values()) <= 2, slots
+
+
+def test_env_prints_exports_a_shell_can_eval(sb: Sandbox) -> None:
+    out = sb.run("env", "--slot", "dave", code=0).stdout
+    shell = subprocess.run(
+        ["sh", "-c", out + '\nprintf %s "$CLAUDE_CONFIG_DIR"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shell.stdout == profile(sb, "dave")
+    assert out.startswith("# slot dave: dave as asked")
+
+
+def test_a_resumed_session_goes_back_to_its_slot(sb: Sandbox) -> None:
+    sb.run("run", "--", claude(sb), "-p", "one", "--session-id", "s-1", code=0)
+    first = started(sb)[0]["config"]
+    for _ in range(3):  # other launches in between: routing would spread them
+        sb.run("run", "--", claude(sb), "-p", "other", code=0)
+
+    sb.run("run", "--", claude(sb), "-p", "two", "--resume", "s-1", code=0)
+
+    assert started(sb)[-1]["config"] == first
+
+
+def test_retry_on_limit_resumes_the_session_on_another_slot(sb: Sandbox) -> None:
+    proc = sb.run(
+        "run",
+        "--slot",
+        "bob",
+        "--retry-on-limit",
+        "1",
+        "--",
+        claude(sb),
+        "-p",
+        "work",
+        code=0,
+        FAKE_CLAUDE_LIMITED="bob",
+    )
+
+    first, second = started(sb)
+    assert first["config"] == profile(sb, "bob")
+    assert second["config"] in (profile(sb, "carol"), profile(sb, "dave"))
+    session = first["argv"][1]  # type: ignore[index]
+    assert first["argv"] == ["--session-id", session, "-p", "work"]
+    assert second["argv"] == ["--resume", session, "-p", "work"]
+    assert "hit its rate limit" in proc.stderr and f"resuming session {session}" in proc.stderr
+    assert "rate_limit_error" in proc.stdout  # the failed run's output passed through
+    assert sb.rotation()["limited"]["bob"] > 0
+
+
+def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:
+    proc = sb.run(
+        "run",
+        "--slot",
+        "bob",
+        "--retry-on-limit",
+        "1",
+        "--",
+        claude(sb),
+        "-p",
+        "work",
+        code=1,
+        FAKE_CLAUDE_LIMITED="bob,carol,dave",
+    )
+    assert len(started(sb)) == 2
+    assert "no retries left (--retry-on-limit 1)" in proc.stderr
+
+
+def test_a_failure_that_is_not_a_limit_is_not_retried(sb: Sandbox) -> None:
+    sb.run(
+        "run", "--retry-on-limit", "3", "--", claude(sb), "-p", "x", code=5, FAKE_CLAUDE_EXIT="5"
+    )
+    assert len(started(sb)) == 1
+
+
+def test_routing_never_starts_a_session_on_a_spent_slot(sb: Sandbox) -> None:
+    sb.set_usage("bob", 100.0, 30.0)
+    sb.set_usage("carol", 20.0, 100.0)
+    sb.run("status", "--refresh", code=0)
+
+    for _ in range(4):
+        assert json.loads(sb.run("env", "--json", code=0).stdout)["slot"] == "dave"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("run", "--slot", "nosuch", "--", "claude"), "no slot named nosuch"),
+        (("run", "--slot", "alice", "--", "claude"), "not in a profile"),
+        (("run", "--slot", "../x", "--", "claude"), "slot name"),
+        (("env", "--slot", "alice"), "not in a profile"),
+    ],
+)
+def test_bad_slots_are_refused(sb: Sandbox, args: tuple[str, ...], says: str) -> None:
+    assert says in refused(sb, *args)
+
+
+def test_run_without_a_command_or_with_a_token_in_the_env_is_refused(sb: Sandbox) -> None:
+    assert "needs the command" in refused(sb, "run", code=2)
+    line = refused(sb, "run", "--", claude(sb), code=2, CLAUDE_CODE_OAUTH_TOKEN="x")
+    assert "CLAUDE_CODE_OAUTH_TOKEN" in line and "x" not in line.split(":")[-1].split()
+    assert "add -p" in refused(sb, "run", "--retry-on-limit", "1", "--", claude(sb), code=2)
+
+
+def test_no_slot_in_a_profile_is_a_clear_refusal(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path, ("alice", "bob"))
+    sandbox.run("slot", "list", code=0)  # the state dir settles first
+    assert "profile enable" in refused(sandbox, "env")
+
+
+def test_dry_run_reserves_nothing(sb: Sandbox) -> None:
+    before = tree(sb.root)
+    doc = json.loads(sb.run("run", "--dry-run", "--json", "--", claude(sb), "-p", "x").stdout)
+    assert doc["env"] == {"CLAUDE_CONFIG_DIR": doc["config_dir"]}
+    assert doc["argv"] == [claude(sb), "-p", "x"]
+
+    def reserved(files: dict[str, object]) -> dict[str, object]:
+        """What a launch records (usage polls are the cache's, taken by any look)."""
+        return {k: v for k, v in files.items() if not k.startswith("state/usage")}
+
+    assert reserved(tree(sb.root)) == reserved(before)
+    assert started(sb) == []
+    assert os.path.basename(doc["config_dir"]) == doc["slot"]
