@@ -32,7 +32,7 @@ from gptme_subscription_plugin.gptme_plugin.tool import tool  # noqa: E402
 from .support.credentials import credential_bytes, write_slot  # noqa: E402
 from .support.sandbox import GptmeSandbox  # noqa: E402
 
-FIRST_LINE = re.compile(r"^subscription (status|recommend|switch|check|explain|error): ")
+FIRST_LINE = re.compile(r"^subscription (status|recommend|switch|check|explain|assign|error): ")
 
 
 @pytest.fixture
@@ -390,3 +390,35 @@ def test_parse_work(value, share):
 def test_parse_work_refuses_nonsense(value):
     with pytest.raises(CommandError):
         parse_work(value)
+
+
+# ---------------------------------------------------------------- assigning workers
+
+
+def test_assign_spreads_workers_over_the_profiles_and_reserves_them(sb):
+    for name in ("carol", "dave"):
+        write_slot(sb.claude, name, credential_bytes(name))
+        sb.set_usage(name, five=5, week=20)
+    sb.run("profile", "enable", code=0)  # bob, carol, dave: alice stays on the live link
+
+    head, data = run_md("```subscription assign 4\n```")
+
+    slots = [w["slot"] for w in data["workers"]]
+    assert len(slots) == 4 and len(set(slots)) >= 2
+    assert max(slots.count(s) for s in set(slots)) <= 2  # the launch rule's spread
+    for worker in data["workers"]:
+        line = f"gptme-subscription run --slot {worker['slot']} -- claude -p TASK"
+        assert line in head
+        assert worker["env"] == {
+            "CLAUDE_CONFIG_DIR": str(sb.home / ".claude-profiles" / worker["slot"])
+        }
+    # a second agent asking at once sees the first one's four reservations: it starts on the
+    # slot they left emptiest, where without them it would pick what the first one picked
+    _, again = run_md("```subscription assign 1\n```")
+    emptiest = min(("bob", "carol", "dave"), key=slots.count)
+    assert [w["slot"] for w in again["workers"]] == [emptiest]
+
+
+def test_assign_without_profiles_says_what_a_person_must_do(sb):
+    head, data = run_md("```subscription assign 3\n```")
+    assert not data["ok"] and "profile enable" in head

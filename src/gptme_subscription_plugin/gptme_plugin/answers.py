@@ -20,10 +20,12 @@ Actions:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..launcher import Launch, Launcher, LaunchError
 from ..manager import SubscriptionManager
 from ..policy import (
     PolicyView,
@@ -287,6 +289,33 @@ def switch(m: SubscriptionManager, slot: str, session_id: str | None = None) -> 
     return Answer("switch", outcome.status != "refused", text, data)
 
 
+def assign(m: SubscriptionManager, count: int) -> Answer:
+    """K workers spread over the slots in their profiles, each with the line that starts it;
+    the launches are reserved (launcher.py) so another agent asking now spreads too."""
+    try:
+        launches = Launcher(m).plan(count=count)
+    except LaunchError as exc:
+        return Answer("assign", False, f"subscription assign: {exc}", {"error": str(exc)})
+    spread = Counter(launch.slot for launch in launches)
+    shown = ", ".join(f"{slot} x{n}" for slot, n in sorted(spread.items()))
+    lines = [
+        f"subscription assign: {count} worker(s) over {len(spread)} slot(s): {shown}. "
+        "Start each worker with its line (or set its env); each keeps its slot for its life:"
+    ]
+    for i, launch in enumerate(launches, start=1):
+        lines.append(f"  {i}. gptme-subscription run --slot {launch.slot} -- claude -p TASK")
+    lines.append(
+        f"Reserved for {format_duration(m.config.launch_window)}: other askers spread around "
+        "them. The env form: " + ", ".join(sorted({_env_line(x) for x in launches}))
+    )
+    data = {"workers": [launch.to_dict() for launch in launches], "spread": dict(spread)}
+    return Answer("assign", True, "\n".join(lines), data)
+
+
+def _env_line(launch: Launch) -> str:
+    return f"{launch.slot}: CLAUDE_CONFIG_DIR={launch.config_dir}"
+
+
 def run(
     command: Command,
     m: SubscriptionManager,
@@ -304,6 +333,8 @@ def run(
         return switch(m, command.slot, session_id)
     if command.action == "check":
         return check(m, env, workspace, now)
+    if command.action == "assign":
+        return assign(m, command.count or 1)
     return explain(m, now, command.count)
 
 

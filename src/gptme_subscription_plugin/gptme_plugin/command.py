@@ -16,8 +16,11 @@ from typing import Any
 from .. import redact
 from ..policy import Decision, format_duration
 
-ACTIONS = ("status", "recommend", "switch", "check", "explain")
-USAGE = "status | recommend [model=NAME] [work=SIZE] | switch SLOT | check | explain [N]"
+ACTIONS = ("status", "recommend", "switch", "check", "explain", "assign")
+USAGE = (
+    "status | recommend [model=NAME] [work=SIZE] | switch SLOT | check | explain [N] | assign [K]"
+)
+MAX_ASSIGN = 24
 WORK_SIZES = {"small": 0.05, "medium": 0.15, "large": 0.40}
 MAX_EXPLAIN = 50
 _KEYS = {"action", "slot", "model", "work", "count", "n"}
@@ -122,7 +125,7 @@ def _from_tokens(tokens: list[str], named: dict[str, Any]) -> Command:
             else:
                 model = word
         positional = []
-    elif action == "explain" and positional:
+    elif action in ("explain", "assign") and positional:
         count = positional.pop(0)
     if positional:
         raise CommandError(f"unexpected {' '.join(positional)[:60]!r} after {action}; use: {USAGE}")
@@ -131,7 +134,7 @@ def _from_tokens(tokens: list[str], named: dict[str, Any]) -> Command:
         slot=str(slot) if slot is not None else None,
         model=str(model) if model else None,
         work=parse_work(work) if work is not None else None,
-        count=_parse_count(count) if count is not None else None,
+        count=_parse_count(count, action) if count is not None else None,
     )
 
 
@@ -179,13 +182,17 @@ def parse_work(value: Any) -> float:
     return number
 
 
-def _parse_count(value: Any) -> int:
+def _parse_count(value: Any, action: str) -> int:
+    """explain N (at most MAX_EXPLAIN events) or assign K (at most MAX_ASSIGN workers)."""
+    letter = "K" if action == "assign" else "N"
     try:
         count = int(value)
     except (TypeError, ValueError):
         shown = str(value)[:20]
-        raise CommandError(f"explain N: N must be a whole number (got {shown!r})") from None
-    return max(1, min(MAX_EXPLAIN, count))
+        raise CommandError(
+            f"{action} {letter}: {letter} must be a whole number (got {shown!r})"
+        ) from None
+    return max(1, min(MAX_ASSIGN if action == "assign" else MAX_EXPLAIN, count))
 
 
 def decision_data(decision: Decision) -> dict[str, Any]:

@@ -28,12 +28,15 @@ Which Claude subscription slot (account) the Claude Code processes you start sho
   and lands at the next turn boundary where everyone is idle (the answer says which)
 - check: credential problems and what to do
 - explain [N]: the last decisions and switches with their reasons
+- assign [K]: K Claude Code workers spread over the slots in their own profiles, with the
+  command that starts each (`gptme-subscription run --slot S -- claude -p TASK`); reserved so
+  other agents asking at once spread too
 Answers: one plain-text summary first, then a compact JSON block.
 """
 
 INSTRUCTIONS_TOOL = (
     "Parameters: action (required); slot for switch; model and work for recommend; count "
-    "for explain."
+    "for explain (events) and assign (workers)."
 )
 
 
@@ -107,7 +110,7 @@ tool = ToolSpec(
         Parameter(
             name="action",
             type="string",
-            description="status | recommend | switch | check | explain",
+            description="status | recommend | switch | check | explain | assign",
             enum=list(ACTIONS),
             required=True,
         ),
@@ -123,7 +126,11 @@ tool = ToolSpec(
             description="for recommend: expected share of a 5-hour window "
             "(25% or small/medium/large)",
         ),
-        Parameter(name="count", type="integer", description="for explain: how many events"),
+        Parameter(
+            name="count",
+            type="integer",
+            description="for explain: how many events; for assign: how many workers",
+        ),
     ],
 )
 
