@@ -152,6 +152,7 @@ def test_tool_spec_describes_itself_for_every_format(sb):
         "switch",
         "check",
         "explain",
+        "assign",
     ]
     assert len(tool.get_instructions("tool")) < 1024  # OpenAI's limit for the native format
     for fmt in ("markdown", "xml", "tool"):
