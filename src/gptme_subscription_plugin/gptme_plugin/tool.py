@@ -28,15 +28,14 @@ Which Claude subscription slot (account) the Claude Code processes you start sho
   and lands at the next turn boundary where everyone is idle (the answer says which)
 - check: credential problems and what to do
 - explain [N]: the last decisions and switches with their reasons
-- assign [K]: K Claude Code workers spread over the slots in their own profiles, with the
-  command that starts each (`gptme-subscription run --slot S -- claude -p TASK`); reserved so
-  other agents asking at once spread too
+- assign [K]: K Claude Code workers spread over the slots' profiles, with each one's launch
+  line; reserved, so other agents asking at once spread too
 Answers: one plain-text summary first, then a compact JSON block.
 """
 
 INSTRUCTIONS_TOOL = (
     "Parameters: action (required); slot for switch; model and work for recommend; count "
-    "for explain (events) and assign (workers)."
+    "for explain and assign."
 )
 
 
