@@ -100,6 +100,10 @@ def test_a_profile_session_refreshes_in_its_profile_and_nothing_else_changes(
     report = enable(fleet, "alice")
     assert [s["slot"] for s in report["slots"]] == ["alice"]
     profile = fleet.profile_dir("alice")
+    assert stat.S_IMODE(fleet.profiles_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(profile.lstat().st_mode) == 0o700 and profile.is_dir()
+    assert_private_file(profile / ".claude.json")
+    assert_private_file(profile / CREDENTIALS)
     spent_refresh = pair(profile / CREDENTIALS)[1]
     home_before = tree(fleet.sandbox.home)
     fake_api.script_each_turn(bash("echo hi"), end_turn("ok"))
@@ -210,7 +214,10 @@ def test_enable_then_disable_round_trips_every_chain(
         assert_private_file(sandbox.slot_path(name))
         assert not os.path.lexists(fleet.profile_dir(name) / CREDENTIALS)
     assert not os.path.lexists(fleet.profile_dir("bob"))  # nothing ran there: gone
+    # alice's dir stays for Claude Code's own files (transcripts, sessions), with no token
     assert ours_in(fleet.profile_dir("alice")) == []
+    kept = [p for p in fleet.profile_dir("alice").rglob("*") if p.is_file()]
+    assert [p for p in kept if b"sk-ant-ort" in p.read_bytes()] == []
     assert sandbox.live_target() == f"{CREDENTIALS}.carol"
     assert sandbox.settings_path.read_bytes() == settings
     exit_after, checks_after = doctor(fleet)
@@ -270,7 +277,7 @@ def two_homes(action: str):  # type: ignore[no-untyped-def]
     [
         (lambda fleet: ["enable", "nosuch"], "no slot named nosuch"),
         (plant_symlink, "is a symlink"),
-        (plant_loose_dir, "refusing to use it"),
+        (plant_loose_dir, "is writable by others (mode 0777"),
         (two_homes("enable"), "two homes"),
         (two_homes("disable"), "two homes"),
     ],
