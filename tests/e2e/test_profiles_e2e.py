@@ -68,6 +68,12 @@ def assert_private_file(path: Path) -> None:
     assert st.st_nlink == 1, f"{path} has {st.st_nlink} links"
 
 
+def transcript(fleet: Fleet, session_id: str) -> Path:
+    """A session's transcript in the main dir's projects (shared with every profile)."""
+    (path,) = (fleet.sandbox.claude_dir / "projects").glob(f"*/{session_id}.jsonl")
+    return path
+
+
 def enable(fleet: Fleet, *slots: str) -> dict[str, Any]:
     """`profile enable [SLOT...] --json` as the person runs it; its report."""
     doc: dict[str, Any] = json.loads(fleet.cli("profile", "enable", *slots, "--json").stdout)
@@ -121,10 +127,12 @@ def test_a_profile_session_refreshes_in_its_profile_and_nothing_else_changes(
     assert_private_file(credential)
     assert pair(credential) == (access, refresh)
     # nothing else changed: outside the profile not a byte (live link, other slots,
-    # settings.json, backups, ~/.claude.json); inside it only Claude Code's own files
+    # settings.json, backups, ~/.claude.json) but the transcript in the shared projects dir;
+    # inside it only Claude Code's own files
     moved = changed(home_before, tree(fleet.sandbox.home))
-    prefix = f"{profile.relative_to(fleet.sandbox.home)}/"
-    assert [p for p in moved if not p.startswith(prefix)] == []
+    own = (f"{profile.relative_to(fleet.sandbox.home)}/", ".claude/projects/")
+    assert [p for p in moved if not p.startswith(own)] == []
+    assert transcript(fleet, run.session_id).is_file()
     assert (profile / "settings.json").is_symlink()
     assert ours_in(profile) == []
     assert fleet.sandbox.live_target() == f"{CREDENTIALS}.carol"
@@ -200,7 +208,7 @@ def test_enable_then_disable_round_trips_every_chain(
         assert_private_file(fleet.profile_dir(name) / CREDENTIALS)
         assert (fleet.profile_dir(name) / CREDENTIALS).read_bytes() == slot_bytes[name]
     fake_api.script_each_turn(end_turn("ok"))
-    fleet.run("hi", profile="alice").check()
+    run = fleet.run("hi", profile="alice").check()
     assert [g.account for g in fake_api.token_refreshes()] == ["alice"]
 
     report = json.loads(fleet.cli("profile", "disable", "--json").stdout)
@@ -220,6 +228,7 @@ def test_enable_then_disable_round_trips_every_chain(
     assert [p for p in kept if b"sk-ant-ort" in p.read_bytes()] == []
     assert sandbox.live_target() == f"{CREDENTIALS}.carol"
     assert sandbox.settings_path.read_bytes() == settings
+    assert transcript(fleet, run.session_id).is_file()  # history stays where --resume looks
     exit_after, checks_after = doctor(fleet)
     assert exit_after == 0 and {c["status"] for c in checks_after} == {"OK"}, checks_after
     # no token lost: every slot's refresh token is its account's newest, and it still refreshes
