@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ..support.fake_api import FakeAnthropicServer, bash, end_turn
-from .claude_harness import ClaudeSandbox, Fleet
+from .claude_harness import ClaudeSandbox, Fleet, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -237,6 +237,32 @@ def test_enable_then_disable_round_trips_every_chain(
         refresh = pair(sandbox.slot_path(name))[1]
         assert fake_api.owner_of(refresh) == name, fake_api.describe_token(refresh)
         assert can_refresh(fake_api, refresh), f"{name}: {fake_api.describe_token(refresh)}"
+    assert fake_api.invalid_grant_events() == []
+
+
+def test_disable_waits_for_a_session_mid_turn_in_the_profile(
+    onboarded: Fleet, fake_api: FakeAnthropicServer
+) -> None:
+    """A credential never moves from under a running turn: refused, then done once it ends."""
+    fleet = onboarded
+    enable(fleet, "alice")
+    profile = fleet.profile_dir("alice")
+    fake_api.script_each_turn(bash("sleep 4"), end_turn("ok"))  # margin for a slow CLI
+    proc = fleet.start("take a while", profile="alice")
+    assert wait_for(lambda: bool(fake_api.messages_calls(session_id=proc.session_id)))
+    before = tree(fleet.sandbox.home)
+
+    refused = fleet.cli("profile", "disable", "alice", check=False)
+    run = proc.finish(Fleet.RUN_TIMEOUT)
+
+    assert refused.returncode == 1 and "mid-turn" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    moved = changed(before, tree(fleet.sandbox.home))
+    assert f"{profile.relative_to(fleet.sandbox.home)}/{CREDENTIALS}" not in moved
+    assert not os.path.lexists(fleet.sandbox.slot_path("alice"))
+    run.check()
+    fleet.cli("profile", "disable", "alice")
+    assert pair(fleet.sandbox.slot_path("alice")) == fake_api.current_tokens("alice")
     assert fake_api.invalid_grant_events() == []
 
 
