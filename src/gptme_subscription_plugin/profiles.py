@@ -44,6 +44,9 @@ SHARED_ENTRIES = (
     "plugins",
     "projects",
 )
+# Shared entries made in the main dir (0700) when it has none yet: a profile session's
+# transcripts must land where a session in any other dir finds them with --resume (fact 14).
+MADE_ENTRIES = ("projects",)
 # Keys of the main `.claude.json` a new profile starts with; never `oauthAccount` (per account).
 SEED_KEYS = ("hasCompletedOnboarding", "lastOnboardingVersion", "mcpServers")
 SEED_PROJECT_KEYS = (
@@ -178,7 +181,12 @@ class Profiles:
             change.refresh_fingerprint = load_credential(
                 self._main_slot_path(name)
             ).refresh_fingerprint
-        change.linked = [e for e in SHARED_ENTRIES if _lexists(self.store.claude_dir / e)]
+        change.linked = [
+            e
+            for e in SHARED_ENTRIES
+            if _lexists(self.store.claude_dir / e)
+            or (e in MADE_ENTRIES and not _lexists(self.profile_dir(name) / e))
+        ]
         change.seeded = not _lexists(self.profile_dir(name) / GLOBAL_CONFIG_NAME)
         return change
 
@@ -223,6 +231,8 @@ class Profiles:
         for entry in SHARED_ENTRIES:
             source = self.store.claude_dir / entry
             link = profile / entry
+            if entry in MADE_ENTRIES and not _lexists(source) and not _lexists(link):
+                source.mkdir(mode=fsutil.DIR_MODE)
             if not _lexists(source):
                 continue
             if link.is_symlink() and os.readlink(link) == str(source):

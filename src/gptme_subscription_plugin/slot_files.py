@@ -139,6 +139,22 @@ class SlotFiles:
         except ValueError as exc:
             raise SlotError(str(exc)) from None
 
+    def profile_of_dir(self) -> str | None:
+        """The slot whose profile this claude dir is (a session's `CLAUDE_CONFIG_DIR`), or None.
+
+        There the credential is a regular file by design, the slot's one home that Claude
+        Code refreshes in place: never drift to heal, never a path to link.
+        """
+        if self.profiles_dir is None:
+            return None
+        here = Path(os.path.realpath(self.claude_dir))
+        if here.parent != Path(os.path.realpath(self.profiles_dir)):
+            return None
+        try:
+            return validate_slot_name(here.name)
+        except ValueError:
+            return None
+
     def profile_credential(self, name: str) -> Path | None:
         directory = self.profile_dir(name)
         return None if directory is None else directory / LIVE_NAME
@@ -447,6 +463,12 @@ class SlotFiles:
         return True
 
     def _link(self, name: str) -> None:
+        owner = self.profile_of_dir()
+        if owner is not None:
+            raise SlotError(
+                f"{self.claude_dir} is the profile of slot {owner}: its credential is never "
+                "replaced by a link"
+            )
         fsutil.atomic_symlink(f"{SLOT_PREFIX}{name}", self.live_path)
         crash_point("link:before-touch")
         # Claude Code re-reads the credential when the mtime it last saw changes

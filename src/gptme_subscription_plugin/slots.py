@@ -144,8 +144,8 @@ class SlotStore(SlotFiles):
     def detect_drift(self) -> Drift | None:
         """Is the live path anything but a healthy link to the slot owning its credential?"""
         live = self.live_state()
-        if live.kind is LiveKind.MISSING:
-            return None
+        if live.kind is LiveKind.MISSING or self.profile_of_dir() is not None:
+            return None  # in a profile the regular file is the slot's one home
         if live.kind is LiveKind.REGULAR_FILE:
             return Drift("regular-file", "the live credential is a regular file, not a link")
         if live.kind is LiveKind.BROKEN_LINK:

@@ -37,12 +37,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..support.fake_api import FakeAnthropicServer
+from ..support.fake_api import FakeAnthropicServer, make_usage_doc
 
 PINNED_CLAUDE_CODE_VERSION = "2.1.330"
 VERSION_ENV = "CLAUDE_CODE_VERSION"  # the same variable scripts/install-claude-code.sh reads
@@ -733,3 +733,110 @@ class RefreshProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------- the user's CLI
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `predicate` until it holds or `timeout` s pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class Fleet:
+    """A sandboxed user with several accounts, our hooks installed, Claude Code via the proxy.
+
+    `cli()` runs `gptme-subscription` as the person does, in the sandbox's HOME (so profiles
+    live in the default `~/.claude-profiles`); `start(..., profile=SLOT)` runs Claude Code
+    with `CLAUDE_CONFIG_DIR=<that slot's profile>`, as a session in a profile does.
+    """
+
+    RUN_TIMEOUT = 90.0
+
+    def __init__(self, sandbox: ClaudeSandbox, server: FakeAnthropicServer) -> None:
+        self.sandbox = sandbox
+        self.server = server
+        self.state_dir = sandbox.root / "state"
+        self.env = {
+            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state_dir),
+            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
+            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
+            "GPTME_SUBSCRIPTION_POLL_INTERVAL": "1",
+            "GPTME_SUBSCRIPTION_MIN_DWELL": "0",
+            "XDG_CONFIG_HOME": str(sandbox.root / "xdg"),
+        }
+
+    @property
+    def profiles_dir(self) -> Path:
+        """Where `profile enable` puts config dirs by default: `~/.claude-profiles`."""
+        return self.sandbox.home / ".claude-profiles"
+
+    def profile_dir(self, slot: str) -> Path:
+        return self.profiles_dir / slot
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Our CLI, as the person runs it in the sandbox's HOME."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "gptme_subscription_plugin", *args],
+            env={**self.sandbox.env(), **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check:
+            assert proc.returncode == 0, f"gptme-subscription {' '.join(args)}:\n{proc.stderr}"
+        return proc
+
+    def onboard(
+        self, names: Sequence[str], expired: Iterable[str] = (), *, hooks: bool = True
+    ) -> None:
+        """Log in as each account in turn and `slot add` it; then install the hooks.
+
+        The last account logged in is live and is what `oauthAccount` names. Accounts in
+        `expired` logged in long ago: their access token has expired (Claude Code refreshes
+        it at the first request that uses it). Each account's usage starts low.
+        """
+        expired = set(expired)
+        for name in names:
+            if name not in {a.name for a in self.server.accounts()}:
+                self.server.add_account(name)
+            if name in expired:
+                self.server.expire(name)
+            self.server.set_account_usage(
+                name, make_usage_doc(time.time(), five_hour=10, seven_day=20)
+            )
+            self.sandbox.login_as(name)
+            self.cli("slot", "add", name)
+        assert self.sandbox.live_target() == f".credentials.json.{names[-1]}"
+        if hooks:
+            self.cli("install", "claude-code")
+
+    def start(self, prompt: str, *, profile: str | None = None, **kw: Any) -> ClaudeProcess:
+        """`claude -p` in the main dir, or in slot `profile`'s config dir."""
+        env = dict(self.env)
+        if profile is not None:
+            env["CLAUDE_CONFIG_DIR"] = str(self.profile_dir(profile))
+        return self.sandbox.start(prompt, env=env, **kw)
+
+    def run(self, prompt: str, **kw: Any) -> ClaudeRun:
+        return self.start(prompt, **kw).finish(self.RUN_TIMEOUT)
+
+    def slot_refresh_token(self, name: str) -> str | None:
+        try:
+            doc = json.loads(self.sandbox.slot_path(name).read_text())
+        except (OSError, ValueError):
+            return None
+        token = doc.get("claudeAiOauth", {}).get("refreshToken")
+        return token if isinstance(token, str) else None
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        path = self.state_dir / "events.jsonl"
+        if not path.exists():
+            return []
+        docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [d for d in docs if d.get("kind") == kind]

@@ -19,6 +19,7 @@ from ..support.fake_api import FakeAnthropicServer
 from .claude_harness import (
     PINNED_CLAUDE_CODE_VERSION,
     ClaudeSandbox,
+    Fleet,
     RefreshProxy,
     claude_code_version,
     install_claude_code,
@@ -72,3 +73,12 @@ def refresh_proxy(tmp_path: Path, fake_api: FakeAnthropicServer) -> Iterator[Ref
         pytest.skip("mitmdump not found: install the e2e extra (pip install -e '.[e2e]')")
     with RefreshProxy(fake_api, tmp_path / "proxy", mitmdump) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def fleet(
+    claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer, refresh_proxy: RefreshProxy
+) -> Fleet:
+    """A user of several accounts whose Claude Code refreshes through the proxy."""
+    claude_sandbox.use_proxy(refresh_proxy)  # real hostnames: Claude Code refreshes
+    return Fleet(claude_sandbox, fake_api)

@@ -21,11 +21,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -36,7 +34,7 @@ from ..support.fake_api import (
     end_turn,
     make_usage_doc,
 )
-from .claude_harness import ClaudeProcess, ClaudeRun, ClaudeSandbox, RefreshProxy
+from .claude_harness import ClaudeRun, Fleet, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,84 +48,6 @@ def fresh(now: float | None = None) -> dict[str, Any]:
 
 def spent(now: float | None = None) -> dict[str, Any]:
     return make_usage_doc(now or time.time(), five_hour=40, seven_day=99)
-
-
-class Fleet:
-    """A sandboxed user with several accounts, our hooks installed, Claude Code via the proxy."""
-
-    def __init__(self, sandbox: ClaudeSandbox, server: FakeAnthropicServer) -> None:
-        self.sandbox = sandbox
-        self.server = server
-        self.state_dir = sandbox.root / "state"
-        self.env = {
-            "GPTME_SUBSCRIPTION_STATE_DIR": str(self.state_dir),
-            "GPTME_SUBSCRIPTION_API_BASE": server.base_url,
-            "GPTME_SUBSCRIPTION_POLL_TIMEOUT": "2",
-            "GPTME_SUBSCRIPTION_POLL_INTERVAL": "1",
-            "GPTME_SUBSCRIPTION_MIN_DWELL": "0",
-            "XDG_CONFIG_HOME": str(sandbox.root / "xdg"),
-        }
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Our CLI, as the person runs it in the sandbox's HOME."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "gptme_subscription_plugin", *args],
-            env={**self.sandbox.env(), **self.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if check:
-            assert proc.returncode == 0, f"gptme-subscription {' '.join(args)}:\n{proc.stderr}"
-        return proc
-
-    def onboard(self, names: Sequence[str], expired: Iterable[str] = ()) -> None:
-        """Log in as each account in turn and `slot add` it; then install the hooks.
-
-        The last account logged in is live and is what `oauthAccount` names. Accounts in
-        `expired` logged in long ago: their access token has expired (Claude Code refreshes
-        it at the first request that uses it).
-        """
-        expired = set(expired)
-        for name in names:
-            if name not in {a.name for a in self.server.accounts()}:
-                self.server.add_account(name)
-            if name in expired:
-                self.server.expire(name)
-            self.server.set_account_usage(name, fresh())
-            self.sandbox.login_as(name)
-            self.cli("slot", "add", name)
-        assert self.sandbox.live_target() == f".credentials.json.{names[-1]}"
-        self.cli("install", "claude-code")
-
-    def start(self, prompt: str, **kw: Any) -> ClaudeProcess:
-        return self.sandbox.start(prompt, env=self.env, **kw)
-
-    def run(self, prompt: str, **kw: Any) -> ClaudeRun:
-        return self.start(prompt, **kw).finish(RUN_TIMEOUT)
-
-    def slot_refresh_token(self, name: str) -> str | None:
-        try:
-            doc = json.loads(self.sandbox.slot_path(name).read_text())
-        except (OSError, ValueError):
-            return None
-        token = doc.get("claudeAiOauth", {}).get("refreshToken")
-        return token if isinstance(token, str) else None
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        path = self.state_dir / "events.jsonl"
-        if not path.exists():
-            return []
-        docs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [d for d in docs if d.get("kind") == kind]
-
-
-@pytest.fixture
-def fleet(
-    claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer, refresh_proxy: RefreshProxy
-) -> Fleet:
-    claude_sandbox.use_proxy(refresh_proxy)  # real hostnames: Claude Code refreshes
-    return Fleet(claude_sandbox, fake_api)
 
 
 # ---------------------------------------------------------------- the checks
@@ -210,15 +130,6 @@ def assert_no_login_lost(fleet: Fleet, slots: Sequence[str], problems: Sequence[
     problems = [*problems, *slot_problems(fleet, slots)]
     problems += refresh_problems(fleet, slots)
     assert not problems, "logins lost or misfiled:\n- " + "\n- ".join(problems)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # ---------------------------------------------------------------- the scenarios
