@@ -2,7 +2,8 @@
 
 Real processes throughout: our CLI as a subprocess, and in place of Claude Code a small script
 that reports the config dir and arguments it was started with (and, when told, ends the way
-Claude Code ends a turn refused for a rate limit: the error on stdout, exit 1).
+Claude Code ends a turn refused for a rate limit: the error on stdout, exit 1; `--output-format
+json` by default, or the text `FAKE_CLAUDE_LIMIT_OUTPUT` says).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ with open(log, "a") as f:
     f.write(json.dumps({"config": config, "argv": sys.argv[1:]}) + "\\n")
 limited = os.environ.get("FAKE_CLAUDE_LIMITED", "").split(",")
 if os.path.basename(config) in limited:
-    print('{"type":"result","is_error":true,"result":"API Error: 429 rate_limit_error"}')
+    print(os.environ.get(
+        "FAKE_CLAUDE_LIMIT_OUTPUT",
+        '{"type":"result","is_error":true,"result":"API Error: 429 rate_limit_error"}',
+    ))
     sys.exit(1)
 print("served from " + os.path.basename(config))
 sys.exit(int(os.environ.get("FAKE_CLAUDE_EXIT", "0")))
@@ -154,6 +158,37 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(sb: Sandbox) -> None
     assert "hit its rate limit" in proc.stderr and f"resuming session {session}" in proc.stderr
     assert "rate_limit_error" in proc.stdout  # the failed run's output passed through
     assert sb.rotation()["limited"]["bob"] > 0
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        # what Claude Code 2.1.330 prints on stdout for a refused turn in text output (the
+        # default of `claude -p`), with nothing on stderr (tests/e2e/test_run_e2e.py)
+        "You've hit your 5-hour limit \u00b7 resets 12:48pm (UTC)",
+        "You've hit your weekly limit \u00b7 resets Dec 7, 9am (UTC)",
+        "You've hit your Opus limit",
+        "You've hit your session limit",
+    ],
+)
+def test_retry_on_limit_knows_claude_codes_text_output(sb: Sandbox, said: str) -> None:
+    proc = sb.run(
+        "run",
+        "--slot",
+        "bob",
+        "--retry-on-limit",
+        "1",
+        "--",
+        claude(sb),
+        "-p",
+        "work",
+        code=0,
+        FAKE_CLAUDE_LIMITED="bob",
+        FAKE_CLAUDE_LIMIT_OUTPUT=said,
+    )
+
+    assert [Path(str(s["config"])).name != "bob" for s in started(sb)] == [False, True]
+    assert "bob hit its rate limit" in proc.stderr and said in proc.stdout
 
 
 def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:

@@ -31,8 +31,12 @@ if TYPE_CHECKING:
     from .manager import SubscriptionManager
 
 TAIL_BYTES = 64 * 1024
+# `-p --output-format json` names the error (`rate_limit_error`, 429); the default text output
+# only says "You've hit your 5-hour limit · resets 12:48pm (UTC)" (weekly, Opus, session ...).
 LIMIT_MARKERS = re.compile(
-    rb"rate[_ ]limit|usage limit|\b429\b|too many requests|limit reached", re.IGNORECASE
+    rb"rate[_ ]limit|usage limit|\b429\b|too many requests|limit reached"
+    rb"|you(?:'|\xe2\x80\x99)ve hit your [^\n]{0,40}limit",
+    re.IGNORECASE,
 )
 PRINT_FLAGS = ("-p", "--print")
 RESUME_FLAGS = ("-r", "--resume")
