@@ -245,6 +245,14 @@ def test_run_without_a_command_or_with_a_token_in_the_env_is_refused(sb: Sandbox
     assert "add -p" in refused(sb, "run", "--retry-on-limit", "1", "--", claude(sb), code=2)
 
 
+@pytest.mark.parametrize("flag", ["-c", "--continue"])
+def test_retry_on_limit_with_continue_is_refused(sb: Sandbox, flag: str) -> None:
+    """It could only follow the run by adding `--session-id`, which Claude Code 2.1.330 refuses
+    beside --continue ("--session-id with --continue or --resume also needs --fork-session")."""
+    line = refused(sb, "run", "--retry-on-limit", "1", "--", claude(sb), flag, "-p", "x", code=2)
+    assert "--resume" in line and flag in line
+
+
 def test_no_slot_in_a_profile_is_a_clear_refusal(tmp_path: Path) -> None:
     sandbox = Sandbox(tmp_path, ("alice", "bob"))
     sandbox.run("slot", "list", code=0)  # the state dir settles first

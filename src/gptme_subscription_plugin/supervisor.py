@@ -40,6 +40,7 @@ LIMIT_MARKERS = re.compile(
 )
 PRINT_FLAGS = ("-p", "--print")
 RESUME_FLAGS = ("-r", "--resume")
+CONTINUE_FLAGS = ("-c", "--continue")
 SESSION_FLAG = "--session-id"
 
 
@@ -51,6 +52,7 @@ class SessionArgs:
     session: str | None = None  # --session-id or --resume value
     resuming: bool = False
     headless: bool = False
+    continuing: str | None = None  # the --continue flag as given: the session is not named
 
     @classmethod
     def parse(cls, argv: Sequence[str]) -> SessionArgs:
@@ -60,6 +62,8 @@ class SessionArgs:
             name, eq, value = arg.partition("=")
             if arg in PRINT_FLAGS:
                 out.headless = True
+            if arg in CONTINUE_FLAGS:
+                out.continuing = arg
             if name in RESUME_FLAGS + (SESSION_FLAG,):
                 if not eq:
                     value = args[i + 1] if i + 1 < len(args) else ""
@@ -74,7 +78,7 @@ class SessionArgs:
             return self
         session = str(uuid.uuid4())
         argv = [self.argv[0], SESSION_FLAG, session, *self.argv[1:]]
-        return SessionArgs(argv, session, False, self.headless)
+        return SessionArgs(argv, session, False, self.headless, self.continuing)
 
     def resumed(self) -> list[str]:
         """The command line that resumes this session: `--session-id X` becomes `--resume X`
