@@ -126,9 +126,12 @@ def test_concurrent_launches_spread_and_each_session_keeps_its_slots_account(
     assert LIVE not in {fake_api.owner_of(c.token) for c in fake_api.messages_calls(agent=False)}
 
 
+@pytest.mark.parametrize("output", ["text", "json"])
 def test_retry_on_limit_resumes_the_session_on_another_slot(
-    fleet: ClaudeSandbox, fake_api: FakeAnthropicServer
+    fleet: ClaudeSandbox, fake_api: FakeAnthropicServer, output: str
 ) -> None:
+    """Claude Code ends a refused turn with exit 1; in text output (the default) all it says
+    is "You've hit your 5-hour limit · resets ...", in JSON `api_error_status: 429`."""
     rejected = ratelimit_headers(time.time(), five_hour=1.0, status="rejected")
     # alice's account runs dry mid-turn: a tool call is served, the next request is refused;
     # the session's next request (on another account) ends the turn
@@ -143,7 +146,7 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(
         fleet,
         fake_api,
         *("run", "--slot", "alice", "--retry-on-limit", "1", "--"),
-        *(fleet.claude_bin, "-p", prompt, "--allowedTools", "Bash"),
+        *(fleet.claude_bin, "-p", prompt, "--output-format", output, "--allowedTools", "Bash"),
     )
 
     assert run.returncode == 0, run.describe()
@@ -151,8 +154,12 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(
     assert said, run.describe()
     session, other = said.groups()
     assert other in PROFILED and other != "alice"
-    # the first run's own output (text: all Claude Code says of the limit) passed through
+    # both runs' own output passed through
     assert "You've hit your 5-hour limit" in run.stdout and "carried on" in run.stdout
+    if output == "json":
+        first, second = (json.loads(line) for line in run.stdout.splitlines())
+        assert first["is_error"] and first["api_error_status"] == 429
+        assert second["session_id"] == session and not second["is_error"]
     # the first run on alice up to the refusal, the resumed run on the other account throughout
     calls = fake_api.messages_calls(session_id=session, agent=False)
     accounts = [fake_api.owner_of(c.token) for c in calls]
