@@ -27,8 +27,9 @@ FAKE_CLAUDE = """\
 import json, os, sys
 log = os.environ["FAKE_CLAUDE_LOG"]
 config = os.environ.get("CLAUDE_CONFIG_DIR", "")
+stdin = sys.stdin.read() if os.environ.get("FAKE_CLAUDE_READ_STDIN") else None
 with open(log, "a") as f:
-    f.write(json.dumps({"config": config, "argv": sys.argv[1:]}) + "\\n")
+    f.write(json.dumps({"config": config, "argv": sys.argv[1:], "stdin": stdin}) + "\\n")
 limited = os.environ.get("FAKE_CLAUDE_LIMITED", "").split(",")
 if os.path.basename(config) in limited:
     print(os.environ.get(
@@ -189,6 +190,20 @@ def test_retry_on_limit_knows_claude_codes_text_output(sb: Sandbox, said: str) -
 
     assert [Path(str(s["config"])).name != "bob" for s in started(sb)] == [False, True]
     assert "bob hit its rate limit" in proc.stderr and said in proc.stdout
+
+
+def test_retry_on_limit_gives_a_piped_prompt_to_every_run(sb: Sandbox) -> None:
+    """`claude -p` reads a piped stdin as (or after) the prompt; the resumed run needs it too
+    (with none, Claude Code 2.1.330 ends it: "Provide a prompt to continue the conversation")."""
+    sb.run(
+        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p"),
+        code=0,
+        stdin="the task\n",
+        FAKE_CLAUDE_LIMITED="bob",
+        FAKE_CLAUDE_READ_STDIN="1",
+    )
+
+    assert [s["stdin"] for s in started(sb)] == ["the task\n", "the task\n"]
 
 
 def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:

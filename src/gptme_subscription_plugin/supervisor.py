@@ -14,8 +14,10 @@ supervision with its exit status.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -42,6 +44,8 @@ PRINT_FLAGS = ("-p", "--print")
 RESUME_FLAGS = ("-r", "--resume")
 CONTINUE_FLAGS = ("-c", "--continue")
 SESSION_FLAG = "--session-id"
+# Claude Code -p waits this long for the first byte of a piped stdin, then goes on without it.
+STDIN_WAIT = 3.0
 
 
 @dataclass
@@ -116,15 +120,20 @@ def run_with_retries(
     *,
     say: Callable[[str], None],
     spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+    stdin: IO[bytes] | None = None,
 ) -> tuple[int, list[Attempt]]:
     """Run `args` on `first`; after a run that ended on a rate limit, resume the session on
-    another slot, at most `retries` times. The last run's exit status, and every attempt."""
+    another slot, at most `retries` times. The last run's exit status, and every attempt.
+
+    A piped `stdin` (ours by default) is part of the prompt for `claude -p`: it is read once
+    and every attempt gets the same bytes; a terminal is shared as it is."""
     launcher = Launcher(m)
     launch, attempts = first, []
     argv = args.argv
+    feed = _piped_input(sys.stdin.buffer if stdin is None else stdin)
     while True:
         started = m.clock()
-        code, tail = _run_once(argv, {**env, **launch.env}, spawn)
+        code, tail = _run_once(argv, {**env, **launch.env}, spawn, feed)
         limited = code != 0 and (
             bool(LIMIT_MARKERS.search(tail)) or _limited_since(m, launch.slot, started)
         )
@@ -148,11 +157,41 @@ def run_with_retries(
         )
 
 
+def _piped_input(stream: IO[bytes]) -> bytes | None:
+    """All of a piped or redirected stdin, as Claude Code -p would read it (nothing when no
+    byte comes within STDIN_WAIT); None for a terminal or no stdin at all."""
+    try:
+        fd = stream.fileno()
+        if os.isatty(fd):
+            return None
+        ready, _, _ = select.select([fd], [], [], STDIN_WAIT)
+    except (OSError, ValueError):
+        return None
+    if not ready:
+        return b""
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _run_once(
-    argv: Sequence[str], env: Mapping[str, str], spawn: Callable[..., subprocess.Popen[bytes]]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    feed: bytes | None = None,
 ) -> tuple[int, bytes]:
-    """Run one attempt, passing its output through; its exit status and the output's tail."""
-    proc = spawn(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """Run one attempt, passing its output through (and `feed` in, when given); its exit
+    status and the output's tail."""
+    proc = spawn(
+        list(argv),
+        env=dict(env),
+        stdin=None if feed is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    if feed is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, feed), daemon=True).start()
     tails: list[bytearray] = []
     pumps = []
     for source, sink in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
@@ -173,6 +212,16 @@ def _run_once(
     for pump in pumps:
         pump.join()
     return code, bytes(tails[0]) + b"\n" + bytes(tails[1])
+
+
+def _feed(sink: IO[bytes] | None, data: bytes) -> None:
+    """Write the attempt's stdin, then close it (EOF); a run that stops reading is fine."""
+    if sink is None:
+        return
+    with contextlib.suppress(BrokenPipeError):
+        sink.write(data)
+    with contextlib.suppress(BrokenPipeError):
+        sink.close()
 
 
 def _pump(source: IO[bytes] | None, sink: IO[bytes], tail: bytearray) -> None:

@@ -65,11 +65,17 @@ def fleet(claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer) -> Claud
     return claude_sandbox
 
 
-def start(sandbox: ClaudeSandbox, server: FakeAnthropicServer, *args: str) -> ClaudeProcess:
-    """`gptme-subscription ARGS` started from the project dir, as the person types it."""
+def start(
+    sandbox: ClaudeSandbox, server: FakeAnthropicServer, *args: str, piped: str | None = None
+) -> ClaudeProcess:
+    """`gptme-subscription ARGS` started from the project dir, as the person types it (with
+    `piped` on its stdin: `printf %s PIPED | gptme-subscription ARGS`)."""
     label = f"ours-{len(list(sandbox.logs.iterdir())):02d}"
+    argv = [sys.executable, "-m", "gptme_subscription_plugin", *args]
+    if piped is not None:
+        argv = ["sh", "-c", 'printf %s "$0" | "$@"', piped, *argv]
     return ClaudeProcess(
-        [sys.executable, "-m", "gptme_subscription_plugin", *args],
+        argv,
         env=sandbox.env(our_env(sandbox, server)),
         cwd=sandbox.project,
         session_id=label,
@@ -78,8 +84,10 @@ def start(sandbox: ClaudeSandbox, server: FakeAnthropicServer, *args: str) -> Cl
     )
 
 
-def ours(sandbox: ClaudeSandbox, server: FakeAnthropicServer, *args: str) -> ClaudeRun:
-    return start(sandbox, server, *args).finish(RUN_TIMEOUT)
+def ours(
+    sandbox: ClaudeSandbox, server: FakeAnthropicServer, *args: str, piped: str | None = None
+) -> ClaudeRun:
+    return start(sandbox, server, *args, piped=piped).finish(RUN_TIMEOUT)
 
 
 def profile_dir(sandbox: ClaudeSandbox, slot: str) -> str:
@@ -126,12 +134,13 @@ def test_concurrent_launches_spread_and_each_session_keeps_its_slots_account(
     assert LIVE not in {fake_api.owner_of(c.token) for c in fake_api.messages_calls(agent=False)}
 
 
-@pytest.mark.parametrize("output", ["text", "json"])
+@pytest.mark.parametrize("output", ["text", "json", "piped"])
 def test_retry_on_limit_resumes_the_session_on_another_slot(
     fleet: ClaudeSandbox, fake_api: FakeAnthropicServer, output: str
 ) -> None:
     """Claude Code ends a refused turn with exit 1; in text output (the default) all it says
-    is "You've hit your 5-hour limit · resets ...", in JSON `api_error_status: 429`."""
+    is "You've hit your 5-hour limit · resets ...", in JSON `api_error_status: 429`. A prompt
+    piped in (`piped`) is given to the resumed run too."""
     rejected = ratelimit_headers(time.time(), five_hour=1.0, status="rejected")
     # alice's account runs dry mid-turn: a tool call is served, the next request is refused;
     # the session's next request (on another account) ends the turn
@@ -142,11 +151,16 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(
     )
     prompt = "remember PINEAPPLE-42"
 
+    claude = [fleet.claude_bin, "-p"]
+    if output != "piped":
+        claude += [prompt, "--output-format", output]
+    claude += ["--allowedTools", "Bash"]  # variadic: after the prompt
+
     run = ours(
         fleet,
         fake_api,
-        *("run", "--slot", "alice", "--retry-on-limit", "1", "--"),
-        *(fleet.claude_bin, "-p", prompt, "--output-format", output, "--allowedTools", "Bash"),
+        *("run", "--slot", "alice", "--retry-on-limit", "1", "--", *claude),
+        piped=prompt if output == "piped" else None,
     )
 
     assert run.returncode == 0, run.describe()
