@@ -8,10 +8,13 @@ json` by default, or the text `FAKE_CLAUDE_LIMIT_OUTPUT` says).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,12 +27,16 @@ from .support.sandbox import Sandbox, tree
 SLOTS = ("alice", "bob", "carol", "dave")
 
 FAKE_CLAUDE = """\
-import json, os, sys
+import json, os, signal, sys
 log = os.environ["FAKE_CLAUDE_LOG"]
 config = os.environ.get("CLAUDE_CONFIG_DIR", "")
 stdin = sys.stdin.read() if os.environ.get("FAKE_CLAUDE_READ_STDIN") else None
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 with open(log, "a") as f:
-    f.write(json.dumps({"config": config, "argv": sys.argv[1:], "stdin": stdin}) + "\\n")
+    doc = {"config": config, "argv": sys.argv[1:], "stdin": stdin, "pid": os.getpid()}
+    f.write(json.dumps(doc) + "\\n")
+if os.environ.get("FAKE_CLAUDE_WAIT"):  # until a signal ends it
+    signal.pause()
 limited = os.environ.get("FAKE_CLAUDE_LIMITED", "").split(",")
 if os.path.basename(config) in limited:
     print(os.environ.get(
@@ -204,6 +211,36 @@ def test_retry_on_limit_gives_a_piped_prompt_to_every_run(sb: Sandbox) -> None:
     )
 
     assert [s["stdin"] for s in started(sb)] == ["the task\n", "the task\n"]
+
+
+def test_an_interrupt_of_a_supervised_run_reaches_claude_code(sb: Sandbox) -> None:
+    """SIGINT to `run --retry-on-limit` alone (a process manager's stop, or ^C) ends the run:
+    forwarded like SIGTERM, the run's status is ours, nothing is retried or left running."""
+    argv = ["run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "x"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gptme_subscription_plugin", *argv],
+        env={**sb.env, "FAKE_CLAUDE_WAIT": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started(sb) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [run] = started(sb)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        for start in started(sb):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(str(start["pid"])), signal.SIGKILL)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert len(started(sb)) == 1
 
 
 def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:

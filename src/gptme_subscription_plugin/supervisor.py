@@ -202,7 +202,7 @@ def _run_once(
         pumps.append(pump)
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-        for sig in (signal.SIGTERM, signal.SIGHUP)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     try:
         code = proc.wait()
