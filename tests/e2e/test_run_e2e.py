@@ -111,6 +111,7 @@ def owners(server: FakeAnthropicServer, session_id: str) -> list[str | None]:
 def test_concurrent_launches_spread_and_each_session_keeps_its_slots_account(
     fleet: ClaudeSandbox, fake_api: FakeAnthropicServer
 ) -> None:
+    """Four `run -- claude -p` at once (each turn a tool call and an answer, so they overlap)."""
     fake_api.script_each_turn(bash("sleep 1"), end_turn("done"))
     argv = ["--output-format", "json", "--allowedTools", "Bash"]
     procs = [
@@ -119,6 +120,7 @@ def test_concurrent_launches_spread_and_each_session_keeps_its_slots_account(
     ]
     runs = [proc.finish(RUN_TIMEOUT) for proc in procs]
 
+    assert max(r.started_at for r in runs) < min(r.started_at + r.duration for r in runs)
     landed = []
     for run in runs:
         assert run.ok and not run.result["is_error"], run.describe()
@@ -195,6 +197,8 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(
 def test_run_on_a_bad_slot_is_one_line_and_changes_nothing(
     fleet: ClaudeSandbox, fake_api: FakeAnthropicServer
 ) -> None:
+    """No such slot, the live link's slot, a slot with two homes: exit 1 with one line, before
+    any usage poll or Claude Code, and not a byte changed under HOME or in the state dir."""
     # carol with two homes: her profile's credential and a copy back in the main dir
     carol = Path(profile_dir(fleet, "carol")) / ".credentials.json"
     fleet.slot_path("carol").write_bytes(carol.read_bytes())
