@@ -6,10 +6,11 @@ resumes the same session (`--resume ID`, the transcript is shared through `proje
 profile of another slot the launch rule picks, at most N times, and says so on stderr.
 
 "Ended on a rate limit" is read from two places, either enough: the run's own output (its last
-64 KiB, which the supervisor passes through unchanged) names a rate limit or a 429, or the
-rotation state holds a limit on the slot recorded since the run started (our StopFailure hook
-records it when the hook pack is installed). Any other failure is the run's own and ends the
-supervision with its exit status.
+64 KiB, which the supervisor passes through unchanged) names a rate limit or a 429 (JSON
+output) or says "You've hit your ... limit" (text output), or the rotation state holds a limit
+on the slot recorded since the run started (our StopFailure hook records it when the hook pack
+is installed). Any other failure is the run's own and ends the supervision with its exit
+status. The resumed run is the same command line, with the same piped stdin when there was one.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def run_with_retries(
     launcher = Launcher(m)
     launch, attempts = first, []
     argv = args.argv
-    feed = _piped_input(sys.stdin.buffer if stdin is None else stdin)
+    feed = _piped_input(getattr(sys.stdin, "buffer", None) if stdin is None else stdin)
     while True:
         started = m.clock()
         code, tail = _run_once(argv, {**env, **launch.env}, spawn, feed)
@@ -157,9 +158,11 @@ def run_with_retries(
         )
 
 
-def _piped_input(stream: IO[bytes]) -> bytes | None:
+def _piped_input(stream: IO[bytes] | None) -> bytes | None:
     """All of a piped or redirected stdin, as Claude Code -p would read it (nothing when no
     byte comes within STDIN_WAIT); None for a terminal or no stdin at all."""
+    if stream is None:
+        return None
     try:
         fd = stream.fileno()
         if os.isatty(fd):
