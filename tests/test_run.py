@@ -2,15 +2,19 @@
 
 Real processes throughout: our CLI as a subprocess, and in place of Claude Code a small script
 that reports the config dir and arguments it was started with (and, when told, ends the way
-Claude Code ends a turn refused for a rate limit: the error on stdout, exit 1).
+Claude Code ends a turn refused for a rate limit: the error on stdout, exit 1; `--output-format
+json` by default, or the text `FAKE_CLAUDE_LIMIT_OUTPUT` says).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,14 +27,22 @@ from .support.sandbox import Sandbox, tree
 SLOTS = ("alice", "bob", "carol", "dave")
 
 FAKE_CLAUDE = """\
-import json, os, sys
+import json, os, signal, sys
 log = os.environ["FAKE_CLAUDE_LOG"]
 config = os.environ.get("CLAUDE_CONFIG_DIR", "")
+stdin = sys.stdin.read() if os.environ.get("FAKE_CLAUDE_READ_STDIN") else None
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 with open(log, "a") as f:
-    f.write(json.dumps({"config": config, "argv": sys.argv[1:]}) + "\\n")
+    doc = {"config": config, "argv": sys.argv[1:], "stdin": stdin, "pid": os.getpid()}
+    f.write(json.dumps(doc) + "\\n")
+if os.environ.get("FAKE_CLAUDE_WAIT"):  # until a signal ends it
+    signal.pause()
 limited = os.environ.get("FAKE_CLAUDE_LIMITED", "").split(",")
 if os.path.basename(config) in limited:
-    print('{"type":"result","is_error":true,"result":"API Error: 429 rate_limit_error"}')
+    print(os.environ.get(
+        "FAKE_CLAUDE_LIMIT_OUTPUT",
+        '{"type":"result","is_error":true,"result":"API Error: 429 rate_limit_error"}',
+    ))
     sys.exit(1)
 print("served from " + os.path.basename(config))
 sys.exit(int(os.environ.get("FAKE_CLAUDE_EXIT", "0")))
@@ -156,6 +168,81 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(sb: Sandbox) -> None
     assert sb.rotation()["limited"]["bob"] > 0
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        # what Claude Code 2.1.330 prints on stdout for a refused turn in text output (the
+        # default of `claude -p`), with nothing on stderr (tests/e2e/test_run_e2e.py)
+        "You've hit your 5-hour limit \u00b7 resets 12:48pm (UTC)",
+        "You've hit your weekly limit \u00b7 resets Dec 7, 9am (UTC)",
+        "You've hit your Opus limit",
+        "You've hit your session limit",
+    ],
+)
+def test_retry_on_limit_knows_claude_codes_text_output(sb: Sandbox, said: str) -> None:
+    proc = sb.run(
+        "run",
+        "--slot",
+        "bob",
+        "--retry-on-limit",
+        "1",
+        "--",
+        claude(sb),
+        "-p",
+        "work",
+        code=0,
+        FAKE_CLAUDE_LIMITED="bob",
+        FAKE_CLAUDE_LIMIT_OUTPUT=said,
+    )
+
+    assert [Path(str(s["config"])).name != "bob" for s in started(sb)] == [False, True]
+    assert "bob hit its rate limit" in proc.stderr and said in proc.stdout
+
+
+def test_retry_on_limit_gives_a_piped_prompt_to_every_run(sb: Sandbox) -> None:
+    """`claude -p` reads a piped stdin as (or after) the prompt; the resumed run needs it too
+    (with none, Claude Code 2.1.330 ends it: "Provide a prompt to continue the conversation")."""
+    sb.run(
+        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p"),
+        code=0,
+        stdin="the task\n",
+        FAKE_CLAUDE_LIMITED="bob",
+        FAKE_CLAUDE_READ_STDIN="1",
+    )
+
+    assert [s["stdin"] for s in started(sb)] == ["the task\n", "the task\n"]
+
+
+def test_an_interrupt_of_a_supervised_run_reaches_claude_code(sb: Sandbox) -> None:
+    """SIGINT to `run --retry-on-limit` alone (a process manager's stop, or ^C) ends the run:
+    forwarded like SIGTERM, the run's status is ours, nothing is retried or left running."""
+    argv = ["run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "x"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gptme_subscription_plugin", *argv],
+        env={**sb.env, "FAKE_CLAUDE_WAIT": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started(sb) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [run] = started(sb)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        for start in started(sb):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(str(start["pid"])), signal.SIGKILL)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert len(started(sb)) == 1
+
+
 def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:
     proc = sb.run(
         "run",
@@ -208,6 +295,14 @@ def test_run_without_a_command_or_with_a_token_in_the_env_is_refused(sb: Sandbox
     line = refused(sb, "run", "--", claude(sb), code=2, CLAUDE_CODE_OAUTH_TOKEN="x")
     assert "CLAUDE_CODE_OAUTH_TOKEN" in line and "x" not in line.split(":")[-1].split()
     assert "add -p" in refused(sb, "run", "--retry-on-limit", "1", "--", claude(sb), code=2)
+
+
+@pytest.mark.parametrize("flag", ["-c", "--continue"])
+def test_retry_on_limit_with_continue_is_refused(sb: Sandbox, flag: str) -> None:
+    """It could only follow the run by adding `--session-id`, which Claude Code 2.1.330 refuses
+    beside --continue ("--session-id with --continue or --resume also needs --fork-session")."""
+    line = refused(sb, "run", "--retry-on-limit", "1", "--", claude(sb), flag, "-p", "x", code=2)
+    assert "--resume" in line and flag in line
 
 
 def test_no_slot_in_a_profile_is_a_clear_refusal(tmp_path: Path) -> None:

@@ -45,6 +45,12 @@ def cmd_run(m: SubscriptionManager, args: argparse.Namespace) -> int:
     if args.retry_on_limit:
         if not session_args.headless:
             return _fail("--retry-on-limit supervises a headless run: add -p", EXIT_USAGE)
+        if session_args.continuing:
+            return _fail(
+                f"--retry-on-limit follows a session by its id: use --resume ID, not "
+                f"{session_args.continuing}",
+                EXIT_USAGE,
+            )
         session_args = session_args.with_session()
     try:
         [launch] = Launcher(m).plan(

@@ -6,16 +6,19 @@ resumes the same session (`--resume ID`, the transcript is shared through `proje
 profile of another slot the launch rule picks, at most N times, and says so on stderr.
 
 "Ended on a rate limit" is read from two places, either enough: the run's own output (its last
-64 KiB, which the supervisor passes through unchanged) names a rate limit or a 429, or the
-rotation state holds a limit on the slot recorded since the run started (our StopFailure hook
-records it when the hook pack is installed). Any other failure is the run's own and ends the
-supervision with its exit status.
+64 KiB, which the supervisor passes through unchanged) names a rate limit or a 429 (JSON
+output) or says "You've hit your ... limit" (text output), or the rotation state holds a limit
+on the slot recorded since the run started (our StopFailure hook records it when the hook pack
+is installed). Any other failure is the run's own and ends the supervision with its exit
+status. The resumed run is the same command line, with the same piped stdin when there was one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -31,12 +34,19 @@ if TYPE_CHECKING:
     from .manager import SubscriptionManager
 
 TAIL_BYTES = 64 * 1024
+# `-p --output-format json` names the error (`rate_limit_error`, 429); the default text output
+# only says "You've hit your 5-hour limit · resets 12:48pm (UTC)" (weekly, Opus, session ...).
 LIMIT_MARKERS = re.compile(
-    rb"rate[_ ]limit|usage limit|\b429\b|too many requests|limit reached", re.IGNORECASE
+    rb"rate[_ ]limit|usage limit|\b429\b|too many requests|limit reached"
+    rb"|you(?:'|\xe2\x80\x99)ve hit your [^\n]{0,40}limit",
+    re.IGNORECASE,
 )
 PRINT_FLAGS = ("-p", "--print")
 RESUME_FLAGS = ("-r", "--resume")
+CONTINUE_FLAGS = ("-c", "--continue")
 SESSION_FLAG = "--session-id"
+# Claude Code -p waits this long for the first byte of a piped stdin, then goes on without it.
+STDIN_WAIT = 3.0
 
 
 @dataclass
@@ -47,6 +57,7 @@ class SessionArgs:
     session: str | None = None  # --session-id or --resume value
     resuming: bool = False
     headless: bool = False
+    continuing: str | None = None  # the --continue flag as given: the session is not named
 
     @classmethod
     def parse(cls, argv: Sequence[str]) -> SessionArgs:
@@ -56,6 +67,8 @@ class SessionArgs:
             name, eq, value = arg.partition("=")
             if arg in PRINT_FLAGS:
                 out.headless = True
+            if arg in CONTINUE_FLAGS:
+                out.continuing = arg
             if name in RESUME_FLAGS + (SESSION_FLAG,):
                 if not eq:
                     value = args[i + 1] if i + 1 < len(args) else ""
@@ -70,7 +83,7 @@ class SessionArgs:
             return self
         session = str(uuid.uuid4())
         argv = [self.argv[0], SESSION_FLAG, session, *self.argv[1:]]
-        return SessionArgs(argv, session, False, self.headless)
+        return SessionArgs(argv, session, False, self.headless, self.continuing)
 
     def resumed(self) -> list[str]:
         """The command line that resumes this session: `--session-id X` becomes `--resume X`
@@ -108,15 +121,20 @@ def run_with_retries(
     *,
     say: Callable[[str], None],
     spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+    stdin: IO[bytes] | None = None,
 ) -> tuple[int, list[Attempt]]:
     """Run `args` on `first`; after a run that ended on a rate limit, resume the session on
-    another slot, at most `retries` times. The last run's exit status, and every attempt."""
+    another slot, at most `retries` times. The last run's exit status, and every attempt.
+
+    A piped `stdin` (ours by default) is part of the prompt for `claude -p`: it is read once
+    and every attempt gets the same bytes; a terminal is shared as it is."""
     launcher = Launcher(m)
     launch, attempts = first, []
     argv = args.argv
+    feed = _piped_input(getattr(sys.stdin, "buffer", None) if stdin is None else stdin)
     while True:
         started = m.clock()
-        code, tail = _run_once(argv, {**env, **launch.env}, spawn)
+        code, tail = _run_once(argv, {**env, **launch.env}, spawn, feed)
         limited = code != 0 and (
             bool(LIMIT_MARKERS.search(tail)) or _limited_since(m, launch.slot, started)
         )
@@ -140,11 +158,43 @@ def run_with_retries(
         )
 
 
+def _piped_input(stream: IO[bytes] | None) -> bytes | None:
+    """All of a piped or redirected stdin, as Claude Code -p would read it (nothing when no
+    byte comes within STDIN_WAIT); None for a terminal or no stdin at all."""
+    if stream is None:
+        return None
+    try:
+        fd = stream.fileno()
+        if os.isatty(fd):
+            return None
+        ready, _, _ = select.select([fd], [], [], STDIN_WAIT)
+    except (OSError, ValueError):
+        return None
+    if not ready:
+        return b""
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _run_once(
-    argv: Sequence[str], env: Mapping[str, str], spawn: Callable[..., subprocess.Popen[bytes]]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    feed: bytes | None = None,
 ) -> tuple[int, bytes]:
-    """Run one attempt, passing its output through; its exit status and the output's tail."""
-    proc = spawn(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """Run one attempt, passing its output through (and `feed` in, when given); its exit
+    status and the output's tail."""
+    proc = spawn(
+        list(argv),
+        env=dict(env),
+        stdin=None if feed is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    if feed is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, feed), daemon=True).start()
     tails: list[bytearray] = []
     pumps = []
     for source, sink in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
@@ -155,7 +205,7 @@ def _run_once(
         pumps.append(pump)
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-        for sig in (signal.SIGTERM, signal.SIGHUP)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     try:
         code = proc.wait()
@@ -165,6 +215,16 @@ def _run_once(
     for pump in pumps:
         pump.join()
     return code, bytes(tails[0]) + b"\n" + bytes(tails[1])
+
+
+def _feed(sink: IO[bytes] | None, data: bytes) -> None:
+    """Write the attempt's stdin, then close it (EOF); a run that stops reading is fine."""
+    if sink is None:
+        return
+    with contextlib.suppress(BrokenPipeError):
+        sink.write(data)
+    with contextlib.suppress(BrokenPipeError):
+        sink.close()
 
 
 def _pump(source: IO[bytes] | None, sink: IO[bytes], tail: bytearray) -> None:
