@@ -53,7 +53,6 @@ def fleet(claude_sandbox: ClaudeSandbox, fake_api: FakeAnthropicServer) -> Claud
         fake_api.add_account(name)
         claude_sandbox.write_account_slot(name)
     claude_sandbox.link_live(LIVE)
-    (claude_sandbox.claude_dir / "projects").mkdir(mode=0o700)  # a dir Claude Code has run in
     where = claude_sandbox.root / "where"
     where.mkdir()
     script = claude_sandbox.root / "where.py"

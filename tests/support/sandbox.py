@@ -48,11 +48,12 @@ def run_ours(
     prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`python -m gptme_subscription_plugin ARGS` as a process (after `prefix`, e.g. setpriv),
-    text mode, output captured, exit status not checked."""
+    text mode, output captured, exit status not checked; no `stdin`: an empty one (never the
+    test runner's, which may be a pipe that stays open)."""
     return subprocess.run(
         [*prefix, sys.executable, "-m", "gptme_subscription_plugin", *args],
         env=dict(env),
-        input=stdin,
+        input=stdin if stdin is not None else "",
         cwd=cwd,
         capture_output=True,
         text=True,
