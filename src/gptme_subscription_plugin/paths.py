@@ -113,8 +113,7 @@ def resolve_profiles_dir(env: Mapping[str, str]) -> Path:
         if from_file:
             return path_from_config_file(from_file, config_file_path(env))
     if env.get(ENV_PREFIX + "HOME"):
-        home = Path(env[ENV_PREFIX + "HOME"]).expanduser()
-    else:
-        from_file = _file_setting(env, "home")
-        home = path_from_config_file(from_file, config_file_path(env)) if from_file else None
-    return (home or home_dir(env)) / ".claude-profiles"
+        return Path(env[ENV_PREFIX + "HOME"]).expanduser() / ".claude-profiles"
+    from_file = _file_setting(env, "home")
+    home = path_from_config_file(from_file, config_file_path(env)) if from_file else home_dir(env)
+    return home / ".claude-profiles"
