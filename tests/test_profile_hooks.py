@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gptme_subscription_plugin import fsutil
 from gptme_subscription_plugin.hookstatus import write_hook_status
 from gptme_subscription_plugin.turns import TurnRegistry
 from gptme_subscription_plugin.usage.cache import UsageCache
@@ -146,7 +147,7 @@ def test_a_turn_answered_in_a_profile_ends_its_slots_refusal_streak(sb: Sandbox)
     env = in_profile(sb)
     sb.hook("stop-failure-worker", hook_payload("StopFailure", error="rate_limit"), **env)
     doc = sb.rotation()
-    (sb.state / "rotation.json").write_text(json.dumps({**doc, "limited": {}}))  # it lifted
+    fsutil.atomic_write_text(sb.state / "rotation.json", json.dumps({**doc, "limited": {}}))
     assert set(sb.rotation()["refusing"]) == {"bob"}
     assert sb.hook("stop", hook_payload("Stop"), **env)[0] is None
     assert sb.rotation()["refusing"] == {}
