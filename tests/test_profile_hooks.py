@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -217,3 +219,24 @@ def test_the_statusline_in_a_profile_records_its_slots_rate_limits(sb: Sandbox) 
         alice is None or alice.five_hour is None or round(alice.five_hour.utilization * 100) != 64
     )
     assert os.readlink(sb.claude / ".credentials.json") == ".credentials.json.alice"
+
+
+def test_pre_tool_use_in_a_profile_stays_on_the_fast_path(sb: Sandbox) -> None:
+    code = (
+        "import io, sys, json\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(json.dumps({'session_id': 'p1'}).encode()))\n"
+        "from gptme_subscription_plugin.entry import main\n"
+        "main(['hook', 'pre-tool-use'])\n"
+        "roots = ('pydantic', 'gptme', 'filelock', 'typing')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
+        "print(json.dumps(bad), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**sb.env, **in_profile(sb)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+    assert entry(sb, "p1")["slot"] == "bob" and entry(sb, "p1")["state"] == "busy"
