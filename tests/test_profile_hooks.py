@@ -145,6 +145,19 @@ def test_a_rate_limit_in_a_profile_marks_its_slot_and_says_how_to_continue(sb: S
     assert sb.hook("user-prompt-submit", hook_payload("UserPromptSubmit", session="l1"))[0] is None
 
 
+def test_a_refused_credential_in_a_profile_marks_its_slot_and_says_so(sb: Sandbox) -> None:
+    out, _ = sb.hook(
+        "stop-failure-worker",
+        hook_payload("StopFailure", session="p1", error="authentication_failed"),
+        **in_profile(sb),
+    )
+    assert set(sb.rotation()["rejected"]) == {"bob"}
+    line = out["systemMessage"]
+    assert "refused slot bob's credential" in line and "gptme-subscription reauth bob" in line
+    assert line.endswith("gptme-subscription run -- claude --resume p1")
+    assert sb.live() == "alice"
+
+
 def test_a_turn_answered_in_a_profile_ends_its_slots_refusal_streak(sb: Sandbox) -> None:
     env = in_profile(sb)
     sb.hook("stop-failure-worker", hook_payload("StopFailure", error="rate_limit"), **env)

@@ -210,9 +210,22 @@ class ProfileResult:
             f"account for the whole session, never switched; {used}"
         )
 
+    @property
+    def rejected(self) -> bool:
+        """This boundary marked the slot's credential refused (a StopFailure said so)."""
+        return any(isinstance(c, Reject) for c in self.plan.changes)
+
     def spent_line(self, session_id: str | None) -> str | None:
-        """For the agent and the person when the slot cannot serve: until when, and the
-        command that continues this session on another slot."""
+        """For the agent and the person when the slot cannot serve: until when (or that its
+        credential was refused), and the command that continues this session elsewhere."""
+        resume = f" --resume {session_id}" if session_id else ""
+        elsewhere = f"To continue on another slot: gptme-subscription run -- claude{resume}"
+        if self.rejected:
+            return (
+                f"subscription: Anthropic refused slot {self.slot}'s credential (this "
+                f"session's profile); log it in again with `gptme-subscription reauth "
+                f"{self.slot}`. {elsewhere}"
+            )
         if self.until is None:
             return None
         if self.until == float("inf"):
@@ -220,11 +233,9 @@ class ProfileResult:
         else:
             at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.until))
             when = f"until {at} (in {format_duration(self.until - self.now)})"
-        resume = f" --resume {session_id}" if session_id else ""
         return (
             f"subscription: slot {self.slot} (this session's profile) is spent {when}; this "
-            f"session stays on {self.slot}. To continue on another slot: "
-            f"gptme-subscription run -- claude{resume}"
+            f"session stays on {self.slot}. {elsewhere}"
         )
 
 
