@@ -175,8 +175,8 @@ def test_a_config_dir_that_is_not_our_profile_is_not_treated_as_one(
     """A planted link in the profiles dir, or a dir outside it: the session counts as a link
     session (it holds up flips), and the look-alike gets a line that says why."""
     if kind == "symlink":
-        config_dir = profile(sb, "carol")
-        config_dir.symlink_to(sb.claude)  # looks like carol's profile, is the main dir
+        config_dir = profile(sb, "dave")
+        config_dir.symlink_to(sb.claude)  # looks like a profile, is the main dir
         why: str | None = "is a symlink, not a profile of ours"
     else:
         config_dir = tmp_path / "elsewhere" / "bob"
