@@ -126,3 +126,23 @@ def test_other_api_errors_change_nothing() -> None:
     for error in ("overloaded", "server_error", None, 42):
         plan = CONTROLLER.on_stop_failure(moment(alice={"week": 0.999}), error, "sonnet")
         assert plan.changes == () and plan.moves == () and plan.decision is None
+
+
+def test_a_slot_in_its_profile_is_marked_like_the_live_slot_and_never_moved() -> None:
+    """bob's own session, in bob's profile: the marks a live slot would get, on bob; no move
+    and no decision, whoever is mid-turn and however spent the live slot is."""
+    spent = moment(alice={"week": 0.999}, blockers=("l1",))
+    plan = CONTROLLER.on_profile_stop_failure(spent, "bob", "rate_limit", None)
+    assert plan.changes[0] == StartRefusal("bob", NOW)
+    (mark,) = [c for c in plan.changes if isinstance(c, MarkLimited)]
+    assert mark.slot == "bob" and NOW < mark.until <= NOW + DAY
+    assert plan.moves == () and plan.decision is None
+    rejected = CONTROLLER.on_profile_stop_failure(spent, "bob", "authentication_failed", None)
+    assert rejected.changes == (Reject("bob", "StopFailure authentication_failed"),)
+    assert rejected.moves == ()
+    for error in ("overloaded", None):
+        assert CONTROLLER.on_profile_stop_failure(spent, "bob", error, None).changes == ()
+    refusing = RotationState(refusing={"bob": NOW - H})
+    answered = CONTROLLER.on_profile_stop(moment(rotation=refusing), "bob")
+    assert answered.changes == (EndRefusal("bob"),) and answered.moves == ()
+    assert CONTROLLER.on_profile_stop(spent, "bob").changes == ()

@@ -180,3 +180,33 @@ def test_import_is_stdlib_only() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_session_in_a_profile_never_holds_up_the_link_and_is_counted_per_slot(
+    reg: TurnRegistry,
+) -> None:
+    reg.mark_busy("p1", T0, slot="bob")
+    reg.mark_busy("p2", T0, slot="bob")
+    reg.mark_idle("p3", T0, slot="carol")
+    reg.mark_busy("l1", T0)
+    assert _ids(reg.busy_sessions(T0, TTL)) == ["l1"]
+    assert _ids(reg.busy_sessions(T0, TTL, everywhere=True)) == ["l1", "p1", "p2"]
+    assert reg.sessions_by_slot(T0, TTL) == {"bob": 2, "carol": 1}
+    reg.mark_busy("p1", T0 + 5)  # a later hook that does not say the slot keeps it
+    reg.mark_idle("p1", T0 + 6)
+    assert reg.get("p1") == SessionTurn("p1", "idle", T0 + 6, T0 + 6, None, "bob")
+    assert reg.sessions_by_slot(T0 + TTL + 1, TTL) == {"bob": 1}  # the others went silent
+    assert reg.sessions_by_slot(T0 + 2 * TTL, TTL) == {}
+
+
+def test_entries_without_a_slot_are_link_sessions_and_a_bad_slot_is_no_entry(
+    reg: TurnRegistry,
+) -> None:
+    reg.mark_busy("old", T0)
+    path = reg.path_for("old")
+    doc = json.loads(path.read_text())
+    del doc["slot"]  # written before entries had one
+    path.write_text(json.dumps(doc))
+    assert _ids(reg.busy_sessions(T0, TTL)) == ["old"]
+    path.write_text(json.dumps({**doc, "slot": "../bob"}))
+    assert reg.sessions(T0, TTL) == []

@@ -18,6 +18,8 @@ The rules it holds:
   streak when the turn was answered on it, lands a pending switch and decides on refreshed
   data; StopFailure marks the live slot (rate limit: limited until its expected recovery, or
   only the blamed model; refused credential: rejected) and decides at once.
+- a session in a slot's profile never changes account: its boundaries (`on_profile_*`) mark
+  and clear its own slot as the live slot's would be, and never move anything.
 """
 
 from __future__ import annotations
@@ -220,16 +222,36 @@ class BoundaryController:
         if not matters(error):
             return Plan()  # decided without reading the view
         live = moment.view.live
-        changes: tuple[Change, ...] = ()
-        if live is not None and error == RATE_LIMIT:
-            changes = self._rate_limited(moment, live, model)
-        elif live is not None:
-            changes = (Reject(live, f"StopFailure {error}"),)
+        changes = self._failure_marks(moment, live, error, model) if live is not None else ()
         view = _with_changes(moment.view, moment.rotation, changes)
         decision = self.policy.decide(view, moment.now)
         return Plan(changes, self._move(decision, moment), decision)
 
+    def on_profile_stop(self, moment: Moment, slot: str) -> Plan:
+        """A turn in `slot`'s profile ended on an answer: its refusal streak is over. No
+        move and no decision: a session in a profile never changes account."""
+        if slot in moment.rotation.refusing:
+            return Plan((EndRefusal(slot),))
+        return Plan()
+
+    def on_profile_stop_failure(
+        self, moment: Moment, slot: str, error: object, model: str | None
+    ) -> Plan:
+        """A turn in `slot`'s profile ended on an API error: `slot` gets the marks the live
+        slot would (`on_stop_failure`), read from the moment's view of it; no move."""
+        if not matters(error):
+            return Plan()
+        return Plan(self._failure_marks(moment, slot, error, model))
+
     # ------------------------------------------------------------ the steps
+
+    def _failure_marks(
+        self, moment: Moment, slot: str, error: object, model: str | None
+    ) -> tuple[Change, ...]:
+        """A rate limit: the refusal streak and the limits; a refused credential: rejected."""
+        if error == RATE_LIMIT:
+            return self._rate_limited(moment, slot, model)
+        return (Reject(slot, f"StopFailure {error}"),)
 
     def _pending(self, moment: Moment) -> tuple[tuple[Change, ...], tuple[Move, ...]]:
         """The pending switch, where nobody else is mid-turn: land it, or drop it when a

@@ -7,10 +7,15 @@ policy's view after the refresh the event asks for, who else is mid-turn), asks 
 controller, and carries the plan out through the manager: rotation edits under
 rotation.json's lock, switches through `switch_to` (which re-checks that nobody went mid-turn
 meanwhile), every decision in the events log, and the pressure summary for the fast path.
+
+A session in a slot's profile gets a `ProfileRunner` instead: it never heals, switches or
+defers the live link and publishes no summary for it; it polls, marks and clears only its own
+slot, and says when that slot is spent and how to continue on another one.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from .boundary import (
@@ -29,7 +34,8 @@ from .boundary import (
 )
 from .hookstatus import write_hook_status
 from .manager import SubscriptionManager, SwitchOutcome
-from .policy import Decision, PolicyView
+from .policy import Decision, PolicyView, format_duration, may_serve, recovery_time
+from .pressure import describe_usage
 from .status_snapshot import agent_summary
 from .summary import Summary
 
@@ -172,17 +178,7 @@ class BoundaryRunner:
         return BoundaryResult(plan, outcome, heal, summary)
 
     def _change(self, change: Change) -> None:
-        m = self.m
-        if isinstance(change, EndRefusal):
-            m.record_served(change.slot)
-        elif isinstance(change, StartRefusal):
-            m.record_refusal(change.slot, change.at)
-        elif isinstance(change, MarkLimited):
-            m.record_rate_limit(change.slot, change.until, model=change.model)
-        elif isinstance(change, Reject):
-            m.record_rejection(change.slot, change.source)
-        elif isinstance(change, DropPending):
-            m.drop_pending(change.slot, change.mode, "target can no longer serve")
+        apply_change(self.m, change)
 
     def _move(self, move: Move, session_id: str | None) -> SwitchOutcome:
         """A switch and a deferral alike go through `switch_to`: it refuses an unusable or
@@ -190,9 +186,136 @@ class BoundaryRunner:
         return self.m.switch_to(move.slot, move.reason, mode=move.mode, session_id=session_id)
 
 
+@dataclass(frozen=True)
+class ProfileResult:
+    """What a boundary of a session in `slot`'s profile found: the plan carried out, the
+    slot's view after it, and `until`, when the slot serves again if it cannot now."""
+
+    slot: str
+    plan: Plan
+    view: PolicyView
+    now: float
+    until: float | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.until is not None
+
+    def usage_text(self) -> str:
+        """For the agent at SessionStart: whose account this session runs on, and its use."""
+        slot = self.view.slot(self.slot)
+        used = describe_usage(slot.usage if slot else None, self.now)
+        return (
+            f"[subscription] this session runs in slot {self.slot}'s profile: {self.slot}'s "
+            f"account for the whole session, never switched; {used}"
+        )
+
+    @property
+    def rejected(self) -> bool:
+        """This boundary marked the slot's credential refused (a StopFailure said so)."""
+        return any(isinstance(c, Reject) for c in self.plan.changes)
+
+    def spent_line(self, session_id: str | None) -> str | None:
+        """For the agent and the person when the slot cannot serve: until when (or that its
+        credential was refused), and the command that continues this session elsewhere."""
+        resume = f" --resume {session_id}" if session_id else ""
+        elsewhere = f"To continue on another slot: gptme-subscription run -- claude{resume}"
+        if self.rejected:
+            return (
+                f"subscription: Anthropic refused slot {self.slot}'s credential (this "
+                f"session's profile); log it in again with `gptme-subscription reauth "
+                f"{self.slot}`. {elsewhere}"
+            )
+        if self.until is None:
+            return None
+        if self.until == float("inf"):
+            when = "until its limit resets (when is not known)"
+        else:
+            at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.until))
+            when = f"until {at} (in {format_duration(self.until - self.now)})"
+        return (
+            f"subscription: slot {self.slot} (this session's profile) is spent {when}; this "
+            f"session stays on {self.slot}. {elsewhere}"
+        )
+
+
+class ProfileRunner:
+    """One boundary of a session in `slot`'s profile, on the manager's files: only the slot's
+    own marks in rotation.json and its usage cache change; the live link is never touched."""
+
+    def __init__(self, m: SubscriptionManager, slot: str) -> None:
+        self.m = m
+        self.slot = slot
+        self.controller = BoundaryController.for_policy(m.policy, m.config.thresholds)
+
+    def view(self, *, refresh: bool) -> PolicyView:
+        """The slot alone, as the live slot of its own view (polled within the budget with
+        `refresh`); no other slot is asked."""
+        m = self.m
+        usage = m.check_usage(names=[self.slot], refresh=refresh).get(self.slot)
+        rot = m.rotation()
+        own = rot.slot_view(
+            self.slot, usable=True, health="valid", rejected=False, usage=usage, capacity=None
+        )
+        return rot.policy_view(self.slot, (own,))
+
+    def session_start(self) -> ProfileResult:
+        return self._result(Plan(), self.view(refresh=refreshes("session-start")))
+
+    def prompt_submit(self) -> ProfileResult:
+        """Cached data only: the turn's first request is about to go out."""
+        return self._result(Plan(), self.view(refresh=refreshes("prompt-submit")))
+
+    def stop(self) -> ProfileResult:
+        """The turn was answered on the slot: its refusal streak ends; usage is refreshed."""
+        view = self.view(refresh=refreshes("stop"))
+        plan = self.controller.on_profile_stop(self._moment(view), self.slot)
+        self._carry_out(plan)
+        return self._result(plan, self.view(refresh=False) if plan.changes else view)
+
+    def stop_failure(self, error: object, model: str | None) -> ProfileResult | None:
+        """A rate limit or a refused credential marks the slot (as the live slot's would be
+        marked); None when the error says nothing of the slot."""
+        if not matters(error):
+            return None
+        view = self.view(refresh=False)
+        plan = self.controller.on_profile_stop_failure(self._moment(view), self.slot, error, model)
+        self._carry_out(plan)
+        return self._result(plan, self.view(refresh=False), model)
+
+    def _moment(self, view: PolicyView) -> Moment:
+        return Moment(self.m.clock(), view, self.m.rotation())
+
+    def _carry_out(self, plan: Plan) -> None:
+        for change in plan.changes:
+            apply_change(self.m, change)
+
+    def _result(self, plan: Plan, view: PolicyView, model: str | None = None) -> ProfileResult:
+        now = self.m.clock()
+        own = view.slot(self.slot)
+        until = None
+        if own is not None and not may_serve(own, now, model):
+            until = recovery_time(own, self.m.config.thresholds, now, model)
+        return ProfileResult(self.slot, plan, view, now, until)
+
+
+def apply_change(m: SubscriptionManager, change: Change) -> None:
+    """One edit of a plan, through the manager (rotation.json under its lock, the events)."""
+    if isinstance(change, EndRefusal):
+        m.record_served(change.slot)
+    elif isinstance(change, StartRefusal):
+        m.record_refusal(change.slot, change.at)
+    elif isinstance(change, MarkLimited):
+        m.record_rate_limit(change.slot, change.until, model=change.model)
+    elif isinstance(change, Reject):
+        m.record_rejection(change.slot, change.source)
+    elif isinstance(change, DropPending):
+        m.drop_pending(change.slot, change.mode, "target can no longer serve")
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
 
-__all__ = ["BoundaryResult", "BoundaryRunner", "publish_summary"]
+__all__ = ["BoundaryResult", "BoundaryRunner", "ProfileResult", "ProfileRunner", "publish_summary"]

@@ -136,14 +136,18 @@ class SubscriptionManager:
         self.state.update(ROTATION_DOC, update)
         return results[0]
 
-    def busy_sessions(self, *, exclude: str | None = None) -> list[str]:
-        """Who is mid-turn right now (other sessions, plus alive agent lock files)."""
+    def busy_sessions(self, *, exclude: str | None = None, everywhere: bool = False) -> list[str]:
+        """Who is mid-turn on the live link right now (other sessions, plus alive agent lock
+        files): what a flip waits for. A session in a profile never uses the link, so it
+        counts only with `everywhere`."""
         now = self.clock()
-        busy = [
-            t.session_id
-            for t in self.turns.busy_sessions(now, self.config.session_ttl, exclude=exclude)
-        ]
-        return busy + _alive_lock_holders(self.config.lock_glob)
+        ttl = self.config.session_ttl
+        turns = self.turns.busy_sessions(now, ttl, exclude=exclude, everywhere=everywhere)
+        return [t.session_id for t in turns] + _alive_lock_holders(self.config.lock_glob)
+
+    def sessions_by_slot(self) -> dict[str, int]:
+        """Live sessions per profile slot (the launcher's load), from the turn registry."""
+        return self.turns.sessions_by_slot(self.clock(), self.config.session_ttl)
 
     def check_usage(
         self, *, refresh: bool = True, force: bool = False, names: Iterable[str] | None = None

@@ -100,3 +100,20 @@ def resolve_claude_dir(env: Mapping[str, str]) -> Path:
     if from_file:
         return path_from_config_file(from_file, config_file_path(env))
     return default_claude_dir(env)
+
+
+def resolve_profiles_dir(env: Mapping[str, str]) -> Path:
+    """Where the profiles live, as Config.profiles_path resolves it: `profiles_dir` (env >
+    config.toml; an empty env value means the default), else `<home>/.claude-profiles`."""
+    key = ENV_PREFIX + "PROFILES_DIR"
+    if env.get(key):
+        return Path(env[key]).expanduser()
+    if key not in env:
+        from_file = _file_setting(env, "profiles_dir")
+        if from_file:
+            return path_from_config_file(from_file, config_file_path(env))
+    if env.get(ENV_PREFIX + "HOME"):
+        return Path(env[ENV_PREFIX + "HOME"]).expanduser() / ".claude-profiles"
+    from_file = _file_setting(env, "home")
+    home = path_from_config_file(from_file, config_file_path(env)) if from_file else home_dir(env)
+    return home / ".claude-profiles"

@@ -4,6 +4,10 @@ PreToolUse fires on every tool call, so this path marks the turn busy in the tur
 (one file per session, atomic rename) and, when the live slot has crossed a pressure level
 since this session was last told, returns one agent-readable warning. Nothing else: no
 pydantic, no gptme, no network, no lock.
+
+A session in a slot's profile (`CLAUDE_CONFIG_DIR` set: session_home.py) is marked busy under
+its slot, so it never holds up a flip of the live link, and hears no warning about the live
+slot, which it does not use. Only such a session pays for looking up the profiles dir.
 """
 
 from __future__ import annotations
@@ -69,11 +73,24 @@ def pre_tool_use(
     state_dir = resolve_state_dir(env)
     check_private(state_dir, "state dir")
     check_private(state_dir / WARNED_DIR, "directory", follow=False)  # refuse before acting
+    if env.get("CLAUDE_CONFIG_DIR"):
+        slot = profile_of(env)
+        if slot is not None:
+            TurnRegistry(state_dir).mark_busy(session_id, now, slot=slot)
+            return None
     TurnRegistry(state_dir).mark_busy(session_id, now)
     warning = crossing_warning(state_dir, session_id)
     if warning is None:
         return None
     return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": warning}}
+
+
+def profile_of(env: Mapping[str, str]) -> str | None:
+    """The slot whose profile this session runs in, or None (session_home.py)."""
+    from ..paths import resolve_profiles_dir
+    from ..session_home import profile_slot
+
+    return profile_slot(env.get("CLAUDE_CONFIG_DIR"), resolve_profiles_dir(env))[0]
 
 
 def session_end(payload: Mapping[str, object], env: Mapping[str, str]) -> dict[str, object] | None:

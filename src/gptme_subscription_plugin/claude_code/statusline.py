@@ -2,7 +2,8 @@
 
 Claude Code pipes the statusline JSON to this command after responses. Its `rate_limits`
 (5-hour and weekly use of the account that answered) is the cheapest usage source there is, so
-it is recorded for the live slot. The command can wrap the user's own statusline command: it
+it is recorded for the live slot; in a slot's profile (session_home.py), for that slot, and
+the line shows that slot alone. The command can wrap the user's own statusline command: it
 gets the same stdin and its first line is shown before ours.
 """
 
@@ -18,6 +19,7 @@ from .dispatch import parse_payload
 
 if TYPE_CHECKING:
     from ..status_snapshot import StatusSnapshot
+    from ..usage.snapshot import UsageSnapshot
 
 WRAP_TIMEOUT_S = 5.0
 WRAP_MAX_OUTPUT = 64 * 1024
@@ -44,9 +46,15 @@ def run_wrapped(command: str, stdin_text: str) -> str:
 def our_line(payload: Mapping[str, Any], env: Mapping[str, str]) -> str:
     from ..hookstatus import write_hook_status
     from ..usage.statusline import parse_statusline_rate_limits
-    from .hooks import make_manager
+    from .hooks import open_session
 
-    m = make_manager(env)
+    hs = open_session(env)
+    m = hs.m
+    if hs.slot is not None:  # the account that answered is the profile's: never the live one
+        snap = parse_statusline_rate_limits(payload, hs.slot, m.clock())
+        if snap is not None:
+            m.record_usage(snap)
+        return profile_line(hs.slot, m.check_usage(names=[hs.slot], refresh=False), m.clock())
     live = m.get_active_subscription()
     if live is not None:
         snap = parse_statusline_rate_limits(payload, live, m.clock())
@@ -57,15 +65,27 @@ def our_line(payload: Mapping[str, Any], env: Mapping[str, str]) -> str:
     return render_line(status)
 
 
+def profile_line(slot: str, usage: Mapping[str, UsageSnapshot | None], now: float) -> str:
+    """`slot bob (profile) 5h 30% 59m 7d 40% 2d23h`: the profile's own slot, nothing next."""
+    return " ".join([f"slot {slot} (profile)", *_windows(usage.get(slot), now)])
+
+
 def render_line(snap: StatusSnapshot) -> str:
     """`slot alice 5h 30% 59m 7d 40% 2d23h -> bob pending`: the live slot's windows and what
     comes next."""
+    slot = snap.view.slot(snap.live)
+    parts = [f"slot {snap.live or '?'}", *_windows(slot.usage if slot else None, snap.now)]
+    if snap.pending:
+        parts.append(f"-> {snap.pending_slot} pending")
+    elif snap.decision.wants_switch:
+        parts.append(f"-> {snap.decision.target} next")
+    return " ".join(parts)
+
+
+def _windows(usage: UsageSnapshot | None, now: float) -> list[str]:
     from ..policy import format_duration
 
-    now = snap.now
-    slot = snap.view.slot(snap.live)
-    usage = slot.usage if slot else None
-    parts = [f"slot {snap.live or '?'}"]
+    parts = []
     for label, window in (
         ("5h", usage.five_hour if usage else None),
         ("7d", usage.seven_day if usage else None),
@@ -74,11 +94,7 @@ def render_line(snap: StatusSnapshot) -> str:
             reset = window.resets_in(now)
             when = f" {format_duration(reset)}" if reset else ""
             parts.append(f"{label} {round(window.effective_utilization(now) * 100)}%{when}")
-    if snap.pending:
-        parts.append(f"-> {snap.pending_slot} pending")
-    elif snap.decision.wants_switch:
-        parts.append(f"-> {snap.decision.target} next")
-    return " ".join(parts)
+    return parts
 
 
 def main(wrap: str | None, env: Mapping[str, str]) -> int:
