@@ -119,3 +119,18 @@ def test_reauth_of_a_slot_in_its_profile_logs_in_there(sb: Sandbox) -> None:
 
     out = sb.run("reauth", "carol", code=0).stdout
     assert "slot add carol" in out  # a link slot still logs in aside and imports
+
+
+def test_our_cli_inside_a_profile_session_works_on_the_main_dir(sb: Sandbox) -> None:
+    """An agent in bob's profile runs `gptme-subscription status` with the session's
+    CLAUDE_CONFIG_DIR: the slots and the live link are still the main dir's."""
+    inside = {"CLAUDE_CONFIG_DIR": str(profile_of(sb, "bob"))}
+    doc = json.loads(sb.run("status", "--json", code=0, **inside).stdout)
+
+    assert doc["live"] == "alice"
+    assert {row["name"]: row["home"] for row in doc["slots"]} == {
+        "alice": "link",
+        "bob": "profile",
+        "carol": "link",
+    }
+    assert "slot bob" in sb.run("doctor", code=None, **inside).stdout

@@ -252,12 +252,8 @@ class ProfileRunner:
         """The slot alone, as the live slot of its own view (polled within the budget with
         `refresh`); no other slot is asked."""
         m = self.m
-        usage = m.check_usage(names=[self.slot], refresh=refresh).get(self.slot)
-        rot = m.rotation()
-        own = rot.slot_view(
-            self.slot, usable=True, health="valid", rejected=False, usage=usage, capacity=None
-        )
-        return rot.policy_view(self.slot, (own,))
+        usage = m.check_usage(names=[self.slot], refresh=refresh)
+        return m.view(usage, home="profile").only(self.slot)
 
     def session_start(self) -> ProfileResult:
         return self._result(Plan(), self.view(refresh=refreshes("session-start")))

@@ -510,7 +510,8 @@ def cmd_profile(m: SubscriptionManager, args: argparse.Namespace) -> int:
     """`profile enable|disable [SLOT...]`: a refusal is a ProfileError (one line, exit 1)."""
     from .profiles import Profiles
 
-    profiles = Profiles(m.slots, m.busy_sessions)
+    # a slot changes home only while no session anywhere (link or profile) is mid-turn
+    profiles = Profiles(m.slots, lambda: m.busy_sessions(everywhere=True))
     act = profiles.enable if args.profile_command == "enable" else profiles.disable
     changes = act(args.names, dry_run=args.dry_run)
     if not args.dry_run:

@@ -47,6 +47,7 @@ from .paths import (
     path_from_config_file,
     resolve_state_dir,
 )
+from .session_home import CONFIG_DIR_ENV, profile_slot
 from .thresholds import Thresholds
 
 _DEFAULT = Thresholds()
@@ -394,11 +395,26 @@ def load_config(
 ) -> Config:
     """Build the Config from overrides > env > config file > defaults; ConfigError on bad input.
 
+    `CLAUDE_CONFIG_DIR` naming a slot's profile (our CLI run inside a profile session) is not
+    the claude dir: the slots, the live link and the state belong to the main one.
+
     With `use_cache`, a result validated earlier for exactly the same inputs is reused
     without importing pydantic (see the module docstring).
     """
     env = os.environ if env is None else env
-    overrides = overrides or {}
+    config = _load_config(overrides or {}, env, override_label, use_cache)
+    given = env.get(CONFIG_DIR_ENV)
+    if given and config.claude_dir == Path(given).expanduser():
+        slot, _ = profile_slot(given, config.profiles_path)
+        if slot is not None:  # a session in a slot's profile: the slots live in the main dir
+            main_env = {k: v for k, v in env.items() if k != CONFIG_DIR_ENV}
+            return _load_config(overrides or {}, main_env, override_label, use_cache)
+    return config
+
+
+def _load_config(
+    overrides: Mapping[str, Any], env: Mapping[str, str], override_label: str, use_cache: bool
+) -> Config:
     path = config_file_path(env)
     data = _read_config_file(path)
     merged = _merge(overrides, env, path, data, override_label)

@@ -96,7 +96,7 @@ class Launcher:
             )
         usage = self.m.check_usage(refresh=refresh, names=profiled)
         view = self.m.view(usage, home="profile")
-        sessions = self.sessions_by_slot(self.m.clock())
+        sessions = self.m.sessions_by_slot()
         planned: list[Launch] = []
 
         def choose(doc: dict[str, Any]) -> dict[str, Any]:
@@ -161,16 +161,6 @@ class Launcher:
         """The slot a launched session last ran on, when we launched it."""
         doc = self.m.state.read(LAUNCHES_DOC)
         return _remembered(doc.get("sessions")).get(session_key(session))
-
-    def sessions_by_slot(self, now: float) -> dict[str, int]:
-        """Live sessions per profile slot, from the turn registry (its entries name the slot
-        of a session in a profile)."""
-        counts: dict[str, int] = {}
-        for turn in self.m.turns.sessions(now, self.m.config.session_ttl):
-            slot = turn.to_dict().get("slot")
-            if isinstance(slot, str):
-                counts[slot] = counts.get(slot, 0) + 1
-        return counts
 
     def _check_named(self, slot: str) -> None:
         home = self.m.slots.home_of(slot)  # SlotError on a bad name

@@ -51,6 +51,10 @@ class PolicyView:
                 return s
         return None
 
+    def only(self, name: str) -> PolicyView:
+        """This view with slot `name` alone, as its live slot: a profile session's view."""
+        return replace(self, live=name, slots=tuple(s for s in self.slots if s.name == name))
+
     def homed(self, home: str) -> PolicyView:
         """This view with only the slots whose home is `home`: the live link's policy sees
         the "link" slots, the launcher the "profile" ones."""

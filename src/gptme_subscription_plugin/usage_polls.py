@@ -9,8 +9,6 @@ and edits for that stays the manager's, reached through the three callables it i
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +16,7 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from . import bounds, fsutil
+from . import bounds
 from .config import Config
 from .credentials import Credential, CredentialError, load_credential
 from .outcomes import ProbeResult
@@ -96,14 +94,9 @@ class UsagePoller:
         return lambda: fetch_oauth_usage(self.config.api_base, token, name, timeout, now)
 
     def credential_path(self, name: str) -> Path:
-        """Where slot `name`'s credential is read: its slot file, else, for a slot whose one
-        home is its profile, the profile's own credential (a regular file in a real dir, both
-        ours alone; anything else is never read as the slot)."""
-        path = self.slots.slot_path(name)
-        if os.path.lexists(path):
-            return path
-        profiled = self.config.profiles_path / name / ".credentials.json"
-        return profiled if _ours_alone(profiled) else path
+        """Where slot `name`'s credential is read: its home (`SlotFiles.slot_path`), the slot
+        file or, for a slot in its profile, the profile's own credential."""
+        return self.slots.slot_path(name)
 
     def _script_fetcher(
         self,
@@ -302,16 +295,6 @@ class UsagePoller:
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return dict(polls)
-
-
-def _ours_alone(path: Path) -> bool:
-    try:
-        st, parent = path.lstat(), path.parent.lstat()
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or not stat.S_ISDIR(parent.st_mode):
-        return False
-    return fsutil.untrusted_reason(st) is None and fsutil.untrusted_reason(parent) is None
 
 
 def _flipped_away(slot: str, live: LiveState) -> bool:
