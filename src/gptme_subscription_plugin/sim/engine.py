@@ -291,7 +291,7 @@ class Simulator:
 
     def _request(self, s: _SessionState, t: float) -> None:
         req = s.session.turns[s.turn].requests[s.req]
-        live = self.live
+        live = self._account_for(s)
         if live is None:  # nothing linked: Claude Code has no credential
             self._fail(s, t, req, "authentication_failed")
             return
@@ -349,19 +349,27 @@ class Simulator:
             m.rate_limited += 1
         else:
             m.auth_errors += 1
-        if self._another_could_serve(t, req):
+        if self._another_could_serve(t, req, self._account_for(s)):
             m.stalls += 1
         if s.fail_since is None:
             s.fail_since = t
         s.in_turn = False
         self._hook_stop_failure(s, t, error)
         s.fails += 1
+        self._retry(s, t, error)
+
+    def _account_for(self, s: _SessionState) -> int | None:
+        """The account a request of `s` goes to: the live link's, for every session."""
+        return self.live
+
+    def _retry(self, s: _SessionState, t: float, error: str) -> None:
+        """After a refused request: Claude Code's own retry, later each time."""
         delay = min(MAX_TURN_RETRY, s.session.retry * 2 ** (s.fails - 1))
         self._push(t + delay, _TURN, s.index)
 
-    def _another_could_serve(self, t: float, req: Request) -> bool:
+    def _another_could_serve(self, t: float, req: Request, exclude: int | None) -> bool:
         for i, a in enumerate(self.accounts):
-            if i == self.live:
+            if i == exclude:
                 continue
             a.roll(t, self.end)
             if not a.broken(t) and a.admits(req.model) is None:
