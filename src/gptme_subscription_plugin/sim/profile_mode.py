@@ -12,7 +12,8 @@ the cache rules, and the StopFailure marks, which production's boundary controll
 A refused request ends the run. A supervisor (`gptme-subscription run --retry-on-limit`) then
 resumes the same session: on the slot the router picks with resume semantics (its own slot
 while that one can serve, else another), after `RESUME_DELAY`; when no slot can serve, it
-waits for the soonest recovery the view knows (or a poll interval) and asks again. Waiting
+waits for the soonest recovery the view knows (a poll interval when it knows none, at most
+`MAX_WAIT`: readings lag, a slot may be back before the view says so) and asks again. Waiting
 counts as stall time. A session's account changes only there, between runs; a change while it
 is mid-turn would be counted in `mid_turn_swaps` (a check: none happens by construction), and
 so would a refresh of a credential outside its one home (`lost_chains`).
@@ -38,6 +39,7 @@ from .workload import Workload
 
 RESUME_DELAY = 10.0  # a supervisor starts `claude -p --resume` again on the new slot
 MIN_WAIT = 60.0  # a supervisor with nowhere to go looks again no sooner than this
+MAX_WAIT = 1800.0  # and no later than this (Claude Code's own retry cap, engine.py)
 LAUNCH_MEMORY = 600.0  # how long launch times are kept for the routers (seconds)
 RESUME_ERRORS = ("rate_limit", "authentication_failed")  # the slot cannot serve: move
 
@@ -267,7 +269,7 @@ class ProfileSimulator(Simulator):
                 s.fail_since = t
             back = soonest_recovery(view, self.thresholds, t)
             wake = t + self.opt.poll_interval if back is None else back
-            self._push(max(wake, t + MIN_WAIT), _TURN, si)
+            self._push(min(max(wake, t + MIN_WAIT), t + MAX_WAIT), _TURN, si)
             return False
         slot = self.index[chosen]
         if slot != current or self.waiting[si]:
