@@ -18,7 +18,9 @@ way the runner does on files: the rotation edits on production's `RotationState`
 deferrals as `manager.switch_to` / `manager.defer` do them. One live credential serves every
 session; a request is bound to the account that is live when it starts. A flip while any
 session is mid-turn or mid-request is counted as a violation (the controller never orders
-one; the count checks it). The run's results are metrics.py's.
+one; the count checks it). The run's results are metrics.py's. Profile mode
+(profile_mode.py) is a subclass: `_account_for` names each session's own slot and `_retry`
+is its supervisor.
 
 Over 500 lines on purpose: the event loop, the hooks, the runner's carry-out and the view
 cache all read and write one run's state (sessions, live link, rotation state, usage records),
