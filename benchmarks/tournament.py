@@ -5,10 +5,13 @@ Usage: python benchmarks/tournament.py [--seeds 8] [--workers 2] [--json FILE] [
 Runs `gptme_subscription_plugin.sim` (offline, seeded: the same seeds print the same table)
 over all scenarios, prints the table `gptme-subscription simulate` prints, then how the shipped
 policy (`default`) fares against the issue's done-criteria (capture >= every rival's in every
-scenario, >= 97% of the oracle's, stalls <= every rival's, zero swap violations), and the wall
-time, also as a multiple of a fixed pure-Python loop timed in the same run (the same machine
-runs twice as slow on some days; the ratio stays put). `--check` exits 1 when a criterion is
-missed.
+scenario, >= 97% of the oracle's, stalls <= every rival's, zero swap violations), then profile
+mode (`profile`: sessions bound to the slot launch.py picks) against issue 15's goals in every
+scenario (fleet scenarios: stalls <= 0.5 x link mode's; capture >= 0.95 of the flow bound and
+>= every launch rival's; zero mid-turn account changes; zero lost chains), each goal met or
+missed, and the wall time, also as a multiple of a fixed pure-Python loop timed in the same
+run (the same machine runs twice as slow on some days; the ratio stays put). `--check` exits 1
+when a criterion of the shipped policy is missed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 from gptme_subscription_plugin.sim.scenarios import SCENARIOS
 from gptme_subscription_plugin.sim.tournament import (
     ALL_POLICIES,
+    PROFILE,
     check_criteria,
+    profile_goals,
     render_table,
     run_tournament,
     summarize,
@@ -72,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {line}")
     else:
         print("default meets every criterion in every scenario")
+    print(f"\n{PROFILE} (profile mode, launch.py) against issue 15's goals:")
+    for summary, scenario in zip(summaries, scenarios, strict=True):
+        for line, met in profile_goals(summary, scenario.is_fleet):
+            print(f"  {summary.name}: {'met ' if met else 'MISS'} {line}")
     runs = len(results) * len(ALL_POLICIES)  # each policy once, plus the clairvoyant run
     print(
         f"{len(scenarios)} scenarios x {args.seeds} seeds x {len(ALL_POLICIES)} policies "

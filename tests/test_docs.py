@@ -6,8 +6,8 @@
 - every relative link in the README, CONTRIBUTING, CHANGELOG and docs/ points at a file that
   exists (and at a heading that exists, when it names one);
 - the README stays a page;
-- the tournament table in docs/simulator.md sits between its markers and is what
-  benchmarks/docs_tables.py renders from saved results.
+- the tournament tables in docs/simulator.md (link mode; link vs profile mode) sit between
+  their markers and are what benchmarks/docs_tables.py renders from saved results.
 """
 
 from __future__ import annotations
@@ -261,6 +261,38 @@ def test_the_tournament_table_is_rendered_from_the_tournament_json(tmp_path: Pat
     assert tables.main([*argv, "--check"]) == 0
 
 
+def test_the_profile_table_puts_link_mode_next_to_profile_mode_and_names_each_miss() -> None:
+    tables = load_docs_tables()
+    s = ScenarioSummary("fleet-mixed", "a fleet", 8, 0.9, 1.0, {"default": 8})
+    metrics = {
+        # policy: (capture, stalls)
+        "default": (0.80, 1000.0),
+        "profile": (0.84, 600.0),
+        "profile:pace": (0.85, 700.0),
+        "profile:least-loaded": (0.70, 500.0),
+    }
+    for policy, (capture, stalls) in metrics.items():
+        s.policies[policy] = {
+            "capture": capture,
+            "bound_ratio": capture / 0.9,
+            "stalls": stalls,
+            "resumes": 300.0,
+            "mid_turn_swaps": 0.0,
+            "lost_chains": 0.0,
+        }
+    doc = json.loads(to_json([s], 8, list(metrics)))
+
+    rows = tables.render_profiles(doc).splitlines()
+
+    assert rows[0].split(" | ")[1:5] == ["link (default)", "profile (ours)", "pace", "least-loaded"]
+    assert rows[2] == (
+        "| fleet-mixed | 1000 / 88.9 % | 600 / 93.3 % | 700 / 94.4 % | 500 / 77.8 % | 300 | 0, 0 "
+        "| stalls 0.60 x link's; capture 93.3 % of bound; capture 1.0 points under pace |"
+    )
+    with pytest.raises(tables.TableError):  # no link-mode rival in this file
+        tables.render_tournament(doc)
+
+
 def test_a_results_file_that_is_no_tournament_changes_nothing(tmp_path: Path) -> None:
     tables = load_docs_tables()
     saved = tmp_path / "results.json"
@@ -287,3 +319,5 @@ def test_the_simulator_page_matches_the_saved_tournament_results() -> None:
     rendered = tables.render_tournament(json.loads(SAVED_TOURNAMENT.read_text()))
 
     assert block((DOCS / "simulator.md").read_text(), "tournament").strip() == rendered.strip()
+    profiles = tables.render_profiles(json.loads(SAVED_TOURNAMENT.read_text()))
+    assert block((DOCS / "simulator.md").read_text(), "profiles").strip() == profiles.strip()

@@ -93,3 +93,19 @@ def test_a_resumed_session_stays_on_its_slot_while_it_serves() -> None:
         carol={"five": 0.95, "week": 0.2, "week_reset_in": 5 * DAY},
     )
     assert choose_launch_slot(spent, {}, T, NOW, resume="carol").slot == "alice"
+
+
+def test_a_bigger_plan_carries_more_sessions_in_proportion_to_its_size() -> None:
+    """Twenty launches onto Max 20x + Max 5x + Pro, all fresh: load per plan size, so the
+    Max 20x takes most of them and the Pro few."""
+    v = PolicyView(
+        None,
+        (
+            slot_view("big", now=NOW, five=0.0, week=0.3, week_reset_in=3 * DAY, capacity=20.0),
+            slot_view("mid", now=NOW, five=0.0, week=0.3, week_reset_in=3 * DAY, capacity=5.0),
+            slot_view("pro", now=NOW, five=0.0, week=0.3, week_reset_in=3 * DAY, capacity=1.0),
+        ),
+    )
+    spread = launch_many(v, 20)
+    assert spread["big"] >= 3 * spread["mid"] >= 3 and spread["pro"] <= 1, spread
+    assert session_cap(v.slots[0], T, NOW) == 32 and session_cap(v.slots[2], T, NOW) == 1

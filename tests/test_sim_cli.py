@@ -31,7 +31,8 @@ def test_json_has_the_documented_keys_per_scenario_and_policy(quick, capsys):
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     policies = doc["scenarios"]["under-demand"]["policies"]
-    assert "default" in policies and "oracle" in policies and len(policies) == 8
+    assert "default" in policies and "oracle" in policies and "profile" in policies
+    assert len(policies) == 12  # 7 link-mode policies, the oracle, 4 profile-mode routers
     for metrics in policies.values():
         assert set(metrics) >= KEYS
     assert policies["oracle"]["oracle_ratio"] == 1.0

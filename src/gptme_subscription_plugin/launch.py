@@ -8,13 +8,15 @@ launcher, the gptme tool and the simulator make it alike:
   none at all means no launch, not a session that starts on a spent slot;
 - a resumed session stays on its slot (its prompt cache is warm there) while that slot serves;
 - each slot carries at most `launch_session_cap` sessions at an empty 5-hour window, fewer as
-  the window fills toward `five_hour_headroom` (never fewer than one); a slot at its cap takes
-  no launch while another has room;
+  the window fills toward `five_hour_headroom` (never fewer than one), scaled by its plan's
+  size (`SlotView.capacity`, Max 5x = 1: a Max 20x carries four times as many, a Pro a fifth);
+  a slot at its cap takes no launch while another has room;
 - the load of a slot is its live sessions plus its launches in the last `launch_window`
   seconds (a launch shows up as a session only once it ran its first hook): twenty launches in
   one second see each other and spread;
 - among slots with room, the best ranked (perishable quota first, 5-hour headroom kept) takes
-  the launch unless it already carries more than one session beyond the least loaded one.
+  the launch unless it already carries more than one session beyond the least loaded one,
+  load counted per plan size (sessions over `SlotView.capacity` in Max 5x units).
 """
 
 from __future__ import annotations
@@ -51,12 +53,21 @@ class LaunchChoice:
     cap: Mapping[str, int] = field(default_factory=dict)
 
 
+PLAN_UNIT = 5.0  # `SlotView.capacity` of a Max 5x plan: the size the session cap is set for
+
+
+def plan_size(slot: SlotView) -> float:
+    """The slot's plan in Max 5x units (1 when unknown): its windows are that much bigger."""
+    return slot.capacity / PLAN_UNIT if slot.capacity else 1.0
+
+
 def session_cap(slot: SlotView, thresholds: Thresholds, now: float) -> int:
-    """Sessions `slot` may carry: the full cap at an empty 5-hour window, down to one as the
-    window fills to `five_hour_headroom` (an unread window counts as empty)."""
+    """Sessions `slot` may carry: the full cap (times its plan size) at an empty 5-hour
+    window, down to one as the window fills to `five_hour_headroom` (an unread window counts
+    as empty)."""
     used = current_utilization(slot.usage.five_hour, now) if slot.usage is not None else None
     share = 1.0 - min(1.0, (used or 0.0) / max(thresholds.five_hour_headroom, 1e-9))
-    return max(1, math.floor(thresholds.launch_session_cap * share))
+    return max(1, math.floor(thresholds.launch_session_cap * share * plan_size(slot)))
 
 
 def choose_launch_slot(
@@ -80,8 +91,9 @@ def choose_launch_slot(
     cap = {s.name: session_cap(s, thresholds, now) for s in ranked}
     open_ = [s for s in ranked if load[s.name] < cap[s.name]]
     pool = open_ or ranked
-    least = min(load[s.name] for s in pool)
-    chosen = next(s for s in pool if load[s.name] <= least + 1)
+    per_size = {s.name: load[s.name] / plan_size(s) for s in pool}
+    least = min(per_size.values())
+    chosen = next(s for s in pool if per_size[s.name] <= least + 1)
     best = ranked[0].name
     if not open_:
         why = f"every slot is at its session cap; {chosen.name} carries the fewest"
@@ -90,9 +102,9 @@ def choose_launch_slot(
     else:
         why = (
             f"{chosen.name}: {best} ranks first but carries {load[best]} sessions "
-            f"(cap {cap[best]}) against {least} on the least loaded slot"
+            f"(cap {cap[best]}) against {least:.3g} per plan size on the least loaded slot"
         )
     return LaunchChoice(chosen.name, why, load, cap)
 
 
-__all__ = ["LaunchChoice", "SlotLoad", "choose_launch_slot", "session_cap"]
+__all__ = ["LaunchChoice", "SlotLoad", "choose_launch_slot", "plan_size", "session_cap"]

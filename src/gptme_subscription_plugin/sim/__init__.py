@@ -7,9 +7,10 @@
 Modules: `model` (tiers, quota units, cache cost, window arithmetic), `workload` (sessions,
 turns, requests; the seeded generator), `transcripts` (replay of Claude Code transcripts),
 `fleet` (accounts per run), `accounts` (their ground truth and the usage endpoint's answers),
-`engine` (the simulator and the hook pack), `metrics` (a run's results), `rivals` (the
-anchors' policies), `oracle` (hindsight oracle, flow bound), `scenarios`, `tournament`,
-`plot`, `cli` (`gptme-subscription simulate`). Importing this package imports nothing heavy.
+`engine` (the simulator and the hook pack), `profile_mode` (sessions bound to one slot each,
+launch routers), `metrics` (a run's results), `rivals` (the anchors' policies), `oracle`
+(hindsight oracle, flow bound), `scenarios`, `tournament`, `plot`, `cli`
+(`gptme-subscription simulate`). Importing this package imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 _EXPORTS = {
     "Simulator": "engine",
     "SimOptions": "engine",
+    "ProfileSimulator": "profile_mode",
+    "ROUTERS": "profile_mode",
     "RunMetrics": "engine",
     "RunResult": "engine",
     "Scenario": "scenarios",

@@ -25,7 +25,6 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .scenarios import Scenario, replay_scenario
     from .tournament import (
         ALL_POLICIES,
-        ORACLE,
         POLICIES,
         render_table,
         run_tournament,
@@ -60,7 +59,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             from .scenarios import SCENARIOS
 
             return _fail(f"unknown scenario {exc.args[0]!r} (known: {', '.join(SCENARIOS)}, all)")
-    plot_policy = next((p for p in policies if p != ORACLE), "default")
+    plot_policy = next((p for p in policies if p in POLICIES), "default")  # link mode only
     if args.plot is not None:
         from .plot import PlotUnavailable, require_matplotlib
 

@@ -18,7 +18,9 @@ way the runner does on files: the rotation edits on production's `RotationState`
 deferrals as `manager.switch_to` / `manager.defer` do them. One live credential serves every
 session; a request is bound to the account that is live when it starts. A flip while any
 session is mid-turn or mid-request is counted as a violation (the controller never orders
-one; the count checks it). The run's results are metrics.py's.
+one; the count checks it). The run's results are metrics.py's. Profile mode
+(profile_mode.py) is a subclass: `_account_for` names each session's own slot and `_retry`
+is its supervisor.
 
 Over 500 lines on purpose: the event loop, the hooks, the runner's carry-out and the view
 cache all read and write one run's state (sessions, live link, rotation state, usage records),
@@ -291,7 +293,7 @@ class Simulator:
 
     def _request(self, s: _SessionState, t: float) -> None:
         req = s.session.turns[s.turn].requests[s.req]
-        live = self.live
+        live = self._account_for(s)
         if live is None:  # nothing linked: Claude Code has no credential
             self._fail(s, t, req, "authentication_failed")
             return
@@ -349,19 +351,27 @@ class Simulator:
             m.rate_limited += 1
         else:
             m.auth_errors += 1
-        if self._another_could_serve(t, req):
+        if self._another_could_serve(t, req, self._account_for(s)):
             m.stalls += 1
         if s.fail_since is None:
             s.fail_since = t
         s.in_turn = False
         self._hook_stop_failure(s, t, error)
         s.fails += 1
+        self._retry(s, t, error)
+
+    def _account_for(self, s: _SessionState) -> int | None:
+        """The account a request of `s` goes to: the live link's, for every session."""
+        return self.live
+
+    def _retry(self, s: _SessionState, t: float, error: str) -> None:
+        """After a refused request: Claude Code's own retry, later each time."""
         delay = min(MAX_TURN_RETRY, s.session.retry * 2 ** (s.fails - 1))
         self._push(t + delay, _TURN, s.index)
 
-    def _another_could_serve(self, t: float, req: Request) -> bool:
+    def _another_could_serve(self, t: float, req: Request, exclude: int | None) -> bool:
         for i, a in enumerate(self.accounts):
-            if i == self.live:
+            if i == exclude:
                 continue
             a.roll(t, self.end)
             if not a.broken(t) and a.admits(req.model) is None:

@@ -21,6 +21,8 @@ class RunMetrics:
     mid_turn_swaps: int = 0
     mid_request_swaps: int = 0
     violations: int = 0
+    resumes: int = 0  # profile mode: sessions resumed on another slot after a refusal
+    lost_chains: int = 0  # refreshes of a credential outside its one home (profile mode)
     cache_extra: float = 0.0  # units spent re-writing caches left warm on another account
     cache_extra_pct: float = 0.0  # the same, as a share of served useful units
     wait_cache_extra: float = 0.0  # units re-writing caches that expired while a session waited

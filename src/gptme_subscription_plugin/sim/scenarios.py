@@ -32,6 +32,11 @@ class Scenario:
     broken: bool = False  # one slot's credential is revoked mid-week
     outage_share: float = 0.0  # share of time the usage endpoint answers 429
 
+    @property
+    def is_fleet(self) -> bool:
+        """Fleets of ten agents or more launched together: where link mode stalls most."""
+        return self.workload.agents_per_launch[0] >= 10
+
     def weekly_capacity(self) -> float:
         from .model import TIERS
 
@@ -94,6 +99,17 @@ SCENARIOS: dict[str, Scenario] = {
             WorkloadSpec(
                 demand=1.0,
                 agents_per_launch=(10, 25),
+                turns_per_session=(3, 12),
+                interactive_share=0.0,
+            ),
+        ),
+        Scenario(
+            "fleet-mixed",
+            "max20 + max5 + max5 + pro, fleets of 16-24 agents launched together, demand 100%",
+            _slots("max20", "max5", "max5", "pro"),
+            WorkloadSpec(
+                demand=1.0,
+                agents_per_launch=(16, 24),
                 turns_per_session=(3, 12),
                 interactive_share=0.0,
             ),

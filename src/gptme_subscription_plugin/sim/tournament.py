@@ -1,9 +1,11 @@
 """Run policies through scenarios and seeds; aggregate, render, serialise.
 
 Every (scenario, seed) runs every registered policy (the oracle needs all their schedules) and
-the clairvoyant switcher, and computes the flow bound. Tasks are independent, so they can run
-in worker processes; results are sorted before aggregation, so the output is byte-identical
-whatever the number of workers.
+the clairvoyant switcher in link mode, every launch router in profile mode (profile_mode.py:
+`profile` is ours, `launch.choose_launch_slot`; the others are rivals), and computes the flow
+bound. The oracle is link mode's: the best schedule under the same swap rules. Tasks are
+independent, so they can run in worker processes; results are sorted before aggregation, so
+the output is byte-identical whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..policy import DefaultPolicy, Policy
 from ..thresholds import Thresholds
 from .engine import RunMetrics, Simulator
 from .oracle import ClairvoyantPolicy, flow_bound
+from .profile_mode import ROUTERS, ProfileSimulator
 from .rivals import (
     PacePolicy,
     RoundRobinPolicy,
@@ -39,12 +42,15 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "pace": PacePolicy,
     "gptme-subscription": UpstreamPolicy,
 }
-ALL_POLICIES: tuple[str, ...] = (*POLICIES, ORACLE)
+PROFILE = "profile"  # ours in profile mode: every session on the slot launch.py picks
+PROFILE_ROUTERS: tuple[str, ...] = tuple(ROUTERS)
+ALL_POLICIES: tuple[str, ...] = (*POLICIES, ORACLE, *PROFILE_ROUTERS)
 
 # metrics reported per scenario and policy (means over seeds)
 REPORTED = (
     "capture",
     "oracle_ratio",
+    "bound_ratio",
     "served",
     "stalls",
     "stall_hours",
@@ -54,6 +60,8 @@ REPORTED = (
     "mid_turn_swaps",
     "mid_request_swaps",
     "violations",
+    "resumes",
+    "lost_chains",
     "cache_extra",
     "cache_extra_pct",
     "wait_cache_extra",
@@ -81,6 +89,9 @@ def run_seed(scenario: Scenario, seed: int, workload: Workload | None = None) ->
     candidates = [*metrics.items(), ("clairvoyant", clairvoyant.metrics)]
     source, best = max(candidates, key=lambda kv: (kv[1].capture, kv[1].served, -kv[1].stalls))
     metrics[ORACLE] = replace(best)
+    for name, router in ROUTERS.items():
+        sim = ProfileSimulator(inp.workload, inp.fleet, router(), inp.options)
+        metrics[name] = sim.run().metrics
     bound = flow_bound(inp.workload, inp.fleet)
     return SeedResult(scenario.name, seed, metrics, source, bound.capture, bound.served)
 
@@ -174,10 +185,12 @@ def summarize(
             agg = {
                 key: _mean(float(getattr(m, key)) for m in ms)
                 for key in REPORTED
-                if key != "oracle_ratio"
+                if key not in ("oracle_ratio", "bound_ratio")
             }
             agg["capture_sd"] = statistics.pstdev([m.capture for m in ms]) if len(ms) > 1 else 0.0
             agg["oracle_ratio"] = agg["capture"] / oracle_capture if oracle_capture else 1.0
+            bound = summary.bound_capture
+            agg["bound_ratio"] = agg["capture"] / bound if bound else 1.0
             summary.policies[name] = agg
         out.append(summary)
     return out
@@ -253,6 +266,61 @@ def check_criteria(summaries: Sequence[ScenarioSummary], policy: str = "default"
         if me["violations"] > 0:
             misses.append(f"{s.name}: {me['violations']:.1f} swap violations per run")
     return misses
+
+
+FLEET_STALL_RATIO = 0.5  # profile mode's stalls in a fleet scenario, at most this x link's
+BOUND_RATIO = 0.95  # profile mode's capture, at least this share of the flow bound
+
+
+def profile_goals(summary: ScenarioSummary, fleet: bool) -> list[tuple[str, bool]]:
+    """Issue 15's goals for profile mode (ours) in one scenario, as (line, met): in a fleet
+    scenario stalls at most half of link mode's; capture at least 0.95 of the flow bound and
+    at least every profile rival's; no mid-turn account change; no lost chain."""
+    me, link = summary.policies[PROFILE], summary.policies["default"]
+    goals = []
+    if fleet:
+        limit = FLEET_STALL_RATIO * link["stalls"]
+        goals.append(
+            (
+                f"stalls {me['stalls']:.1f} <= {FLEET_STALL_RATIO} x link's {link['stalls']:.1f}"
+                f" ({me['stalls'] / link['stalls'] if link['stalls'] else 0.0:.2f} x)",
+                me["stalls"] <= limit + 1e-9,
+            )
+        )
+    goals.append(
+        (
+            f"capture {me['bound_ratio']:.1%} of the flow bound >= {BOUND_RATIO:.0%}",
+            me["bound_ratio"] + 1e-9 >= BOUND_RATIO,
+        )
+    )
+    for rival in PROFILE_ROUTERS:
+        if rival == PROFILE:
+            continue
+        other = summary.policies[rival]
+        goals.append(
+            (
+                f"capture {me['capture']:.2%} >= {rival} {other['capture']:.2%}",
+                me["capture"] + 1e-9 >= other["capture"],
+            )
+        )
+    goals.append(
+        (f"{me['mid_turn_swaps']:.0f} mid-turn account changes", me["mid_turn_swaps"] == 0)
+    )
+    goals.append((f"{me['lost_chains']:.0f} lost chains", me["lost_chains"] == 0))
+    return goals
+
+
+def check_profile_goals(
+    summaries: Sequence[ScenarioSummary], scenarios: Sequence[Scenario]
+) -> list[str]:
+    """Every goal profile mode misses, one line each (empty: all met)."""
+    fleet = {sc.name: sc.is_fleet for sc in scenarios}
+    return [
+        f"{s.name}: {line}"
+        for s in summaries
+        for line, met in profile_goals(s, fleet.get(s.name, False))
+        if not met
+    ]
 
 
 def scenarios_named(names: Iterable[str]) -> list[Scenario]:
