@@ -253,3 +253,22 @@ def test_pre_tool_use_in_a_profile_stays_on_the_fast_path(sb: Sandbox) -> None:
     )
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
     assert entry(sb, "p1")["slot"] == "bob" and entry(sb, "p1")["state"] == "busy"
+
+
+def test_a_refresh_in_the_profile_reaches_the_slots_lineage_and_backup_ring(sb: Sandbox) -> None:
+    """Claude Code refreshes bob's credential in his profile; at the next Stop our hook keeps a
+    copy of the new pair in the main dir's backup ring, as it does for the live slot."""
+    from gptme_subscription_plugin.credentials import load_credential
+
+    from .support.credentials import credential_bytes
+
+    fresh = credential_bytes("bob", 2)
+    fsutil.atomic_write_bytes(profile(sb) / ".credentials.json", fresh)
+    ring = sb.claude / ".gptme-subscription-backups"
+    assert fresh not in [p.read_bytes() for p in ring.iterdir()]
+
+    sb.hook("stop", hook_payload("Stop", session="p1"), **in_profile(sb))
+
+    assert fresh in [p.read_bytes() for p in ring.iterdir()]
+    lineage = sb.manager().slots.lineage("bob")
+    assert lineage[-1] == load_credential(profile(sb) / ".credentials.json").refresh_fingerprint

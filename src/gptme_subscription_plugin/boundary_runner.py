@@ -256,6 +256,7 @@ class ProfileRunner:
         return m.view(usage, home="profile").only(self.slot)
 
     def session_start(self) -> ProfileResult:
+        self.m.slots.observe_profile(self.slot)
         return self._result(Plan(), self.view(refresh=refreshes("session-start")))
 
     def prompt_submit(self) -> ProfileResult:
@@ -263,7 +264,9 @@ class ProfileRunner:
         return self._result(Plan(), self.view(refresh=refreshes("prompt-submit")))
 
     def stop(self) -> ProfileResult:
-        """The turn was answered on the slot: its refusal streak ends; usage is refreshed."""
+        """The turn was answered on the slot: its refusal streak ends; usage is refreshed;
+        a refresh the turn made is noted in the slot's lineage and backup ring."""
+        self.m.slots.observe_profile(self.slot)
         view = self.view(refresh=refreshes("stop"))
         plan = self.controller.on_profile_stop(self._moment(view), self.slot)
         self._carry_out(plan)

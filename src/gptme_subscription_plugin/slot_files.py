@@ -510,6 +510,19 @@ class SlotFiles:
             oauth.pop("refreshToken", None)
             fsutil.atomic_write_bytes(self.slot_path(name), json.dumps(doc, indent=2).encode())
 
+    def observe_profile(self, name: str) -> None:
+        """Note a profile slot's newest refresh token (lineage and backup ring), as `observe`
+        does for the live slot: Claude Code refreshes a profile's credential in place, so the
+        ring would otherwise hold only the pair it had when it moved in."""
+        if self.home_of(name) != "profile":
+            return
+        try:
+            cred = load_credential(self.slot_path(name))
+        except CredentialError:
+            return
+        if cred.refresh_fingerprint and cred.refresh_fingerprint not in self.lineage(name):
+            self.record_lineage(name, cred)
+
     def observe(self) -> None:
         """Note which slot is live and its refresh token, so a later heal knows the owner.
 
