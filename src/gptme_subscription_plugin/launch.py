@@ -16,7 +16,8 @@ launcher, the gptme tool and the simulator make it alike:
   one second see each other and spread;
 - among slots with room, the best ranked (perishable quota first, 5-hour headroom kept) takes
   the launch unless it already carries more than one session beyond the least loaded one,
-  load counted per plan size (sessions over `SlotView.capacity` in Max 5x units).
+  load counted per plan size (sessions over `SlotView.capacity` in Max 5x units) and the one
+  session beyond counted in the slot's own sessions (equal plans: one session more).
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ def choose_launch_slot(
     cap = {s.name: session_cap(s, thresholds, now) for s in ranked}
     open_ = [s for s in ranked if load[s.name] < cap[s.name]]
     pool = open_ or ranked
+    # load per plan size; a slot may carry one session of its own beyond the least loaded
+    # slot's level (equal plans: one session more than the least loaded one)
     per_size = {s.name: load[s.name] / plan_size(s) for s in pool}
     least = min(per_size.values())
-    chosen = next(s for s in pool if per_size[s.name] <= least + 1)
+    chosen = next(s for s in pool if (load[s.name] - 1) / plan_size(s) <= least)
     best = ranked[0].name
     if not open_:
         why = f"every slot is at its session cap; {chosen.name} carries the fewest"
@@ -102,7 +105,7 @@ def choose_launch_slot(
     else:
         why = (
             f"{chosen.name}: {best} ranks first but carries {load[best]} sessions "
-            f"(cap {cap[best]}) against {least:.3g} per plan size on the least loaded slot"
+            f"(cap {cap[best]}) against {least:.3g} (per plan size) on the least loaded slot"
         )
     return LaunchChoice(chosen.name, why, load, cap)
 
