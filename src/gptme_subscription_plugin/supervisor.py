@@ -17,8 +17,10 @@ is installed).
 stdout is Claude Code's own last word for a 401 (text output: "Failed to authenticate. API
 Error: 401 ..."; JSON and stream-JSON: the result object with `api_error_status` 401), or our
 StopFailure hook recorded a rejection of the slot since the run started. The slot is then
-recorded as rejected (the launch rule skips it until its credential changes). Any other failure
-is the run's own and ends the supervision with its exit status. The resumed run is the same command line, with the same piped stdin when there was one.
+recorded as rejected (the launch rule skips it until its credential changes), and the failed
+run counts against the same N. Any other failure is the run's own and ends the supervision
+with its exit status. The resumed run is the same command line, with the same piped stdin when
+there was one.
 """
 
 from __future__ import annotations
