@@ -3,7 +3,8 @@
 Real processes throughout: our CLI as a subprocess, and in place of Claude Code a small script
 that reports the config dir and arguments it was started with (and, when told, ends the way
 Claude Code ends a turn refused for a rate limit: the error on stdout, exit 1; `--output-format
-json` by default, or the text `FAKE_CLAUDE_LIMIT_OUTPUT` says).
+json` by default, or the text `FAKE_CLAUDE_LIMIT_OUTPUT` says; or as it ends a turn whose
+credential the API refused: `FAKE_CLAUDE_REFUSED`, printing `FAKE_CLAUDE_REFUSED_OUTPUT`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,28 @@ from .support.sandbox import Sandbox, tree
 
 SLOTS = ("alice", "bob", "carol", "dave")
 
+# Claude Code 2.1.330 `claude -p` after four 401s (authentication_error "OAuth token revoked"),
+# exit 1, nothing on stderr (tests/e2e/test_run_e2e.py): text output, and the last lines of
+# `--output-format json` (one line) and `stream-json` (the assistant's error, then the result).
+REFUSED_TEXT = "Failed to authenticate. API Error: 401 OAuth token revoked"
+REFUSED_RESULT = (
+    '{"duration_api_ms":0,"stop_reason":"stop_sequence","session_id":"e8d8c7ed-e416-4da2-90ae-'
+    '6a482e3ad5f5","total_cost_usd":0,"modelUsage":{},"permission_denials":[],"terminal_reason"'
+    ':"api_error","is_error":true,"num_turns":1,"subtype":"success","api_error_status":401,'
+    '"api_error_type":"authentication_error","result":"Failed to authenticate. API Error: 401 '
+    'OAuth token revoked","type":"result","duration_ms":2201,"queued_turn_count":0,'
+    '"result_index":0}'
+)
+REFUSED_STREAM = (
+    '{"type":"assistant","message":{"model":"<synthetic>","role":"assistant","content":[{"type"'
+    ':"text","text":"Failed to authenticate. API Error: 401 OAuth token revoked"}]},'
+    '"session_id":"e8d8c7ed-e416-4da2-90ae-6a482e3ad5f5","error":"authentication_failed",'
+    '"is_api_error_message":true,"api_error_status":401,"api_error_type":"authentication_error"}'
+    "\n" + REFUSED_RESULT
+)
+
 FAKE_CLAUDE = """\
-import json, os, signal, sys
+import json, os, signal, subprocess, sys
 log = os.environ["FAKE_CLAUDE_LOG"]
 config = os.environ.get("CLAUDE_CONFIG_DIR", "")
 stdin = sys.stdin.read() if os.environ.get("FAKE_CLAUDE_READ_STDIN") else None
@@ -43,6 +64,14 @@ if os.path.basename(config) in limited:
         "FAKE_CLAUDE_LIMIT_OUTPUT",
         '{"type":"result","is_error":true,"result":"API Error: 429 rate_limit_error"}',
     ))
+    sys.exit(1)
+if os.path.basename(config) in os.environ.get("FAKE_CLAUDE_REFUSED", "").split(","):
+    if os.environ.get("FAKE_CLAUDE_STOP_FAILURE"):  # our StopFailure hook, as Claude Code runs it
+        payload = {"session_id": "s", "hook_event_name": "StopFailure", "cwd": "/tmp",
+                   "error": os.environ["FAKE_CLAUDE_STOP_FAILURE"]}
+        subprocess.run([sys.executable, "-m", "gptme_subscription_plugin", "hook",
+                        "stop-failure-worker"], input=json.dumps(payload), text=True, check=True)
+    print(os.environ["FAKE_CLAUDE_REFUSED_OUTPUT"])
     sys.exit(1)
 print("served from " + os.path.basename(config))
 sys.exit(int(os.environ.get("FAKE_CLAUDE_EXIT", "0")))
@@ -259,6 +288,101 @@ def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:
     )
     assert len(started(sb)) == 2
     assert "no retries left (--retry-on-limit 1)" in proc.stderr
+
+
+@pytest.mark.parametrize("said", [REFUSED_TEXT, REFUSED_RESULT, REFUSED_STREAM])
+def test_retry_on_limit_resumes_a_session_whose_login_was_refused(sb: Sandbox, said: str) -> None:
+    """A revoked token (401) ends the run as a rate limit does: the slot cannot serve. It is
+    recorded as rejected (never chosen again until its credential changes), and the session
+    goes on elsewhere, in text, JSON and stream-JSON output alike."""
+    proc = sb.run(
+        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "work"),
+        code=0,
+        FAKE_CLAUDE_REFUSED="bob",
+        FAKE_CLAUDE_REFUSED_OUTPUT=said,
+    )
+
+    first, second = started(sb)
+    other = Path(str(second["config"])).name
+    assert first["config"] == profile(sb, "bob") and other in ("carol", "dave")
+    session = first["argv"][1]  # type: ignore[index]
+    assert second["argv"] == ["--resume", session, "-p", "work"]
+    assert f"bob's login was refused (reauth bob); resuming session {session} on {other}" in (
+        proc.stderr
+    )
+    assert said in proc.stdout and f"served from {other}" in proc.stdout
+    rotation = sb.rotation()
+    assert rotation["rejected"]["bob"]["source"] == "run: authentication_failed"
+    assert "bob" not in rotation.get("limited", {})
+    assert [e["slot"] for e in sb.events("credential-rejected")] == ["bob"]
+    # the next launch skips bob
+    assert json.loads(sb.run("env", "--json", code=0).stdout)["slot"] != "bob"
+
+
+@pytest.mark.parametrize(
+    ("refused", "limited", "says"),
+    [
+        ("bob,carol,dave", "", "login was refused (reauth {other}); no retries left"),
+        ("bob", "carol,dave", "{other} hit its rate limit; no retries left"),
+    ],
+)
+def test_a_refused_login_counts_against_the_same_retries(
+    sb: Sandbox, refused: str, limited: str, says: str
+) -> None:
+    proc = sb.run(
+        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "work"),
+        code=1,
+        FAKE_CLAUDE_REFUSED=refused,
+        FAKE_CLAUDE_REFUSED_OUTPUT=REFUSED_TEXT,
+        FAKE_CLAUDE_LIMITED=limited,
+    )
+
+    first, second = started(sb)
+    other = Path(str(second["config"])).name
+    assert first["config"] == profile(sb, "bob") and other in ("carol", "dave")
+    assert "bob's login was refused (reauth bob); resuming session" in proc.stderr
+    assert says.format(other=other) + " (--retry-on-limit 1)" in proc.stderr
+
+
+def test_a_rejection_our_hook_recorded_resumes_the_session(sb: Sandbox) -> None:
+    """Our StopFailure hook records the refusal as Claude Code gives the turn up, whatever
+    the run printed (here a credential refused for its organization, output we do not read):
+    that record alone is enough, and it is not recorded twice."""
+    proc = sb.run(
+        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "work"),
+        code=0,
+        FAKE_CLAUDE_REFUSED="bob",
+        FAKE_CLAUDE_REFUSED_OUTPUT="API Error: 403 this organization is not allowed",
+        FAKE_CLAUDE_STOP_FAILURE="oauth_org_not_allowed",
+    )
+
+    assert [Path(str(s["config"])).name != "bob" for s in started(sb)] == [False, True]
+    assert "bob's login was refused (reauth bob); resuming session" in proc.stderr
+    assert sb.rotation()["rejected"]["bob"]["source"] == "StopFailure oauth_org_not_allowed"
+    assert [e["slot"] for e in sb.events("credential-rejected")] == ["bob"]
+
+
+@pytest.mark.parametrize(
+    ("printed", "code"),
+    [
+        (REFUSED_TEXT, "0"),  # a run that succeeded, whatever it printed last
+        (REFUSED_TEXT + "\nthen the answer", "3"),  # a 401 mentioned, not the run's last word
+        ('{"type":"result","is_error":true,"api_error_status":500}', "3"),
+    ],
+)
+def test_a_401_that_did_not_end_the_run_is_not_retried(
+    sb: Sandbox, printed: str, code: str
+) -> None:
+    """A guard (it passes without the refused-login rule too): only the exact ending counts."""
+    script = sb.root / "says.py"
+    script.write_text(f"#!{sys.executable}\nimport sys\nprint({printed!r})\nsys.exit({code})\n")
+    script.chmod(0o700)
+    proc = sb.run(
+        *("run", "--slot", "bob", "--retry-on-limit", "2", "--", str(script), "-p", "x"),
+        code=int(code),
+    )
+    assert printed in proc.stdout and "resuming" not in proc.stderr
+    assert sb.rotation().get("rejected", {}) == {}
 
 
 def test_a_failure_that_is_not_a_limit_is_not_retried(sb: Sandbox) -> None:

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count,
         default=0,
         metavar="N",
-        help="a headless `claude -p` that ends on a rate limit resumes on another slot, N times",
+        help="a headless `claude -p` that ends on a rate limit or a refused login resumes on "
+        "another slot, N times",
     )
     p.add_argument("--dry-run", action="store_true", help="say which slot and why, start nothing")
     p.add_argument(

@@ -1,21 +1,32 @@
-"""`run --retry-on-limit N`: a headless `claude -p` that ends on a rate limit goes on elsewhere.
+"""`run --retry-on-limit N`: a headless `claude -p` that ends because its slot cannot serve
+(a rate limit, or a refused login) goes on elsewhere.
 
-A session in a profile never changes account while it runs. When its slot runs dry the run
-ends (Claude Code gives the turn up: StopFailure `rate_limit`, exit 1); the supervisor then
-resumes the same session (`--resume ID`, the transcript is shared through `projects/`) in the
-profile of another slot the launch rule picks, at most N times, and says so on stderr.
+A session in a profile never changes account while it runs. When its slot runs dry or
+Anthropic refuses its credential the run ends (Claude Code gives the turn up: StopFailure
+`rate_limit` or `authentication_failed`, exit 1); the supervisor then resumes the same session
+(`--resume ID`, the transcript is shared through `projects/`) in the profile of another slot the
+launch rule picks, at most N times in all, and says so on stderr.
 
 "Ended on a rate limit" is read from two places, either enough: the run's own output (its last
 64 KiB, which the supervisor passes through unchanged) names a rate limit or a 429 (JSON
 output) or says "You've hit your ... limit" (text output), or the rotation state holds a limit
 on the slot recorded since the run started (our StopFailure hook records it when the hook pack
-is installed). Any other failure is the run's own and ends the supervision with its exit
-status. The resumed run is the same command line, with the same piped stdin when there was one.
+is installed).
+
+"Ended on a refused login" is read the same two ways, both exact: the last line of the run's
+stdout is Claude Code's own last word for a 401 (text output: "Failed to authenticate. API
+Error: 401 ..."; JSON and stream-JSON: the result object with `api_error_status` 401), or our
+StopFailure hook recorded a rejection of the slot since the run started. The slot is then
+recorded as rejected (the launch rule skips it until its credential changes), and the failed
+run counts against the same N. Any other failure is the run's own and ends the supervision
+with its exit status. The resumed run is the same command line, with the same piped stdin when
+there was one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import select
@@ -41,6 +52,12 @@ LIMIT_MARKERS = re.compile(
     rb"|you(?:'|\xe2\x80\x99)ve hit your [^\n]{0,40}limit",
     re.IGNORECASE,
 )
+# Claude Code 2.1.330 `-p` after a 401 (authentication_error: a revoked or dead token), exit 1:
+# text output prints just this line, JSON output ends on the result object carrying
+# `"api_error_status":401` (its `result` is the same line).
+REFUSED_TEXT = re.compile(rb"Failed to authenticate\. API Error: 401\b")
+REFUSED_STATUS = 401
+REJECTION_SOURCE = "run: authentication_failed"
 PRINT_FLAGS = ("-p", "--print")
 RESUME_FLAGS = ("-r", "--resume")
 CONTINUE_FLAGS = ("-c", "--continue")
@@ -110,6 +127,7 @@ class Attempt:
     code: int
     limited: bool
     tail: bytes = field(default=b"", repr=False)
+    refused: bool = False  # the slot's login was refused
 
 
 def run_with_retries(
@@ -123,8 +141,9 @@ def run_with_retries(
     spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
     stdin: IO[bytes] | None = None,
 ) -> tuple[int, list[Attempt]]:
-    """Run `args` on `first`; after a run that ended on a rate limit, resume the session on
-    another slot, at most `retries` times. The last run's exit status, and every attempt.
+    """Run `args` on `first`; after a run that ended on a rate limit or a refused login,
+    resume the session on another slot, at most `retries` times in all. The last run's exit
+    status, and every attempt.
 
     A piped `stdin` (ours by default) is part of the prompt for `claude -p`: it is read once
     and every attempt gets the same bytes; a terminal is shared as it is."""
@@ -134,26 +153,36 @@ def run_with_retries(
     feed = _piped_input(getattr(sys.stdin, "buffer", None) if stdin is None else stdin)
     while True:
         started = m.clock()
-        code, tail = _run_once(argv, {**env, **launch.env}, spawn, feed)
-        limited = code != 0 and (
-            bool(LIMIT_MARKERS.search(tail)) or _limited_since(m, launch.slot, started)
+        code, out, err = _run_once(argv, {**env, **launch.env}, spawn, feed)
+        tail = out + b"\n" + err
+        slot = launch.slot
+        refused = code != 0 and (_refused_login(out) or _rejected_since(m, slot, started))
+        limited = (
+            code != 0
+            and not refused
+            and (bool(LIMIT_MARKERS.search(tail)) or _limited_since(m, slot, started))
         )
-        attempts.append(Attempt(launch.slot, code, limited, tail))
-        if not limited:
+        attempts.append(Attempt(slot, code, limited, tail, refused))
+        if not (limited or refused):
             return code, attempts
-        until = _record_limit(m, launch.slot)
+        if refused:
+            _record_rejection(m, slot, started)
+            why = detail = f"{slot}'s login was refused (reauth {slot})"
+        else:
+            until = _record_limit(m, slot)
+            why = f"{slot} hit its rate limit"
+            detail = f"{why} (limited for {until:.0f} s)"
         if len(attempts) > retries:
-            say(f"{launch.slot} hit its rate limit; no retries left (--retry-on-limit {retries})")
+            say(f"{why}; no retries left (--retry-on-limit {retries})")
             return code, attempts
         try:
             [launch] = launcher.plan(resume=args.session, session=args.session)
         except Exception as exc:  # no slot can serve: the run's own failure stands
-            say(f"{attempts[-1].slot} hit its rate limit; not resumed: {exc}")
+            say(f"{why}; not resumed: {exc}")
             return code, attempts
         argv = args.resumed()
         say(
-            f"{attempts[-1].slot} hit its rate limit (limited for {until:.0f} s); resuming "
-            f"session {args.session} on {launch.slot} "
+            f"{detail}; resuming session {args.session} on {launch.slot} "
             f"(retry {len(attempts)} of {retries}): {launch.reason}"
         )
 
@@ -183,9 +212,9 @@ def _run_once(
     env: Mapping[str, str],
     spawn: Callable[..., subprocess.Popen[bytes]],
     feed: bytes | None = None,
-) -> tuple[int, bytes]:
+) -> tuple[int, bytes, bytes]:
     """Run one attempt, passing its output through (and `feed` in, when given); its exit
-    status and the output's tail."""
+    status and the tails of its stdout and stderr."""
     proc = spawn(
         list(argv),
         env=dict(env),
@@ -214,7 +243,7 @@ def _run_once(
             signal.signal(sig, handler)
     for pump in pumps:
         pump.join()
-    return code, bytes(tails[0]) + b"\n" + bytes(tails[1])
+    return code, bytes(tails[0]), bytes(tails[1])
 
 
 def _feed(sink: IO[bytes] | None, data: bytes) -> None:
@@ -253,3 +282,38 @@ def _record_limit(m: SubscriptionManager, slot: str) -> float:
         until = now + m.config.unknown_reset_wait
         m.record_rate_limit(slot, until)
     return until - now
+
+
+def _refused_login(out: bytes) -> bool:
+    """The run's stdout ends the way Claude Code ends a turn on a refused credential: the
+    401 line (text output), or a result object with `api_error_status` 401 (JSON output)."""
+    lines = out.strip().splitlines()
+    if not lines:
+        return False
+    last = lines[-1].strip()
+    if REFUSED_TEXT.match(last):
+        return True
+    try:
+        doc = json.loads(last)
+    except ValueError:
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.get("type") == "result"
+        and doc.get("is_error") is True
+        and doc.get("api_error_status") == REFUSED_STATUS
+    )
+
+
+def _rejected_since(m: SubscriptionManager, slot: str, started: float) -> bool:
+    """A rejection of `slot`'s credential recorded since `started` (our StopFailure hook's)."""
+    events = m.events.tail(50, kinds={"credential-rejected"})
+    return any(e.get("slot") == slot and float(e.get("ts", 0)) >= started for e in events)
+
+
+def _record_rejection(m: SubscriptionManager, slot: str, started: float) -> None:
+    """Keep the slot out of the next choice until its credential changes: the rejection a
+    hook recorded during the run, else our own."""
+    entry = m.rotation().rejected.get(slot)
+    if entry is None or entry.at is None or entry.at < started:
+        m.record_rejection(slot, REJECTION_SOURCE)

@@ -193,6 +193,47 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(
     assert prompt in text and "TOOL-RAN" in text and "carried on" in text
 
 
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_retry_on_limit_resumes_a_session_whose_login_was_refused(
+    fleet: ClaudeSandbox, fake_api: FakeAnthropicServer, output: str
+) -> None:
+    """alice's login is revoked server-side: the API answers her token 401 and her refresh
+    `invalid_grant`. Claude Code gives the turn up with exit 1 ("Failed to authenticate. API
+    Error: 401 ..."; in JSON `api_error_status: 401`); the session goes on on another slot,
+    whose account serves every request of the resumed run, and alice is recorded as rejected."""
+    fake_api.revoke("alice")
+    fake_api.script_each_turn(end_turn("served elsewhere"))
+    claude = [fleet.claude_bin, "-p", "do the work", "--output-format", output]
+
+    run = ours(fleet, fake_api, *("run", "--slot", "alice", "--retry-on-limit", "1", "--"), *claude)
+
+    assert run.returncode == 0, run.describe()
+    said = re.search(
+        r"alice's login was refused \(reauth alice\); resuming session (\S+) on (\w+)", run.stderr
+    )
+    assert said, run.describe()
+    session, other = said.groups()
+    assert other in PROFILED and other != "alice"
+    assert (
+        "Failed to authenticate. API Error: 401" in run.stdout and "served elsewhere" in run.stdout
+    )
+    if output == "json":
+        first, second = (json.loads(line) for line in run.stdout.splitlines())
+        assert first["is_error"] and first["api_error_status"] == 401
+        assert second["session_id"] == session and not second["is_error"]
+    calls = fake_api.messages_calls(session_id=session, agent=False)
+    accounts = [fake_api.owner_of(c.token) for c in calls]
+    cut = accounts.index(other)
+    assert set(accounts[:cut]) == {"alice"} and set(accounts[cut:]) == {other}, accounts
+    assert {c.reply.status for c in calls[:cut] if isinstance(c.reply, Response)} == {401}
+    assert started_in(fleet, session) == [
+        ("startup", profile_dir(fleet, "alice")),
+        ("resume", profile_dir(fleet, other)),
+    ]
+    rotation = json.loads((fleet.root / "state" / "rotation.json").read_text())
+    assert rotation["rejected"]["alice"]["source"] == "run: authentication_failed"
+
+
 def test_run_on_a_bad_slot_is_one_line_and_changes_nothing(
     fleet: ClaudeSandbox, fake_api: FakeAnthropicServer
 ) -> None:
