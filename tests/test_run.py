@@ -117,6 +117,12 @@ def refused(sb: Sandbox, *args: str, code: int = 1, **env: str) -> str:
     return lines[0]
 
 
+def on_bob(sb: Sandbox, retries: str = "1", **kw: object) -> subprocess.CompletedProcess[str]:
+    """`run --slot bob --retry-on-limit N -- claude -p work` (`kw`: the exit code, env)."""
+    args = ("run", "--slot", "bob", "--retry-on-limit", retries, "--", claude(sb), "-p", "work")
+    return sb.run(*args, **kw)  # type: ignore[arg-type]
+
+
 def test_run_starts_the_command_in_the_routed_slots_profile(sb: Sandbox) -> None:
     proc = sb.run("run", "--", claude(sb), "-p", "hi", code=0)
 
@@ -172,16 +178,9 @@ def test_a_resumed_session_goes_back_to_its_slot(sb: Sandbox) -> None:
 
 
 def test_retry_on_limit_resumes_the_session_on_another_slot(sb: Sandbox) -> None:
-    proc = sb.run(
-        "run",
-        "--slot",
-        "bob",
-        "--retry-on-limit",
-        "1",
-        "--",
-        claude(sb),
-        "-p",
-        "work",
+    proc = on_bob(
+        sb,
+        retries="1",
         code=0,
         FAKE_CLAUDE_LIMITED="bob",
     )
@@ -209,16 +208,9 @@ def test_retry_on_limit_resumes_the_session_on_another_slot(sb: Sandbox) -> None
     ],
 )
 def test_retry_on_limit_knows_claude_codes_text_output(sb: Sandbox, said: str) -> None:
-    proc = sb.run(
-        "run",
-        "--slot",
-        "bob",
-        "--retry-on-limit",
-        "1",
-        "--",
-        claude(sb),
-        "-p",
-        "work",
+    proc = on_bob(
+        sb,
+        retries="1",
         code=0,
         FAKE_CLAUDE_LIMITED="bob",
         FAKE_CLAUDE_LIMIT_OUTPUT=said,
@@ -273,16 +265,9 @@ def test_an_interrupt_of_a_supervised_run_reaches_claude_code(sb: Sandbox) -> No
 
 
 def test_retry_on_limit_stops_after_n_retries(sb: Sandbox) -> None:
-    proc = sb.run(
-        "run",
-        "--slot",
-        "bob",
-        "--retry-on-limit",
-        "1",
-        "--",
-        claude(sb),
-        "-p",
-        "work",
+    proc = on_bob(
+        sb,
+        retries="1",
         code=1,
         FAKE_CLAUDE_LIMITED="bob,carol,dave",
     )
@@ -295,8 +280,8 @@ def test_retry_on_limit_resumes_a_session_whose_login_was_refused(sb: Sandbox, s
     """A revoked token (401) ends the run as a rate limit does: the slot cannot serve. It is
     recorded as rejected (never chosen again until its credential changes), and the session
     goes on elsewhere, in text, JSON and stream-JSON output alike."""
-    proc = sb.run(
-        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "work"),
+    proc = on_bob(
+        sb,
         code=0,
         FAKE_CLAUDE_REFUSED="bob",
         FAKE_CLAUDE_REFUSED_OUTPUT=said,
@@ -329,8 +314,8 @@ def test_retry_on_limit_resumes_a_session_whose_login_was_refused(sb: Sandbox, s
 def test_a_refused_login_counts_against_the_same_retries(
     sb: Sandbox, refused: str, limited: str, says: str
 ) -> None:
-    proc = sb.run(
-        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "work"),
+    proc = on_bob(
+        sb,
         code=1,
         FAKE_CLAUDE_REFUSED=refused,
         FAKE_CLAUDE_REFUSED_OUTPUT=REFUSED_TEXT,
@@ -348,8 +333,8 @@ def test_a_rejection_our_hook_recorded_resumes_the_session(sb: Sandbox) -> None:
     """Our StopFailure hook records the refusal as Claude Code gives the turn up, whatever
     the run printed (here a credential refused for its organization, output we do not read):
     that record alone is enough, and it is not recorded twice."""
-    proc = sb.run(
-        *("run", "--slot", "bob", "--retry-on-limit", "1", "--", claude(sb), "-p", "work"),
+    proc = on_bob(
+        sb,
         code=0,
         FAKE_CLAUDE_REFUSED="bob",
         FAKE_CLAUDE_REFUSED_OUTPUT="API Error: 403 this organization is not allowed",
