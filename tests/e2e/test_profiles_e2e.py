@@ -127,11 +127,15 @@ def test_a_profile_session_refreshes_in_its_profile_and_nothing_else_changes(
     assert_private_file(credential)
     assert pair(credential) == (access, refresh)
     # nothing else changed: outside the profile not a byte (live link, other slots,
-    # settings.json, backups, ~/.claude.json) but the transcript in the shared projects dir;
+    # settings.json, ~/.claude.json) but the transcript in the shared projects dir and, in the
+    # backup ring, a copy of alice's rotated pair (our Stop hook in the profile keeps one);
     # inside it only Claude Code's own files
     moved = changed(home_before, tree(fleet.sandbox.home))
-    own = (f"{profile.relative_to(fleet.sandbox.home)}/", ".claude/projects/")
+    ring = ".claude/.gptme-subscription-backups/alice."
+    own = (f"{profile.relative_to(fleet.sandbox.home)}/", ".claude/projects/", ring)
     assert [p for p in moved if not p.startswith(own)] == []
+    kept = [p for p in moved if p.startswith(ring) and (fleet.sandbox.home / p).exists()]
+    assert [pair(fleet.sandbox.home / p) for p in kept] == [(access, refresh)]
     assert transcript(fleet, run.session_id).is_file()
     assert (profile / "settings.json").is_symlink()
     assert ours_in(profile) == []
