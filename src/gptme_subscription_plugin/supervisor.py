@@ -156,11 +156,16 @@ def run_with_retries(
         code, out, err = _run_once(argv, {**env, **launch.env}, spawn, feed)
         tail = out + b"\n" + err
         slot = launch.slot
-        refused = code != 0 and (_refused_login(out) or _rejected_since(m, slot, started))
+        refused = code != 0 and (
+            _refused_login(out) or _recorded_since(m, "credential-rejected", slot, started)
+        )
         limited = (
             code != 0
             and not refused
-            and (bool(LIMIT_MARKERS.search(tail)) or _limited_since(m, slot, started))
+            and (
+                bool(LIMIT_MARKERS.search(tail))
+                or _recorded_since(m, "rate-limited", slot, started)
+            )
         )
         attempts.append(Attempt(slot, code, limited, tail, refused))
         if not (limited or refused):
@@ -267,9 +272,10 @@ def _pump(source: IO[bytes] | None, sink: IO[bytes], tail: bytearray) -> None:
     source.close()
 
 
-def _limited_since(m: SubscriptionManager, slot: str, started: float) -> bool:
-    """A limit on `slot` recorded since `started` (our StopFailure hook's record)."""
-    events = m.events.tail(50, kinds={"rate-limited"})
+def _recorded_since(m: SubscriptionManager, kind: str, slot: str, started: float) -> bool:
+    """An event of `kind` about `slot` since `started`: our StopFailure hook's record of a
+    limit (`rate-limited`) or of a refused credential (`credential-rejected`)."""
+    events = m.events.tail(50, kinds={kind})
     return any(e.get("slot") == slot and float(e.get("ts", 0)) >= started for e in events)
 
 
@@ -303,12 +309,6 @@ def _refused_login(out: bytes) -> bool:
         and doc.get("is_error") is True
         and doc.get("api_error_status") == REFUSED_STATUS
     )
-
-
-def _rejected_since(m: SubscriptionManager, slot: str, started: float) -> bool:
-    """A rejection of `slot`'s credential recorded since `started` (our StopFailure hook's)."""
-    events = m.events.tail(50, kinds={"credential-rejected"})
-    return any(e.get("slot") == slot and float(e.get("ts", 0)) >= started for e in events)
 
 
 def _record_rejection(m: SubscriptionManager, slot: str, started: float) -> None:
