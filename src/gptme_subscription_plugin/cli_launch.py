@@ -14,7 +14,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from .cli_parser import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
-from .launcher import Launch, Launcher, LaunchError, credential_overrides
+from .launcher import Launch, Launcher, LaunchError
+from .overrides import env_overrides
 from .supervisor import SessionArgs, run_with_retries
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def cmd_run(m: SubscriptionManager, args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         return _fail("run needs the command to start: run [--slot S] -- claude ARGS...", EXIT_USAGE)
-    overrides = credential_overrides(os.environ)
+    overrides = env_overrides(os.environ)
     if overrides:
         return _fail(
             f"{', '.join(overrides)} set: Claude Code would use it, not the slot's login; "

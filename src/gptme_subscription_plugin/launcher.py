@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .launch import LaunchChoice, SlotLoad, choose_launch_slot
-from .overrides import OVERRIDE_ENV
 from .ranking import can_serve
 from .slot_files import SlotError
 from .turns import session_key
@@ -157,11 +156,6 @@ class Launcher:
             choose(self.m.state.read(LAUNCHES_DOC))
         return planned
 
-    def slot_of(self, session: str) -> str | None:
-        """The slot a launched session last ran on, when we launched it."""
-        doc = self.m.state.read(LAUNCHES_DOC)
-        return _remembered(doc.get("sessions")).get(session_key(session))
-
     def _check_named(self, slot: str) -> None:
         home = self.m.slots.home_of(slot)  # SlotError on a bad name
         if home is None:
@@ -181,11 +175,6 @@ class Launcher:
         directory = self.m.slots.profile_dir(slot)
         assert directory is not None  # a profile slot has one
         return directory
-
-
-def credential_overrides(env: Mapping[str, str]) -> list[str]:
-    """Names of environment variables that would make Claude Code ignore the profile's login."""
-    return [name for name in OVERRIDE_ENV if env.get(name)]
 
 
 def _recent(value: Any, now: float, window: float) -> list[tuple[str, float]]:

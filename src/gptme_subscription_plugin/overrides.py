@@ -18,11 +18,16 @@ MAX_SETTINGS_BYTES = 1 << 20  # a settings.json is a few KB; a bigger one is not
 OVERRIDE_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 
 
+def env_overrides(env: Mapping[str, str]) -> list[str]:
+    """Names (never values) of the environment's credentials that Claude Code would use."""
+    return [name for name in OVERRIDE_ENV if env.get(name)]
+
+
 def override_warnings(
     env: Mapping[str, str], payload: Mapping[str, Any], claude_dir: Path
 ) -> list[str]:
     """Credentials that outrank the slot files, so a flip would change nothing."""
-    found = [name for name in OVERRIDE_ENV if env.get(name)]
+    found = env_overrides(env)
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else None
     settings = [claude_dir / "settings.json"]
     if cwd:
