@@ -166,10 +166,7 @@ class Launcher:
                 f"`gptme-subscription profile enable {slot}` first"
             )
         if home == "ambiguous":
-            raise LaunchError(
-                f"slot {slot} has two homes ({self.m.slots.claude_dir}/.credentials.json.{slot} "
-                f"and {self.m.slots.profile_credential(slot)}); keep one first"
-            )
+            raise LaunchError(f"{self.m.slots.two_homes(slot)}; keep one first")
 
     def _config_dir(self, slot: str) -> Path:
         directory = self.m.slots.profile_dir(slot)

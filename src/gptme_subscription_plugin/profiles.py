@@ -30,7 +30,7 @@ from typing import Any, Literal
 from . import fsutil
 from .claude_locks import claude_credential_lock
 from .credentials import CredentialError, load_credential, parse_credential, read_credential_bytes
-from .slot_files import LIVE_NAME, SLOT_PREFIX, SlotError
+from .slot_files import LIVE_NAME, SlotError
 from .slots import SlotStore, validate_slot_name_or_fail
 
 GLOBAL_CONFIG_NAME = ".claude.json"
@@ -108,10 +108,6 @@ class Profiles:
     def credential_path(self, slot: str) -> Path:
         return self.profile_dir(slot) / LIVE_NAME
 
-    def _main_slot_path(self, slot: str) -> Path:
-        """The slot's own file in the main dir (not an alias's target)."""
-        return self.store.claude_dir / f"{SLOT_PREFIX}{validate_slot_name_or_fail(slot)}"
-
     def home_of(self, slot: str) -> Home | None:
         """Where the slot's chain lives: its main-dir slot file, its profile, both, or nowhere."""
         return self.store.home_of(slot)  # type: ignore[return-value]
@@ -155,7 +151,7 @@ class Profiles:
             raise self._ambiguous(name)
         if home == "profile":
             raise ProfileError(f"slot {name} is already in its profile {self.profile_dir(name)}")
-        main = self._main_slot_path(name)
+        main = self.store.main_slot_path(name)
         if home is None:
             raise ProfileError(f"no slot named {name}")
         if not stat.S_ISREG(main.lstat().st_mode):
@@ -179,7 +175,7 @@ class Profiles:
         change = ProfileChange(name, "would-enable", self.profile_dir(name))
         with contextlib.suppress(CredentialError):
             change.refresh_fingerprint = load_credential(
-                self._main_slot_path(name)
+                self.store.main_slot_path(name)
             ).refresh_fingerprint
         change.linked = [
             e
@@ -200,7 +196,7 @@ class Profiles:
             with self._both_locked(profile):
                 self._check_enable(name)  # again, under the locks
                 self._check_idle()
-                main = self._main_slot_path(name)
+                main = self.store.main_slot_path(name)
                 data = read_credential_bytes(main)
                 cred = parse_credential(data)
                 self.store.record_lineage(name, cred)  # the backup ring keeps a copy
@@ -296,7 +292,7 @@ class Profiles:
             source = profile / LIVE_NAME
             cred = parse_credential(read_credential_bytes(source))  # refreshed in place
             self.store.record_lineage(name, cred)  # the backup ring keeps a copy
-            _move_file(source, self._main_slot_path(name))  # one step: never two homes
+            _move_file(source, self.store.main_slot_path(name))  # one step: never two homes
             change.refresh_fingerprint = cred.refresh_fingerprint
             for entry in self._ours_to_remove(profile):
                 (profile / entry).unlink()
@@ -347,8 +343,7 @@ class Profiles:
 
     def _ambiguous(self, name: str) -> ProfileError:
         return ProfileError(
-            f"slot {name} has two homes ({self._main_slot_path(name)} and "
-            f"{self.credential_path(name)}); nothing done: keep the newer one and remove the other"
+            f"{self.store.two_homes(name)}; nothing done: keep the newer one and remove the other"
         )
 
     @contextlib.contextmanager

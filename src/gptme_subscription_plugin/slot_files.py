@@ -130,6 +130,20 @@ class SlotFiles:
             return self.profiles_dir / name / LIVE_NAME  # type: ignore[operator]
         return path
 
+    def main_slot_path(self, name: str) -> Path:
+        """Slot `name`'s own file in the main dir: not an alias's target, not its profile."""
+        try:
+            return self.claude_dir / f"{SLOT_PREFIX}{validate_slot_name(name)}"
+        except ValueError as exc:
+            raise SlotError(str(exc)) from None
+
+    def two_homes(self, name: str) -> str:
+        """How every refusal of a slot found in both places names it (`home_of` "ambiguous")."""
+        return (
+            f"slot {name} has two homes ({self.main_slot_path(name)} and "
+            f"{self.profile_credential(name)})"
+        )
+
     def profile_dir(self, name: str) -> Path | None:
         """Slot `name`'s own config dir, when profiles are configured."""
         if self.profiles_dir is None:
@@ -168,7 +182,7 @@ class SlotFiles:
         no home: it is never read as a slot.
         """
         profiled = self.profile_credential(name)  # SlotError on a bad name
-        in_main = os.path.lexists(self.claude_dir / f"{SLOT_PREFIX}{name}")
+        in_main = os.path.lexists(self.main_slot_path(name))
         in_profile = profiled is not None and os.path.lexists(profiled)
         if in_main and in_profile:
             return "ambiguous"

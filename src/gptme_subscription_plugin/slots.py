@@ -365,10 +365,7 @@ class SlotStore(SlotFiles):
                 f"(`gptme-subscription profile disable {name}` brings it back to the link)"
             )
         if home == "ambiguous" and ambiguous:
-            raise SlotError(
-                f"slot {name} has two homes ({self.claude_dir / (SLOT_PREFIX + name)} and "
-                f"{self.profile_credential(name)}); not {what}: keep the newer, remove the other"
-            )
+            raise SlotError(f"{self.two_homes(name)}; not {what}: keep the newer, remove the other")
 
     def _refuse_to_discard_live(self) -> None:
         """Replacing the live path must never drop the only copy of a refresh token.
@@ -457,7 +454,7 @@ class SlotStore(SlotFiles):
 
     def remove(self, name: str) -> Path | None:
         """Delete a slot (its last content stays in the backup ring); never the live one."""
-        path = self.claude_dir / f"{SLOT_PREFIX}{validate_slot_name_or_fail(name)}"
+        path = self.main_slot_path(name)
         with self.locked():
             # removing the main-dir file of a slot with two homes is how a person keeps one
             self.require_link_home(name, "removed", ambiguous=False)

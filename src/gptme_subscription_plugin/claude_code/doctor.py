@@ -158,8 +158,7 @@ def check_slots(m: SubscriptionManager) -> list[Check]:
                 Check(
                     "FAIL",
                     f"slot {name}",
-                    f"two homes: {m.slots.claude_dir / ('.credentials.json.' + name)} and "
-                    f"{m.slots.profile_credential(name)} (two refreshers of one token chain)",
+                    f"{m.slots.two_homes(name)}: two refreshers of one token chain",
                     "keep the newer file and remove the other",
                 )
             )
