@@ -39,18 +39,11 @@ class HookSession:
 
 
 def open_session(env: Mapping[str, str]) -> HookSession:
-    """Outside a profile the claude dir is Claude Code's own (`CLAUDE_CONFIG_DIR` when set),
-    as before; inside one, the main dir, found as if `CLAUDE_CONFIG_DIR` were unset."""
-    config_dir = env.get(CONFIG_DIR_ENV)
-    if config_dir:
-        main = load_config(
-            env={k: v for k, v in env.items() if k != CONFIG_DIR_ENV}, use_cache=True
-        )
-        slot, note = profile_slot(config_dir, main.profiles_path)
-        if slot is not None:
-            return HookSession(SubscriptionManager(main), slot, None)
-        return HookSession(make_manager(env), None, note)
-    return HookSession(make_manager(env), None, None)
+    """The main dir's manager (`load_config` never takes a profile for the claude dir) and
+    the profile slot `CLAUDE_CONFIG_DIR` names, if it names a trusted one."""
+    m = make_manager(env)
+    slot, note = profile_slot(env.get(CONFIG_DIR_ENV), m.config.profiles_path)
+    return HookSession(m, slot, note)
 
 
 def make_manager(env: Mapping[str, str]) -> SubscriptionManager:
