@@ -253,7 +253,7 @@ class ProfileRunner:
         `refresh`); no other slot is asked."""
         m = self.m
         usage = m.check_usage(names=[self.slot], refresh=refresh)
-        return m.view(usage, home="profile").only(self.slot)
+        return m.view(usage, home="profile", names=[self.slot]).only(self.slot)
 
     def session_start(self) -> ProfileResult:
         self.m.slots.observe_profile(self.slot)

@@ -170,13 +170,15 @@ class SubscriptionManager:
         *,
         model: str | None = None,
         home: str | None = "link",
+        names: Iterable[str] | None = None,
     ) -> PolicyView:
         """The policy's whole input, built from files and state (no network): the slots
-        whose home is `home` ("link": what the live link may serve; None: every slot)."""
+        (`names`, else every slot) whose home is `home` ("link": what the live link may
+        serve; None: every slot)."""
         rot = self.rotation()
         usage = usage if usage is not None else self.check_usage(refresh=False)
         views = []
-        for name in self.slot_names():
+        for name in self.slot_names() if names is None else names:
             where = self.slots.home_of(name) or "link"
             if home is not None and where != home:
                 continue
