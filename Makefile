@@ -34,7 +34,7 @@ help:
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test,gptme]'
+	$(BIN)/pip install --quiet -e '.[test,gptme,dashboard]'
 	touch $@
 
 $(E2E_STAMP): pyproject.toml | $(DEV_STAMP)

@@ -3,11 +3,12 @@
 Every module under src/gptme_subscription_plugin is parsed with `ast` (imports inside functions
 and `if TYPE_CHECKING:` blocks count too). The layers:
 
-- surfaces: `claude_code/` (the Claude Code hook pack) and `gptme_plugin/` (the gptme tool and
-  hooks). A surface imports the core and itself, never the other surface nor an outer module;
-- outer modules: the surfaces, `sim/`, `cli.py`, `__main__.py`, `demo.py` and `entry.py` (the
-  console script, which routes `hook ...` to the Claude Code surface and the rest to the CLI).
-  They may import anything but a surface may not import them;
+- surfaces: `claude_code/` (the Claude Code hook pack), `gptme_plugin/` (the gptme tool and
+  hooks) and `dashboard/` (the web dashboard). A surface imports the core and itself, never
+  the other surfaces nor an outer module;
+- outer modules: the surfaces, `sim/`, `cli.py`, `cli_dashboard.py`, `__main__.py`, `demo.py`
+  and `entry.py` (the console script, which routes `hook ...` to the Claude Code surface and
+  the rest to the CLI). They may import anything but a surface may not import them;
 - the core: everything else. It imports no outer module.
 """
 
@@ -21,8 +22,8 @@ import gptme_subscription_plugin
 
 PACKAGE = "gptme_subscription_plugin"
 ROOT = Path(gptme_subscription_plugin.__file__).parent
-SURFACES = ("claude_code", "gptme_plugin")
-OUTER = (*SURFACES, "sim", "cli", "__main__", "demo", "entry")
+SURFACES = ("claude_code", "gptme_plugin", "dashboard")
+OUTER = (*SURFACES, "sim", "cli", "cli_dashboard", "__main__", "demo", "entry")
 
 
 def module_name(root: Path, package: str, path: Path) -> str:

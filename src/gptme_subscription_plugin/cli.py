@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .cli_dashboard import cmd_dashboard
 from .cli_launch import cmd_env, cmd_run
 from .cli_parser import (
     EXIT_BUSY,
@@ -634,6 +635,7 @@ COMMANDS: dict[str, Callable[[SubscriptionManager, argparse.Namespace], int]] = 
     "profile": cmd_profile,
     "run": cmd_run,
     "env": cmd_env,
+    "dashboard": cmd_dashboard,
 }
 
 

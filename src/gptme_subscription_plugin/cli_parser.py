@@ -131,6 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
         pa.add_argument("--json", action="store_true", help="machine-readable output")
     p = add(
+        "dashboard",
+        "serve the fleet dashboard (accounts, sessions, events, usage) on a local web page",
+        json_flag=False,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="add switch and heal buttons (POST, guarded by a per-run token shown here)",
+    )
+    p.add_argument("--token", help="require this secret on every request (needed off loopback)")
+    p.add_argument(
+        "--notify", action="store_true", help="desktop notifications (notify-send) for alerts"
+    )
+    p = add(
         "run",
         "start Claude Code in the profile of the slot routing picks (or --slot): "
         "gptme-subscription run [--slot S] -- claude ARGS...",

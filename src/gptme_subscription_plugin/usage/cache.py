@@ -26,6 +26,7 @@ from filelock import FileLock, Timeout
 
 from ..fsutil import atomic_write_text, check_private, private_subdir, read_private_bytes
 from ..names import is_valid_name, validate_slot_name
+from .history import record_sample
 from .oauth import SourceBusy, UsageFetchError, UsageParseError
 from .snapshot import FIVE_HOUR, SEVEN_DAY, UsageSnapshot, UsageWindow
 
@@ -398,7 +399,10 @@ class UsageCache:
         def change(record: SlotRecord) -> None:
             record.merge(snapshot)
 
-        return self._update(snapshot.slot, change) is not None
+        stored = self._update(snapshot.slot, change) is not None
+        if stored:
+            record_sample(self.dir, snapshot, snapshot.observed_at)
+        return stored
 
     # ------------------------------------------------------------ polling
 
@@ -440,6 +444,8 @@ class UsageCache:
                 )
 
         record = self._update(slot, change)
+        if record is not None:
+            record_sample(self.dir, fetched, now)
         view = self._view(record, now) if record is not None else fetched
         return PollResult(view, True, "polled")
 
