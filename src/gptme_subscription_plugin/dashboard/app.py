@@ -189,7 +189,9 @@ def _asset(name: str, media: str) -> Callable[[Request], Response]:
 def _refusal(request: Request, options: DashboardOptions) -> Response | None:
     """Why this request is refused, as a response; None lets it through."""
     host = request.headers.get("host", "")
-    if host not in options.allowed_hosts:
+    # With a token, a rebound DNS name gains nothing (the page elsewhere lacks the token);
+    # without one, only the names of this very server are answered.
+    if options.access_token is None and host not in options.allowed_hosts:
         return JSONResponse({"detail": "unknown Host header"}, status_code=421)
     if options.access_token is not None and not _has_access(request, options.access_token):
         if request.url.path == "/" and _same(

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..status_snapshot import StatusSnapshot
 
 WEEK = 7 * 86400.0
-EXPIRING_WITHIN = 3600.0
+EXPIRING_WITHIN = 600.0  # Claude Code refreshes a few minutes before expiry
 EVENT_KINDS = frozenset(
     {
         "switch",
