@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from . import fsutil
 from .boundary_runner import BoundaryRunner
 from .config import Config
 from .credentials import CredentialError, load_credential
+from .demo_keep import KEPT_DAY_ENDS_AGO, leave_for_dashboard
 from .loopback import LoopbackAPI, make_profile_doc
 from .manager import SubscriptionManager, SwitchOutcome
 from .policy import Decision, format_duration
@@ -35,6 +37,7 @@ class ScriptedClock:
     """The demo's only fake: time moves when the script says so."""
 
     def __init__(self, start: float):
+        self.day0 = start  # 08:00 of the scripted day
         self.now = start
 
     def __call__(self) -> float:
@@ -42,7 +45,7 @@ class ScriptedClock:
 
     def at(self, hhmm: str) -> None:
         hours, minutes = (int(x) for x in hhmm.split(":"))
-        self.now = DAY0 - 8 * HOUR + hours * HOUR + minutes * 60
+        self.now = self.day0 - 8 * HOUR + hours * HOUR + minutes * 60
 
 
 @dataclass
@@ -290,15 +293,17 @@ def _script(
 
 def run_demo(keep: bool = False, as_json: bool = False) -> int:
     root = Path(tempfile.mkdtemp(prefix="gptme-subscription-demo-"))
-    clock = ScriptedClock(DAY0)
+    # a kept sandbox is for looking at (`dashboard`): its day ends just now, not on DAY0
+    day0 = time.time() - KEPT_DAY_ENDS_AGO - 15 * HOUR if keep else DAY0
+    clock = ScriptedClock(day0)
     steps: list[Step] = []
     try:
         with LoopbackAPI() as server:
             sb = Sandbox(root, server, clock)
             for acct in (
-                Account("alice", "alice@example.com", weekly_reset=DAY0 + 26 * HOUR),
-                Account("bob", "bob@example.com", weekly_reset=DAY0 + 4 * 24 * HOUR),
-                Account("carol", "carol@example.com", weekly_reset=DAY0 + 6 * 24 * HOUR),
+                Account("alice", "alice@example.com", weekly_reset=day0 + 26 * HOUR),
+                Account("bob", "bob@example.com", weekly_reset=day0 + 4 * 24 * HOUR),
+                Account("carol", "carol@example.com", weekly_reset=day0 + 6 * 24 * HOUR),
             ):
                 sb.add_account(acct)
             _setup_slots(sb)
@@ -324,6 +329,10 @@ def run_demo(keep: bool = False, as_json: bool = False) -> int:
                 )
             lost = sb.tokens_lost()
             summary = _summary(sb, lost)
+            if keep:
+                summary["dashboard"] = leave_for_dashboard(
+                    root, sb.config, list(sb.accounts.values())
+                )
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -420,3 +429,5 @@ def _print_human(steps: list[Step], summary: dict[str, Any], kept: Path | None) 
     )
     if kept:
         print(f"sandbox kept at {kept}")
+        print(f"see it live (the day above ended {KEPT_DAY_ENDS_AGO / 60:.0f} minutes ago):")
+        print(f"  {summary['dashboard']}")

@@ -30,7 +30,10 @@ function duration(seconds) {
 }
 
 function clock(ts) {
-  return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const when = new Date(ts * 1000);
+  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const sameDay = when.toDateString() === new Date(serverNow() * 1000).toDateString();
+  return sameDay ? time : `${when.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
 }
 
 function pct(x) { return `${Math.round(x * 100)}%`; }
@@ -121,6 +124,13 @@ function chart(accounts, now) {
     label.setAttribute("x", 2); label.setAttribute("y", y(u) + 4); label.setAttribute("font-size", "10");
     label.textContent = pct(u);
     svg.append(line, label);
+  }
+  for (let d = 0; d <= 7; d++) {
+    const t = now - span + d * 86400;
+    const tick = document.createElementNS(ns, "text");
+    tick.setAttribute("x", x(t) - 12); tick.setAttribute("y", h - 6); tick.setAttribute("font-size", "10");
+    tick.textContent = d === 7 ? "now" : new Date(t * 1000).toLocaleDateString([], { weekday: "short" });
+    svg.append(tick);
   }
   const legend = el("div", { class: "legend small" });
   accounts.forEach((a, i) => {
