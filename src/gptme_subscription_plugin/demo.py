@@ -23,6 +23,7 @@ from .boundary_runner import BoundaryRunner
 from .config import Config
 from .credentials import CredentialError, load_credential
 from .demo_keep import KEPT_DAY_ENDS_AGO, leave_for_dashboard
+from .demo_transcripts import TranscriptWriter
 from .loopback import LoopbackAPI, make_profile_doc
 from .manager import SubscriptionManager, SwitchOutcome
 from .policy import Decision, format_duration
@@ -146,6 +147,7 @@ class Sandbox:
             lock_wait=2.0,
         )
         self.manager = SubscriptionManager(self.config, clock=clock)
+        self.transcripts = TranscriptWriter(self.claude_dir)
         self.seen_refresh_tokens: set[str] = set()
 
     def add_account(self, account: Account) -> None:
@@ -186,6 +188,7 @@ class Sandbox:
 
     def turn(self, session: str) -> None:
         self.manager.turns.mark_busy(session, self.clock())
+        self.transcripts.turn(session, self.clock())
 
     def stop(self, session: str) -> tuple[Decision | None, SwitchOutcome | None]:
         """What the Stop hook does: end the turn, then the boundary controller's Stop."""
