@@ -6,7 +6,7 @@ and `if TYPE_CHECKING:` blocks count too). The layers:
 - surfaces: `claude_code/` (the Claude Code hook pack), `gptme_plugin/` (the gptme tool and
   hooks) and `dashboard/` (the web dashboard). A surface imports the core and itself, never
   the other surfaces nor an outer module;
-- outer modules: the surfaces, `sim/`, `cli.py`, `cli_dashboard.py`, `__main__.py`, `demo.py`
+- outer modules: the surfaces, `sim/`, `cli.py`, `cli_dashboard.py`, `__main__.py`, `demo*.py`
   and `entry.py` (the console script, which routes `hook ...` to the Claude Code surface and
   the rest to the CLI). They may import anything but a surface may not import them;
 - the core: everything else. It imports no outer module.
@@ -23,7 +23,17 @@ import gptme_subscription_plugin
 PACKAGE = "gptme_subscription_plugin"
 ROOT = Path(gptme_subscription_plugin.__file__).parent
 SURFACES = ("claude_code", "gptme_plugin", "dashboard")
-OUTER = (*SURFACES, "sim", "cli", "cli_dashboard", "__main__", "demo", "entry")
+OUTER = (
+    *SURFACES,
+    "sim",
+    "cli",
+    "cli_dashboard",
+    "__main__",
+    "demo",
+    "demo_keep",
+    "demo_transcripts",
+    "entry",
+)
 
 
 def module_name(root: Path, package: str, path: Path) -> str:
