@@ -44,6 +44,7 @@ $(E2E_STAMP): pyproject.toml | $(DEV_STAMP)
 
 setup: $(DEV_STAMP) $(E2E_STAMP)
 	ln -sfn ../e2e-mitmproxy/bin/mitmdump $(BIN)/mitmdump
+	scripts/install-chromium.sh
 
 test: setup
 	$(BIN)/pytest $(ARGS)

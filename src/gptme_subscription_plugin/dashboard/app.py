@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 SNAPSHOT_MAX_AGE = 0.5
 TOKEN_COOKIE = "gptme_subscription_dashboard"
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
 )
 _ASSETS = {
     "/": ("page.html", "text/html; charset=utf-8"),
