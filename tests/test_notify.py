@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.credentials import access_token, refresh_token
+from tests.support.credentials import (
+    access_token,
+    claude_code_refresh,
+    credential_bytes,
+    refresh_token,
+)
 from tests.support.sandbox import Sandbox, hook_payload
 
 REJECTED = hook_payload("StopFailure", error="authentication_failed", error_details="401")
@@ -137,3 +142,19 @@ def test_a_missing_command_or_none_at_all_breaks_nothing(sb: Sandbox) -> None:
     (cfg / "config.toml").write_text("")
     sb.hook(FAILURE, hook_payload("StopFailure", session="s2", error="authentication_failed"))
     assert len(sb.events("alert")) == 1  # no command: no alert, no state
+
+
+def test_a_refresh_that_cannot_be_filed_alerts(sb: Sandbox) -> None:
+    """Claude Code refreshed alice (the live link became a file) and holds its credential
+    lock: heal cannot file the new pair into alice's slot, and says so."""
+    _, out = recorder(sb)
+    claude_code_refresh(sb.claude, credential_bytes("alice", generation=2))
+    (sb.claude / ".oauth_refresh.lock").mkdir()  # held, as proper-lockfile holds it
+    try:
+        proc = sb.run("heal", GPTME_SUBSCRIPTION_LOCK_WAIT="0.3")
+    finally:
+        (sb.claude / ".oauth_refresh.lock").rmdir()
+    assert proc.returncode != 0
+    (event,) = wait_for(lambda: [a for a in alerts(out) if a["kind"] == "refresh-unsaved"])
+    assert "could not be saved" in event["message"]
+    assert refresh_token("alice", 2) not in out.read_text()
