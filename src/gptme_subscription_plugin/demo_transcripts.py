@@ -63,7 +63,11 @@ class TranscriptWriter:
 
     def _line(self, session: str, at: float, kind: str, message: Mapping[str, object]) -> str:
         self.count += 1
-        stamp = datetime.fromtimestamp(at, timezone.utc).isoformat().replace("+00:00", "Z")
+        stamp = (
+            datetime.fromtimestamp(at, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
         doc = {
             "type": kind,
             "sessionId": session,
@@ -73,4 +77,4 @@ class TranscriptWriter:
             "timestamp": stamp,
             "message": message,
         }
-        return json.dumps(doc) + "\n"
+        return json.dumps(doc, separators=(",", ":")) + "\n"  # compact, as Claude Code writes

@@ -31,7 +31,11 @@ class Call:
 
 
 def stamp(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat().replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(at, timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def transcript_path(claude_dir: Path, session: str, project: str = "/work/app") -> Path:
@@ -83,5 +87,5 @@ def write_turn(
                 }
             )
     with path.open("a") as fh:
-        fh.write("".join(json.dumps(line) + "\n" for line in lines))
+        fh.write("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
     return path

@@ -225,8 +225,8 @@ class UsageLedger:
         for path in self._transcripts():
             stats.files += 1
             for line in self._new_lines(path, (_USAGE_MARK,), stats):
-                try:
-                    doc = json.loads(line)
+                try:  # str, not bytes: json skips guessing the encoding
+                    doc = json.loads(line.decode("utf-8", "replace"))
                 except (ValueError, RecursionError):
                     stats.bad_lines += 1
                     continue

@@ -55,10 +55,12 @@ def is_prompt(message: Any) -> bool:
 
 
 def _count(usage: dict[str, Any], key: str) -> int:
-    value = usage.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        return 0
-    return int(value)
+    value = usage.get(key, 0)
+    if type(value) is int:  # the common case first: a plain non-bool int
+        return value if value >= 0 else 0
+    if isinstance(value, float) and value >= 0:
+        return int(value)
+    return 0
 
 
 def parse_usage_line(doc: Any) -> UsageLine | None:
