@@ -27,6 +27,7 @@ from .cli_parser import (
     build_parser,
     config_from_args,
 )
+from .cli_usage import cmd_usage
 
 if TYPE_CHECKING:  # imported where used: `--help` and the hook path stay light
     from .manager import SubscriptionManager, SwitchOutcome
@@ -636,6 +637,7 @@ COMMANDS: dict[str, Callable[[SubscriptionManager, argparse.Namespace], int]] = 
     "run": cmd_run,
     "env": cmd_env,
     "dashboard": cmd_dashboard,
+    "usage": cmd_usage,
 }
 
 

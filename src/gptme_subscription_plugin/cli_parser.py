@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--dry-run", action="store_true", help="say what it would do, change nothing"
         )
         pa.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("usage", "requests, tokens and list-price cost per account (or session, model, day)")
+    p.add_argument("--since", default="7d", help="7d, 12h, 30m, 2w or a date (default 7d)")
+    p.add_argument("--until", help="same forms as --since (default: now)")
+    p.add_argument(
+        "--by", choices=("account", "session", "model", "day"), default="account", help="grouping"
+    )
     p = add(
         "dashboard",
         "serve the fleet dashboard (accounts, sessions, events, usage) on a local web page",

@@ -116,6 +116,9 @@ class Config:
     reset_resolution: Seconds = _DEFAULT.reset_resolution
     launch_session_cap: Annotated[float, Ge(1), Le(1000)] = _DEFAULT.launch_session_cap
     launch_window: Seconds = _DEFAULT.launch_window
+    # `usage` and the dashboard: list prices per model key (`opus-4.5`), USD per million
+    # tokens, over the dated table in accounting/prices.py (config file only)
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def live_path(self) -> Path:
@@ -274,6 +277,13 @@ def _normalize(config: Config) -> Config:
             if slot in seen:
                 raise _FieldError(name, f"slot {slot!r} listed twice")
             seen.add(slot)
+    for key, values in config.prices.items():
+        from .accounting.prices import price_from
+
+        try:
+            price_from(values)
+        except ValueError as exc:
+            raise _FieldError("prices", f"{key}: {exc}") from None
     if not re.match(r"^https?://[^\s/]+", config.api_base):
         raise _FieldError("api_base", "must be an http(s) URL such as https://api.anthropic.com")
     return dataclasses.replace(

@@ -187,13 +187,16 @@ class Sandbox:
         self.write_live_file(account)
 
     def turn(self, session: str) -> None:
+        """What UserPromptSubmit records, then the turn's requests in the transcript."""
         self.manager.turns.mark_busy(session, self.clock())
+        self.manager.record_turn(session, "start")
         self.transcripts.turn(session, self.clock())
 
     def stop(self, session: str) -> tuple[Decision | None, SwitchOutcome | None]:
         """What the Stop hook does: end the turn, then the boundary controller's Stop."""
         m = self.manager
         m.turns.mark_idle(session, self.clock())
+        m.record_turn(session, "end")
         result = BoundaryRunner(m).stop(session)
         return result.plan.decision, result.outcome
 

@@ -420,6 +420,16 @@ class SubscriptionManager:
         self._update_rotation(lambda rot: rot.rejected.pop(slot, None))
         self.events.append("credential-accepted", now, slot=slot, source="usage endpoint")
 
+    def record_turn(self, session_id: str, phase: str, slot: str | None = None) -> None:
+        """The slot serving `session_id` at a turn boundary (`phase` "start" or "end"), in the
+        event log: the usage ledger attributes the session's requests by it. `slot`: the
+        session's profile slot; None for a session on the live link (the live slot now)."""
+        home = "profile" if slot is not None else "link"
+        serving = slot if slot is not None else self.get_active_subscription()
+        self.events.append(
+            "turn", self.clock(), session=session_id, slot=serving, home=home, phase=phase
+        )
+
     def record_usage(self, snapshot: UsageSnapshot) -> None:
         """Feed a free observation (statusline, response headers) into the shared cache."""
         self.usage.record(snapshot)

@@ -106,10 +106,12 @@ def user_prompt_submit(payload: Mapping[str, Any], env: Mapping[str, str]) -> di
     if hs.slot is not None:
         if sid:
             m.turns.mark_busy(sid, m.clock(), slot=hs.slot)
+            m.record_turn(sid, "start", hs.slot)
         return _spent_output("UserPromptSubmit", ProfileRunner(m, hs.slot).prompt_submit(), sid)
     result = BoundaryRunner(m).prompt_submit(sid)
     if sid:
         m.turns.mark_busy(sid, m.clock())
+        m.record_turn(sid, "start")
     line = result.switched_line()
     notes = _lines(result, line)
     if line is None or result.summary is None:
@@ -125,6 +127,7 @@ def stop(payload: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] |
     sid = session_of(payload)
     if sid:
         m.turns.mark_idle(sid, m.clock(), slot=hs.slot)
+        m.record_turn(sid, "end", hs.slot)  # before any switch: the slot that answered
     if hs.slot is not None:
         line = ProfileRunner(m, hs.slot).stop().spent_line(sid)
         return {"systemMessage": line} if line else None

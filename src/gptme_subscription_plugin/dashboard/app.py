@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 
+from ..accounting.ledger import parse_since
 from ..redact import clean_external
 from .schema import ActionResult, Snapshot
 from .snapshot import Ledger, build_snapshot
@@ -130,7 +131,7 @@ def create_app(m: SubscriptionManager, options: DashboardOptions) -> FastAPI:
         if options.ledger is None:
             return JSONResponse({"detail": "usage ledger unavailable"}, status_code=503)
         try:
-            start = time.time() - parse_span(since)
+            start = parse_since(since, time.time())
         except ValueError as exc:
             return JSONResponse({"detail": clean_external(str(exc))}, status_code=400)
         if by not in ("account", "session", "model", "day"):
@@ -167,15 +168,6 @@ def create_app(m: SubscriptionManager, options: DashboardOptions) -> FastAPI:
     for path, (name, media) in _ASSETS.items():
         app.add_api_route(path, _asset(name, media), methods=["GET"], include_in_schema=False)
     return app
-
-
-def parse_span(text: str) -> float:
-    """`30m`, `12h`, `7d`, `2w` as seconds."""
-    units = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) <= 0:
-        raise ValueError(f"bad span {text[:20]!r}: use a number and m, h, d or w (7d)")
-    return int(number) * units[unit]
 
 
 def _asset(name: str, media: str) -> Callable[[Request], Response]:

@@ -12,10 +12,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from ..accounting.transcript_lines import (
+    UsageLine,
+    is_prompt,
+    merge,
+    parse_timestamp,
+    parse_usage_line,
+)
 from .model import COSTS, DAY, T0, CostModel, model_family
 from .workload import Request, Session, Turn, Workload, assign_lanes
 
@@ -36,36 +41,9 @@ class _Call:
     output: float
 
 
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _number(usage: dict[str, Any], key: str) -> float:
-    value = usage.get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _is_prompt(message: Any) -> bool:
-    """A user line that starts a turn: text from the person, not only tool results."""
-    if not isinstance(message, dict):
-        return False
-    content = message.get("content")
-    if isinstance(content, str):
-        return bool(content.strip())
-    if isinstance(content, list):
-        kinds = {b.get("type") for b in content if isinstance(b, dict)}
-        return bool(kinds) and "tool_result" not in kinds
-    return False
-
-
 def read_session(path: Path) -> tuple[str, list[float], list[_Call]]:
     """(session id, turn start times, deduplicated calls) of one transcript file."""
-    calls: dict[str, _Call] = {}
+    calls: dict[str, UsageLine] = {}
     prompts: list[float] = []
     session = path.stem
     with path.open(encoding="utf-8", errors="replace") as fh:
@@ -78,38 +56,27 @@ def read_session(path: Path) -> tuple[str, list[float], list[_Call]]:
                 continue
             if isinstance(doc.get("sessionId"), str):
                 session = doc["sessionId"]
-            at = _timestamp(doc.get("timestamp"))
-            message = doc.get("message")
-            if at is None or not isinstance(message, dict):
+            if doc.get("type") == "user" and is_prompt(doc.get("message")):
+                at = parse_timestamp(doc.get("timestamp"))
+                if at is not None:
+                    prompts.append(at)
                 continue
-            if doc.get("type") == "user" and _is_prompt(message):
-                prompts.append(at)
-                continue
-            usage = message.get("usage")
-            mid = message.get("id")
-            if (
-                doc.get("type") != "assistant"
-                or not isinstance(usage, dict)
-                or not isinstance(mid, str)
-            ):
-                continue
-            call = _Call(
-                at=at,
-                model=model_family(str(message.get("model") or "sonnet")),
-                input=_number(usage, "input_tokens"),
-                cache_read=_number(usage, "cache_read_input_tokens"),
-                cache_write=_number(usage, "cache_creation_input_tokens"),
-                output=_number(usage, "output_tokens"),
-            )
-            old = calls.get(mid)
-            if old is None:
-                calls[mid] = call
-            else:  # the same message again (one line per content block): keep the fullest
-                call.at = min(old.at, call.at)
-                if call.output < old.output:
-                    call.output = old.output
-                calls[mid] = call
-    return session, sorted(prompts), sorted(calls.values(), key=lambda c: c.at)
+            call = parse_usage_line(doc)
+            if call is not None:
+                old = calls.get(call.message_id)
+                calls[call.message_id] = call if old is None else merge(old, call)
+    found = [
+        _Call(
+            at=c.at,
+            model=model_family(c.model if c.model != "unknown" else "sonnet"),
+            input=float(c.input),
+            cache_read=float(c.cache_read),
+            cache_write=float(c.cache_write),
+            output=float(c.output),
+        )
+        for c in calls.values()
+    ]
+    return session, sorted(prompts), sorted(found, key=lambda c: c.at)
 
 
 def load_transcripts(directory: Path, costs: CostModel = COSTS) -> Workload:
