@@ -7,8 +7,8 @@ Everything is real and local: `gptme-subscription demo --keep` leaves its three 
 slots, events and transcripts in a temp dir, `gptme-subscription ... dashboard --port 0` serves
 them on 127.0.0.1, and the browser harness of the tests (tests/support/browser.py: Debian's
 chromium through its chromedriver, nothing downloaded) loads the page. The script waits until
-the page shows every slot, the events, the chart and one session that a real UserPromptSubmit
-hook run marked mid-turn, checks that no token of the sandbox is in
+the page shows every slot, the events, the chart and the demo's last session, which a
+real UserPromptSubmit hook run marks mid-turn again, checks that no token of the sandbox is in
 the page, saves the PNG and removes the sandbox.
 """
 
@@ -31,13 +31,20 @@ from tests.support.browser import CHROMEDRIVER, CHROMIUM, chromium, wait_until  
 from tests.support.dashboard import serving_dashboard  # noqa: E402
 from tests.support.sandbox import run_ours  # noqa: E402
 
-PROMPT = {
-    "session_id": "4f7d2c1e-demo-session",
-    "hook_event_name": "UserPromptSubmit",
-    "cwd": "/home/me/projects/webapp",
-    "transcript_path": "/home/me/.claude/projects/-home-me-projects-webapp/4f7d2c1e.jsonl",
-    "prompt": "add the login page",
-}
+
+def _prompt(claude_dir: Path) -> dict[str, str]:
+    """The UserPromptSubmit payload Claude Code would send for the next prompt of the demo's
+    most recent session (its id and cwd from its transcript), so the page can show that
+    session's project, model and last turns."""
+    transcript = max((claude_dir / "projects").glob("*/*.jsonl"), key=lambda p: p.stat().st_mtime)
+    first = json.loads(transcript.read_text().splitlines()[0])
+    return {
+        "session_id": first["sessionId"],
+        "hook_event_name": "UserPromptSubmit",
+        "cwd": first["cwd"],
+        "transcript_path": str(transcript),
+        "prompt": "next step, please",
+    }
 
 
 def _flags_as_env(flags: list[str]) -> dict[str, str]:
@@ -48,12 +55,16 @@ def _flags_as_env(flags: list[str]) -> dict[str, str]:
 
 
 def _tokens(claude_dir: Path) -> list[str]:
-    """Every token in the sandbox's credential files (none may be on the page)."""
+    """Every token in the sandbox's credential files and their backups (none may be on the
+    page)."""
     found: list[str] = []
-    for path in claude_dir.glob(".credentials.json*"):
-        if path.is_symlink():
+    for path in claude_dir.rglob("*"):
+        if path.is_symlink() or not path.is_file() or "projects" in path.parts:
             continue
-        oauth = json.loads(path.read_text()).get("claudeAiOauth") or {}
+        try:
+            oauth = json.loads(path.read_text()).get("claudeAiOauth") or {}
+        except (ValueError, AttributeError):
+            continue
         found += [t for t in (oauth.get("accessToken"), oauth.get("refreshToken")) if t]
     return found
 
@@ -65,9 +76,9 @@ def _viewport(driver: Any, width: int, height: int) -> None:
     driver.set_window_size(2 * width - inner_w, 2 * height - inner_h)
 
 
-def _ready(driver: Any, slots: int) -> bool:
+def _ready(driver: Any, slots: int, project: str) -> bool:
     """The first snapshot has been drawn: every slot's row with its weekly figure, the events,
-    the chart and the live marker."""
+    the chart, the live marker and the busy session with its project."""
     from selenium.webdriver.common.by import By
 
     rows = driver.find_elements(By.CSS_SELECTOR, "#accounts tbody tr[data-slot]")
@@ -76,7 +87,8 @@ def _ready(driver: Any, slots: int) -> bool:
         and all("%" in row.text for row in rows)
         and bool(driver.find_elements(By.CSS_SELECTOR, "#accounts tbody tr.live"))
         and bool(driver.find_elements(By.CSS_SELECTOR, "#events li"))
-        and bool(driver.find_elements(By.CSS_SELECTOR, "#sessions tbody tr[data-session]"))
+        and bool(driver.find_elements(By.CSS_SELECTOR, "#sessions tbody tr.busy[data-session]"))
+        and project in driver.find_element(By.ID, "sessions").text  # its transcript, read
         and bool(driver.find_element(By.ID, "updated").text.strip())
     )
 
@@ -106,19 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         words = shlex.split(doc["summary"]["dashboard"])  # gptme-subscription FLAGS dashboard
         flags = words[1:-1]
         claude_dir = Path(flags[flags.index("--claude-dir") + 1])
-        slots = len({p.name for p in claude_dir.glob(".credentials.json.*")})
+        status = run_ours([*flags, "status", "--json"], env)
+        slots = len(json.loads(status.stdout)["slots"])
         # one session mid-turn, as Claude Code's UserPromptSubmit hook marks it
         hook_env = {**env, **_flags_as_env(flags)}  # a hook takes no flags, only env
-        hook = run_ours(["hook", "UserPromptSubmit"], hook_env, stdin=json.dumps(PROMPT))
+        prompt = _prompt(claude_dir)
+        project = Path(prompt["cwd"]).name
+        hook = run_ours(["hook", "UserPromptSubmit"], hook_env, stdin=json.dumps(prompt))
         if hook.returncode != 0:
             print(f"screenshot: the hook failed: {hook.stderr.strip()}", file=sys.stderr)
             return 1
         with serving_dashboard(flags, (), env) as dash, chromium() as driver:
             _viewport(driver, width, height)
             driver.get(dash.url)
-            wait_until(driver, lambda d: _ready(d, slots), timeout=30)
+            wait_until(driver, lambda d: _ready(d, slots, project), timeout=30)
             page = driver.page_source
-            leaked = [t for t in _tokens(claude_dir) if t in page]
+            tokens = _tokens(claude_dir)
+            leaked = [t for t in tokens if t in page]
             if leaked:
                 print(f"screenshot: {len(leaked)} token(s) on the page: not saved", file=sys.stderr)
                 return 1
@@ -126,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             if not driver.save_screenshot(str(args.out)):
                 print(f"screenshot: the browser saved nothing to {args.out}", file=sys.stderr)
                 return 1
-        print(f"screenshot: {args.out} ({width}x{height}, {slots} slots, {dash.url})")
+        print(
+            f"screenshot: {args.out} ({width}x{height}, {slots} slots, "
+            f"{len(tokens)} tokens checked absent, {dash.url})"
+        )
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -180,3 +180,31 @@ def test_the_installer_off_root_says_the_browser_tests_will_skip(tmp_path) -> No
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()
     assert "/nonexistent/chromium" in line and "the browser tests will skip" in line
+
+
+# ---------------------------------------------------------------- scripts/screenshot_dashboard.py
+
+
+@pytest.mark.browser
+def test_the_screenshot_script_saves_the_demo_dashboard(tmp_path) -> None:
+    """docs/dashboard.png's maker still works: a PNG of exactly the asked page size, saved
+    after the page showed the demo's slots, events and busy session without a token."""
+    import struct
+
+    from tests.support.browser import require_browser
+
+    require_browser()
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "screenshot_dashboard.py"), "--out", str(out)]
+        + ["--size", "1000x700"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 slots" in proc.stdout and "tokens checked absent" in proc.stdout
+    head = out.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", head[16:24]) == (1000, 700)
