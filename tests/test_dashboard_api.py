@@ -16,6 +16,7 @@ from gptme_subscription_plugin.credentials import fingerprint
 from tests.support.credentials import access_token, refresh_token
 from tests.support.dashboard import running_dashboard
 from tests.support.sandbox import Sandbox, hook_payload
+from tests.support.transcripts import OPUS, Call, write_turn
 
 pytest.importorskip("fastapi")
 
@@ -171,3 +172,33 @@ def test_off_loopback_needs_a_token(sb: Sandbox) -> None:
         conn.request("GET", "/", headers={"Cookie": cookie.split(";")[0]})
         assert conn.getresponse().status == 200
         conn.close()
+
+
+def test_usage_and_cost_match_the_transcripts_to_the_token(sb: Sandbox) -> None:
+    first = [Call("m1", input=11, output=101), Call("m2", OPUS, input=7, output=900)]
+    second = [Call("m3", output=55, cache_read=70_000)]
+    with running_dashboard(sb) as dash:
+        sb.hook("UserPromptSubmit", hook_payload("UserPromptSubmit", session="s-use"))
+        write_turn(sb.claude, "s-use", first)
+        sb.hook("Stop", hook_payload("Stop", session="s-use"))
+        sb.run("switch", "bob", code=0)
+        sb.hook("UserPromptSubmit", hook_payload("UserPromptSubmit", session="s-use"))
+        write_turn(sb.claude, "s-use", second)
+        # the server reads new transcript lines every few seconds
+        snap = _wait_for(lambda s: _account(s, "bob")["week"]["requests"] == 1, dash, 20)
+        api = dash.json("/api/usage?since=1d&by=account")
+        assert dash.request("/api/usage?since=soon")[0] == 400
+        assert dash.request("/api/usage?by=colour")[0] == 400
+    for name, calls in (("alice", first), ("bob", second)):
+        for span in ("today", "week"):
+            got = _account(snap, name)[span]
+            assert got["requests"] == len(calls)
+            assert got["output_tokens"] == sum(c.output for c in calls)
+            assert got["cache_read_tokens"] == sum(c.cache_read for c in calls)
+            assert got["cost_usd"] == pytest.approx(sum(c.cost() for c in calls), abs=1e-9)
+    assert {r["key"]: r["requests"] for r in api["rows"]} == {"alice": 2, "bob": 1}
+    cli = json.loads(sb.run("usage", "--json", "--since", "1d").stdout)
+    assert api["rows"] == cli["rows"] and api["total"] == cli["total"]
+    (session,) = [s for s in snap["sessions"] if s["session_id"] == "s-use"]
+    assert session["project"] == "app" and session["model"] == second[-1].model
+    assert [t["output_tokens"] for t in session["last_turns"]] == [1001, 55]

@@ -34,6 +34,7 @@ from .boundary import (
 )
 from .hookstatus import write_hook_status
 from .manager import SubscriptionManager, SwitchOutcome
+from .notify import check_boundary
 from .policy import Decision, PolicyView, format_duration, may_serve, recovery_time
 from .pressure import describe_usage
 from .status_snapshot import agent_summary
@@ -86,6 +87,7 @@ def publish_summary(
     pending = m.rotation().pending
     summary = agent_summary(m, view, decision, now, pending.slot if pending else None)
     write_hook_status(m.config.state_dir, {**summary.to_dict(), "updated_at": now})
+    check_boundary(m, view, now)
     return summary
 
 

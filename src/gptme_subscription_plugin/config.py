@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import stat
 import sys
 from collections.abc import Mapping
@@ -119,6 +120,12 @@ class Config:
     # `usage` and the dashboard: list prices per model key (`opus-4.5`), USD per million
     # tokens, over the dated table in accounting/prices.py (config file only)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    # alerts (notify.py): a command (argv, or one string split like a shell would, never run
+    # by one) given a JSON event on stdin; at most one per kind per notify_interval
+    notify_command: list[str] | str = field(default_factory=list)
+    notify_interval: Seconds = 900.0
+    notify_timeout: Annotated[float, Gt(0), Le(300)] = 10.0
+    pending_alert_after: PositiveSeconds = 900.0
 
     @property
     def live_path(self) -> Path:
@@ -129,6 +136,11 @@ class Config:
         """Where the per-slot config dirs live: `profiles_dir`, else `~/.claude-profiles`
         (beside the claude dir, not in the state dir: they hold credentials, the state never)."""
         return self.profiles_dir or self.home / ".claude-profiles"
+
+    @property
+    def notify_argv(self) -> list[str]:
+        command = self.notify_command
+        return shlex.split(command) if isinstance(command, str) else list(command)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -277,6 +289,11 @@ def _normalize(config: Config) -> Config:
             if slot in seen:
                 raise _FieldError(name, f"slot {slot!r} listed twice")
             seen.add(slot)
+    if isinstance(config.notify_command, str):
+        try:
+            shlex.split(config.notify_command)
+        except ValueError as exc:
+            raise _FieldError("notify_command", f"cannot split it into words: {exc}") from None
     for key, values in config.prices.items():
         from .accounting.prices import price_from
 

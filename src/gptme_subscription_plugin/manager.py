@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from . import fsutil
 from .config import Config
 from .identity import IdentityResolver
+from .notify import alert
 from .outcomes import (
     ProbeResult,
     SlotReport,
@@ -362,6 +363,12 @@ class SubscriptionManager:
             result = self.slots.heal()
         except Exception as exc:
             self.events.append("refusal", now, action="heal", reason=_one_line(exc))
+            alert(
+                self,
+                "refresh-unsaved",
+                f"the live credential could not be saved into its slot: {_one_line(exc)}; "
+                "run gptme-subscription doctor",
+            )
             raise
         if result.healed or result.actions:
             self.events.append(
@@ -412,6 +419,12 @@ class SubscriptionManager:
         key = credential_key(self.slots.check(slot))
         self._update_rotation(lambda rot: rot.reject(slot, now, key, source))
         self.events.append("credential-rejected", now, slot=slot, source=source)
+        alert(
+            self,
+            "credential-rejected",
+            f"{slot}: Anthropic refused its login ({source}); run gptme-subscription reauth {slot}",
+            slot=slot,
+        )
 
     def _clear_rejection_after_success(self, slot: str, entry: Rejection, now: float) -> None:
         at = entry.at
