@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 E2E_VENV := $(VENV)/e2e-mitmproxy
 DEV_STAMP := $(VENV)/.installed
 E2E_STAMP := $(E2E_VENV)/.installed
-LINT_PATHS := src tests benchmarks
+LINT_PATHS := src tests benchmarks scripts
 # The quick loop leaves out the end-to-end tests (real Claude Code CLI), the hook storm and the
 # SIGKILL-at-every-step crash tests (markers registered in pyproject.toml).
 FAST_MARKERS := not e2e and not storm and not crash

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from .support.browser import chromium
 from .support.credentials import serve_profile
 from .support.fake_api import FakeAnthropicServer
 from .support.sandbox import Cli
@@ -29,6 +31,14 @@ def cli(tmp_path, fake_server) -> Iterator[Cli]:
     yield c
     for text in c.outputs:
         assert "sk-ant" not in text
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium as a Selenium WebDriver with a fresh profile
+    (tests/support/browser.py); skips without it, fails in CI (GPTME_SUBSCRIPTION_CI)."""
+    with chromium() as driver:
+        yield driver
 
 
 # ---------------------------------------------------------------- secrets and modes, everywhere

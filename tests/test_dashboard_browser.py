@@ -92,3 +92,48 @@ def test_the_page_follows_the_sandbox(tmp_path, fake_server) -> None:
             assert token not in page
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         assert not errors, errors
+
+
+def _fetch_status(driver, path: str, body: dict, headers: dict) -> int:
+    """The status a POST from the page's own script gets (same origin, its cookies)."""
+    script = """
+const [path, body, headers, done] = arguments;
+fetch(path, {method: "POST", credentials: "same-origin",
+             headers: {"Content-Type": "application/json", ...headers},
+             body: JSON.stringify(body)}).then((r) => done(r.status), () => done(-1));
+"""
+    return driver.execute_async_script(script, path, body, headers)
+
+
+def test_without_the_action_token_the_page_cannot_switch(tmp_path, fake_server, browser) -> None:
+    """--allow-actions, but the page opened without its token: the switch button is refused
+    (403, said on the page), as is a POST from outside; the live link stays."""
+    sb = Sandbox(tmp_path, ("alice", "bob"), server=fake_server, expires_at=time.time() + 8 * 3600)
+    with running_dashboard(sb, "--allow-actions") as dash:
+        browser.get(dash.url)
+        wait_until(browser, lambda d: _click(d, 'button.switch[data-slot="bob"]'))
+        said = wait_until(browser, lambda d: _text(d, "#action-result"))
+        assert "X-Action-Token" in said
+        status, _ = dash.action("/api/actions/switch", {"slot": "bob"})
+        assert status == 403
+        assert _fetch_status(browser, "/api/actions/switch", {"slot": "bob"}, {}) == 403
+        wrong = {"X-Action-Token": "not-the-token"}
+        assert _fetch_status(browser, "/api/actions/switch", {"slot": "bob"}, wrong) == 403
+        assert sb.live() == "alice" and sb.events("switch") == []
+
+
+def test_a_read_only_page_offers_no_action(tmp_path, fake_server, browser) -> None:
+    """Without --allow-actions: no switch or heal button on the page, and a POST from the
+    page itself changes nothing."""
+    from selenium.webdriver.common.by import By
+
+    sb = Sandbox(tmp_path, ("alice", "bob"), server=fake_server, expires_at=time.time() + 8 * 3600)
+    with running_dashboard(sb) as dash:
+        browser.get(dash.url)
+        wait_until(browser, lambda d: _row(d, '#accounts tr.live[data-slot="alice"]'))
+        assert _row(browser, '#accounts tr[data-slot="bob"]') is not None
+        assert browser.find_elements(By.CSS_SELECTOR, "button.switch") == []
+        assert not browser.find_element(By.ID, "action-bar").is_displayed()
+        status = _fetch_status(browser, "/api/actions/switch", {"slot": "bob"}, {})
+        assert status == 405  # read-only: no action at all
+        assert sb.live() == "alice" and sb.events("switch") == []

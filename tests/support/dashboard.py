@@ -12,7 +12,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,9 +67,28 @@ def running_dashboard(
     sb: Sandbox, *args: str, timeout: float = 30.0, **env: str
 ) -> Iterator[DashboardProcess]:
     """`dashboard --port 0 ARGS` over `sb` until the block ends; waits for its URL line."""
+    with serving_dashboard((), args, {**sb.env, **env}, timeout=timeout) as dash:
+        yield dash
+
+
+@contextmanager
+def serving_dashboard(
+    flags: Sequence[str], args: Sequence[str], env: Mapping[str, str], *, timeout: float = 30.0
+) -> Iterator[DashboardProcess]:
+    """`gptme-subscription FLAGS dashboard --port 0 ARGS` in `env` (config flags such as
+    `demo --keep` prints go before the command) until the block ends."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gptme_subscription_plugin", "dashboard", "--port", "0", *args],
-        env={**sb.env, **env},
+        [
+            sys.executable,
+            "-m",
+            "gptme_subscription_plugin",
+            *flags,
+            "dashboard",
+            "--port",
+            "0",
+            *args,
+        ],
+        env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
