@@ -61,7 +61,9 @@ function bar(window) {
     box.append(pace);
   }
   const burn = window.burn_per_hour !== null ? ` · ${pct(window.burn_per_hour)}/h` : "";
-  return el("div", {}, box, el("span", { class: "small" }, `${pct(window.utilization)}${burn} `), countdown(window.resets_at));
+  const idle = window.resets_at === null && window.utilization === 0;
+  const when = idle ? el("span", { class: "small" }, "window not started") : countdown(window.resets_at);
+  return el("div", {}, box, el("span", { class: "small" }, `${pct(window.utilization)}${burn} `), when);
 }
 
 function totals(t) {
@@ -99,7 +101,7 @@ function accountRow(a, actions) {
 function sessionRow(s) {
   const last = s.last_turns.map((t) => tokens(t.input_tokens + t.output_tokens + t.cache_write_tokens + t.cache_read_tokens)).join(" · ");
   return el("tr", { "data-session": s.session_id, class: s.state === "mid-turn" ? "busy" : null },
-    el("td", { class: "sid" }, s.session_id.slice(0, 8)),
+    el("td", { class: "sid", title: s.session_id }, s.session_id.length > 12 ? s.session_id.slice(0, 8) + "…" : s.session_id),
     el("td", {}, s.slot || "–", el("div", { class: "small" }, s.home)),
     el("td", { class: "state" }, s.state),
     el("td", {}, s.project || "–"),
