@@ -21,11 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .detached import start_detached
 from .redact import clean_external
 
 if TYPE_CHECKING:
@@ -122,21 +121,14 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
 def _spawn_watchdog(argv: list[str], timeout: float, event: dict[str, Any]) -> None:
     """Start the watchdog and hand it the job; do not wait for it."""
     job = json.dumps({"argv": argv, "timeout": timeout, "event": event}).encode()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gptme_subscription_plugin.notify"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(job)  # a few hundred bytes: the pipe takes them without blocking
-    proc.stdin.close()
+    start_detached(["gptme_subscription_plugin.notify"], job)
 
 
 def run_watchdog(job: dict[str, Any]) -> int:
     """Run the command with the event on stdin; kill its whole group after the timeout."""
+    import signal
+    import subprocess
+
     argv, timeout, event = job["argv"], float(job["timeout"]), job["event"]
     try:
         proc = subprocess.Popen(

@@ -99,19 +99,9 @@ def run(event: str, payload: Mapping[str, object], env: Mapping[str, str]) -> di
 
 def detach(worker: str, payload: Mapping[str, object]) -> None:
     """Run `hook <worker>` in its own session, fed the payload, without waiting for it."""
-    import subprocess
+    from ..detached import start_detached
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gptme_subscription_plugin", "hook", worker],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(payload).encode())
-    proc.stdin.close()
+    start_detached(["gptme_subscription_plugin", "hook", worker], json.dumps(payload).encode())
 
 
 def main(argv: Sequence[str]) -> int:
