@@ -56,8 +56,11 @@ CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, session TEXT, ts REAL, model TEXT,
     input INTEGER, output INTEGER, cache_write INTEGER, cache_write_1h INTEGER,
     cache_read INTEGER, cwd TEXT, slot TEXT, by_turn INTEGER DEFAULT 0);
-CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
+-- covering the reports: a range of time is read from the index alone, never the rows
+CREATE INDEX IF NOT EXISTS messages_report ON messages (
+    ts, slot, model, input, output, cache_write, cache_write_1h, cache_read);
 CREATE INDEX IF NOT EXISTS messages_session ON messages (session, ts);
+CREATE INDEX IF NOT EXISTS messages_unattributed ON messages (id) WHERE slot IS NULL;
 CREATE TABLE IF NOT EXISTS turns (
     session TEXT, ts REAL, slot TEXT, phase TEXT, PRIMARY KEY (session, ts, phase));
 CREATE TABLE IF NOT EXISTS switches (ts REAL PRIMARY KEY, slot TEXT);
