@@ -392,6 +392,8 @@ def _same(name: str, raw: Any, cached: Any) -> bool:
         return isinstance(raw, list) and raw == cached
     if name == "api_base":
         return isinstance(raw, str) and raw.rstrip("/") == cached
+    if isinstance(raw, (list, dict)):  # notify_command's argv, prices (5 == 5.0 holds)
+        return type(raw) is type(cached) and raw == cached
     if isinstance(raw, str) and isinstance(cached, str):
         return raw == cached
     numbers = (int, float)
