@@ -202,3 +202,26 @@ def test_usage_and_cost_match_the_transcripts_to_the_token(sb: Sandbox) -> None:
     (session,) = [s for s in snap["sessions"] if s["session_id"] == "s-use"]
     assert session["project"] == "app" and session["model"] == second[-1].model
     assert [t["output_tokens"] for t in session["last_turns"]] == [1001, 55]
+
+
+def test_notify_shows_a_desktop_notification_for_a_refused_login(sb: Sandbox) -> None:
+    """`--notify` hands new alert-worthy events to notify-send (here a script on PATH that
+    writes down its arguments), once per kind."""
+    bin_dir = sb.root / "bin"
+    bin_dir.mkdir()
+    seen = sb.root / "notified.txt"
+    fake = bin_dir / "notify-send"
+    fake.write_text(f'#!/bin/sh\nprintf "%s|%s\\n" "$1" "$2" >> {seen}\n')
+    fake.chmod(0o755)
+    path = f"{bin_dir}:{sb.env['PATH']}"
+    with running_dashboard(sb, "--notify", PATH=path) as dash:
+        rejected = hook_payload("StopFailure", error="authentication_failed")
+        sb.hook("stop-failure-worker", rejected)
+        deadline = time.monotonic() + 20
+        while not (seen.exists() and seen.read_text()):
+            assert time.monotonic() < deadline, "no notification"
+            time.sleep(0.1)  # the server looks at new events every few seconds
+        assert dash.proc.poll() is None
+    title, text = seen.read_text().splitlines()[0].split("|", 1)
+    assert title == "gptme-subscription: credential-rejected" and "alice" in text
+    assert "sk-ant" not in seen.read_text()
