@@ -101,7 +101,7 @@ def test_openapi_is_served_and_other_paths_are_404(sb: Sandbox) -> None:
     with running_dashboard(sb) as dash:
         spec = dash.json("/openapi.json")
         assert {"/api/snapshot", "/api/usage"} <= set(spec["paths"])
-        assert "Snapshot" in spec["components"]["schemas"]
+        assert {"Snapshot", "UsageReportModel"} <= set(spec["components"]["schemas"])
         for path in ("/docs", "/etc/passwd", "/api/nothing", "/../state/rotation.json"):
             assert dash.request(path)[0] == 404, path
         # read-only by default: no action route, a POST is refused

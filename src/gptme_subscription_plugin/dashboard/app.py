@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from ..accounting.ledger import parse_since
 from ..redact import clean_external
-from .schema import ActionResult, Snapshot
+from .schema import ActionResult, Snapshot, UsageReportModel
 from .snapshot import Ledger, build_snapshot
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def create_app(m: SubscriptionManager, options: DashboardOptions) -> FastAPI:
         """Everything the page shows, read once."""
         return board.snapshot()
 
-    @app.get("/api/usage")
+    @app.get("/api/usage", response_model=UsageReportModel)
     def api_usage(since: str = "7d", by: str = "account") -> Any:
         """Requests, tokens and cost from the transcripts (as `gptme-subscription usage`)."""
         if options.ledger is None:

@@ -98,6 +98,34 @@ class Snapshot(BaseModel):
     actions: bool = Field(description="the server takes switch and heal actions")
 
 
+class UsageRowModel(BaseModel):
+    """One group of `usage`: an account, a session, a model or a day."""
+
+    key: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    tokens: int
+    cost_usd: float = Field(description="list-price cost of the priced requests")
+    unpriced_requests: int = Field(description="requests of models with no price")
+    last_at: float | None
+    models: list[str]
+
+
+class UsageReportModel(BaseModel):
+    """What `/api/usage` and `gptme-subscription usage --json` answer."""
+
+    since: float
+    until: float | None
+    by: str
+    rows: list[UsageRowModel]
+    total: UsageRowModel
+    unknown_models: list[str]
+    prices_as_of: str
+
+
 class ActionResult(BaseModel):
     ok: bool
     detail: str
