@@ -123,7 +123,10 @@ def test_installed_from_the_marketplace_its_hooks_run_in_a_headless_session(
     assert first.token == TOK_A
     # UserPromptSubmit / PreToolUse: the session was registered busy while its tool ran
     assert second.mentions('"state": "busy"')
-    # UserPromptSubmit and Stop each evaluated once; SessionEnd unregistered the session
+    # UserPromptSubmit and Stop each evaluated once and named the slot serving the session
+    # (the usage ledger's attribution); SessionEnd unregistered the session
     events = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
-    assert [e["kind"] for e in events] == ["decision", "decision"]
+    assert [e["kind"] for e in events] == ["decision", "turn", "turn", "decision"]
+    turns = [(e["session"], e["slot"], e["phase"]) for e in events if e["kind"] == "turn"]
+    assert turns == [(run.session_id, "a", "start"), (run.session_id, "a", "end")]
     assert not (state / "sessions" / f"{run.session_id}.json").exists()
