@@ -202,3 +202,11 @@ def test_hook_in_process_leaves_signal_dispositions_as_it_found_them() -> None:
     run_hook("stop-failure", b"{}")
     after = {sig: signal.getsignal(sig) for sig in before}
     assert after == before
+
+
+def test_a_home_of_a_user_that_does_not_exist_is_a_config_error() -> None:
+    """`~0` names user "0"'s home, which does not exist: one line naming the key, not a
+    RuntimeError from `Path.expanduser` (found by the fuzz test above)."""
+    env = {"HOME": "/nonexistent-home", "GPTME_SUBSCRIPTION_CLAUDE_DIR": "~0"}
+    with pytest.raises(ConfigError, match="GPTME_SUBSCRIPTION_CLAUDE_DIR: cannot expand"):
+        load_config(env=env)

@@ -305,13 +305,21 @@ def _normalize(config: Config) -> Config:
         raise _FieldError("api_base", "must be an http(s) URL such as https://api.anthropic.com")
     return dataclasses.replace(
         config,
-        claude_dir=config.claude_dir.expanduser(),
-        state_dir=config.state_dir.expanduser(),
-        home=config.home.expanduser(),
-        usage_script=config.usage_script.expanduser() if config.usage_script else None,
-        profiles_dir=config.profiles_dir.expanduser() if config.profiles_dir else None,
+        claude_dir=_expand("claude_dir", config.claude_dir),
+        state_dir=_expand("state_dir", config.state_dir),
+        home=_expand("home", config.home),
+        usage_script=_expand("usage_script", config.usage_script) if config.usage_script else None,
+        profiles_dir=_expand("profiles_dir", config.profiles_dir) if config.profiles_dir else None,
         api_base=config.api_base.rstrip("/"),
     )
+
+
+def _expand(name: str, path: Path) -> Path:
+    """`~` and `~user` expanded; a user that does not exist (`~0`) is this field's error."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise _FieldError(name, f"cannot expand {str(path)[:40]!r}: no such user's home") from None
 
 
 def _error(merged: Sourced, name: str, message: str) -> ConfigError:
