@@ -48,8 +48,9 @@ EVENT_KINDS = frozenset(
     }
 )
 EVENTS_SHOWN = 40
-# the slot-file writes of ours that an event names (anything else was Claude Code refreshing)
-_WRITERS = {"slot-add": "slot add", "reauth": "reauth", "profile-enable": "profile enable"}
+# the slot-file writes of ours that an event names (anything else was Claude Code refreshing);
+# `profile enable|disable` move the file (its mtime stays) and `reauth` logs no event
+_WRITERS = {"slot-add": "slot add"}
 _WRITE_MATCH_S = 5.0
 
 
