@@ -31,7 +31,7 @@ def cmd_usage(m: SubscriptionManager, args: argparse.Namespace) -> int:
         print(f"usage: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
     try:
-        stats = ledger.update(now)
+        stats = ledger.update()
         report = ledger.report(since=since, until=until, by=args.by)
     finally:
         ledger.close()
@@ -48,9 +48,7 @@ def cmd_usage(m: SubscriptionManager, args: argparse.Namespace) -> int:
 
 
 def render(report: UsageReport) -> str:
-    head = ("account", "session", "model", "day")[
-        ("account", "session", "model", "day").index(report.by)
-    ]
+    head = report.by
     rows = [
         (
             r.key,

@@ -294,9 +294,9 @@ def _normalize(config: Config) -> Config:
             shlex.split(config.notify_command)
         except ValueError as exc:
             raise _FieldError("notify_command", f"cannot split it into words: {exc}") from None
-    for key, values in config.prices.items():
+    if config.prices:
         from .accounting.prices import price_from
-
+    for key, values in config.prices.items():
         try:
             price_from(values)
         except ValueError as exc:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .manager import SubscriptionManager
     from .policy_types import PolicyView
 
-ALERT_KINDS = ("pool-red", "credential-rejected", "needs-login", "refresh-unsaved", "pending-stale")
 ALERTS_DOC = "alerts"
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +48,6 @@ _USAGE_MARK = b'"usage"'
 _EVENT_MARKS = (b'"kind":"turn"', b'"kind":"switch"')
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER, offset INTEGER);
 CREATE TABLE IF NOT EXISTS messages (
@@ -85,7 +83,7 @@ class LedgerError(Exception):
 @dataclass
 class UpdateStats:
     files: int = 0  # transcripts seen
-    read: int = 0  # transcripts with new bytes
+    read: int = 0  # files with new bytes (transcripts and the event log)
     usage_lines: int = 0  # lines with usage read (a message has one per content block)
     bad_lines: int = 0  # lines with "usage" that were not JSON
     long_lines: int = 0  # lines over the length cap, skipped
@@ -192,7 +190,7 @@ class UsageLedger:
 
     # ------------------------------------------------------------ reading new data
 
-    def update(self, now: float | None = None) -> UpdateStats:
+    def update(self) -> UpdateStats:
         """Read what was appended since the last update: events first (so the new messages
         find their turn), then transcripts; then attribute what needs it."""
         stats = UpdateStats()
@@ -200,10 +198,6 @@ class UsageLedger:
             new_sessions, earliest_switch = self._read_events(stats)
             new_sessions |= self._read_transcripts(stats)
             self._attribute(new_sessions, earliest_switch)
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('updated_at', ?)",
-                (str(time.time() if now is None else now),),
-            )
         return stats
 
     @contextlib.contextmanager
@@ -380,9 +374,10 @@ class UsageLedger:
             else:
                 part.cost_usd = price.cost(inp, out, write - write_1h, write_1h, read)
             rows.setdefault(part.key, UsageRow(part.key)).add(part)
-        ordered = sorted(rows.values(), key=lambda r: (r.key == UNKNOWN, -r.cost_usd, r.key))
-        if by == "day":
+        if by == "day":  # days in order; anything else costliest first, unknown last
             ordered = sorted(rows.values(), key=lambda r: r.key)
+        else:
+            ordered = sorted(rows.values(), key=lambda r: (r.key == UNKNOWN, -r.cost_usd, r.key))
         total = UsageRow("total")
         for row in ordered:
             total.add(row)
@@ -428,10 +423,6 @@ class UsageLedger:
             )
         return turns[-n:]
 
-    def updated_at(self) -> float | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'updated_at'").fetchone()
-        return float(row[0]) if row else None
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -456,7 +447,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         return db
     except sqlite3.DatabaseError as exc:
         raise LedgerError(
-            f"{path}: {exc} (delete it: it is rebuilt from the transcripts)"
+            f"{path}: {exc} (deleting it rebuilds it from the transcripts and the event log)"
         ) from None
     except FileExistsError:
         return _connect(path)  # another process made it between our check and create

@@ -12,6 +12,7 @@ import subprocess
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..accounting.ledger import UsageLedger
 from ..redact import clean_external
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class Feeder:
         from ..manager import SubscriptionManager
 
         self.m = SubscriptionManager(m.config)
-        self.ledger: Any = _open_ledger(m)
-        self._reader: Any = _open_ledger(m)  # the thread's own connection
+        self.ledger = _open_ledger(m)
+        self._reader = _open_ledger(m)  # the thread's own connection
         self._note: str | None = (
             "reading transcripts…"
             if self.ledger is not None
@@ -73,7 +74,8 @@ class Feeder:
             self._stop.wait(LEDGER_EVERY)
 
     def _read_transcripts(self) -> None:
-        self._reader.update(self.m.clock())
+        assert self._reader is not None
+        self._reader.update()
         self._note = None
 
     def _notify(self) -> None:
@@ -105,11 +107,8 @@ class Feeder:
             self._note = f"background update failed: {clean_external(str(exc), 160)}"
 
 
-def _open_ledger(m: SubscriptionManager) -> Any:
-    try:
-        from ..accounting.ledger import UsageLedger
-    except ImportError:
-        return None
+def _open_ledger(m: SubscriptionManager) -> UsageLedger | None:
+    """A connection of its own; None (the page says so) when the ledger cannot be opened."""
     try:
         return UsageLedger.open(m.config)
     except Exception:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_text, open_private_append, read_private_bytes
 from ..names import validate_slot_name
-from .snapshot import UsageSnapshot
+from .snapshot import UsageSnapshot, clamp_fraction
 
 SAMPLE_EVERY = 600.0
 KEEP = 8 * 86400.0
@@ -86,7 +86,7 @@ def _number(value: object) -> bool:
 
 
 def _fraction(value: object) -> float | None:
-    return min(1.0, max(0.0, float(value))) if _number(value) else None  # type: ignore[arg-type]
+    return clamp_fraction(float(value)) if _number(value) else None  # type: ignore[arg-type]
 
 
 def _trim(path: Path, now: float) -> None:
